@@ -1,0 +1,49 @@
+"""pplaw: perplexity-aware data scaling laws for continual pre-training.
+
+Score a domain corpus with the base model, build its perplexity landscape, sample subsets from
+perplexity regimes, fit the perplexity-aware law and select the final subset by Distance-to-Optimum.
+
+Heavy dependencies (torch, transformers, scipy) are imported lazily: ``import pplaw`` is cheap, and the
+public names below resolve on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    "Landscape": "pplaw.landscape",
+    "sample_subset": "pplaw.sampling",
+    "select_dos": "pplaw.sampling",
+    "subset_stats": "pplaw.sampling",
+    "chunk_texts": "pplaw.chunking",
+    "score_perplexity": "pplaw.scoring",
+}
+
+__all__ = ["__version__", "exceptions", *_LAZY]
+
+from pplaw import exceptions  # noqa: E402  (pure Python, cheap)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pplaw' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs
+    from pplaw.chunking import chunk_texts
+    from pplaw.landscape import Landscape
+    from pplaw.sampling import sample_subset, select_dos, subset_stats
+    from pplaw.scoring import score_perplexity

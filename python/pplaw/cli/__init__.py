@@ -1,0 +1,1 @@
+"""The ``pplaw`` command line: one sub-command per stage (see ``pplaw --help``)."""

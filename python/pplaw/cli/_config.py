@@ -1,0 +1,78 @@
+"""TRL-style configuration parsing: dataclass configs with help metadata, ``--config recipe.yaml``.
+
+Precedence is defaults < YAML < command line, as in TRL's ``TrlParser``. Unknown YAML keys are an error
+(a typo in a recipe must not be silently ignored). Built on ``transformers.HfArgumentParser``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from pplaw.exceptions import ConfigError
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of option: value, got {type(data).__name__}")
+    return data
+
+
+def parse_config(
+    dataclass_types: Sequence[type],
+    argv: Sequence[str] | None = None,
+    *,
+    prog: str | None = None,
+    description: str | None = None,
+    yaml_overrides: dict[str, Any] | None = None,
+) -> tuple:
+    """Parse ``argv`` into one instance of each dataclass in ``dataclass_types``.
+
+    ``--config FILE`` (YAML) sets defaults; explicit flags override them. ``yaml_overrides`` (a dict) is
+    applied as if it came from the YAML file (used by ``pplaw run`` to pass recipe sections on).
+    """
+    from transformers import HfArgumentParser  # lazy: transformers is slow to import
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    known, _ = pre.parse_known_args(argv)
+
+    parser = HfArgumentParser(tuple(dataclass_types), prog=prog, description=description)
+    parser.add_argument(
+        "--config", default=None, metavar="YAML",
+        help="YAML file whose keys set defaults for the options below; command-line flags override it",
+    )
+    values: dict[str, Any] = {}
+    if known.config:
+        values.update(load_yaml(known.config))
+    if yaml_overrides:
+        values.update(yaml_overrides)
+    if values:
+        names = {f.name for dc in dataclass_types for f in dataclasses.fields(dc)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            where = f"config file {known.config!r}" if known.config else "config"
+            raise ConfigError(
+                f"unknown key(s) in {where}: {', '.join(unknown)}; valid keys are: {', '.join(sorted(names))}"
+            )
+        # A YAML value satisfies a required option, exactly as TrlParser does.
+        for action in parser._actions:
+            if action.dest in values:
+                action.required = False
+        parser.set_defaults(**values)
+    outputs = parser.parse_args_into_dataclasses(args=argv)
+    return tuple(o for o in outputs if not isinstance(o, argparse.Namespace))

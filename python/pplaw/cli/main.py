@@ -1,0 +1,70 @@
+"""Entry point of the ``pplaw`` command.
+
+Each sub-command lives in ``pplaw/cli/<name>.py`` and defines ``main(argv) -> int``; it is imported only
+when called, so ``pplaw landscape`` never pays for importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from pplaw.exceptions import NotBuiltError, PplawError
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("pplaw.cli.run", "the end-to-end loop: score, landscape, plan, train, fit, select, report"),
+    "score": ("pplaw.cli.score", "chunk a corpus and score each chunk's perplexity with the base model"),
+    "landscape": ("pplaw.cli.landscape", "build the perplexity landscape of scored chunks (Parquet/JSONL)"),
+    "sample": ("pplaw.cli.sample", "draw a subset to a token budget and target PPL mean/std, or by DOS"),
+    "train": ("pplaw.cli.train", "continual pre-training of one run (TRL), also under `accelerate launch`"),
+    "evaluate": ("pplaw.cli.evaluate", "held-out losses and lm-eval benchmark suites for a model"),
+    "tasks": ("pplaw.cli.tasks", "list or export the benchmark suites' local task data"),
+    "fit": ("pplaw.cli.fit", "fit a scaling law to run records, with bootstrap CIs and plots"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: pplaw <command> [options]   (pplaw <command> --help for its options)", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        from pplaw import __version__
+
+        print(f"pplaw {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"pplaw: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module_name = COMMANDS[name][0]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name != module_name:
+            raise
+        print(f"pplaw {name}: not built yet (no module {module_name}); see the open issues.", file=sys.stderr)
+        return 3
+    try:
+        return int(module.main(rest) or 0)
+    except NotBuiltError as err:
+        print(f"pplaw {name}: not built yet: {err}", file=sys.stderr)
+        return 3
+    except PplawError as err:
+        print(f"pplaw {name}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"pplaw {name}: interrupted; finished outputs were kept, re-run to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
