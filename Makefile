@@ -37,7 +37,7 @@ quickstart: setup
 	$(VENV)/bin/pplaw run
 
 test-rust:
-	cargo test --release --workspace
+	cargo test --workspace
 
 test-python: setup
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \

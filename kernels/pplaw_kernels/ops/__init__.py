@@ -1,0 +1,1 @@
+"""Triton kernels (importing a module here imports triton). One module per kernel: Triton kernels + launcher."""
