@@ -1,0 +1,322 @@
+"""The shared fitting engine: law declaration, the robust grid + L-BFGS-B fit, and the bootstrap.
+
+A law is declared once (:class:`Law`): named parameters with bounds and start values (:class:`Param`), and a
+forward function vectorised over parameter sets (``theta`` of shape ``(K, P)`` -> predictions ``(K, n)``).
+Laws whose log-prediction is a log-sum-exp of terms linear in the parameters derive from :class:`LSELaw` and get
+the Hoffmann et al. parameterisation (``log L = LSE(e, a - alpha*log N, b - beta*log D)``) with an analytic
+gradient for free. Any other law gets an exact gradient by the complex-step method (one vectorised forward call
+with ``P`` complex perturbations), so its forward must be complex-analytic (``exp``, ``log``, ``**``; no
+``abs``/``clip``/``maximum``).
+
+The fitting recipe (Hoffmann et al. 2022; Besiroglu et al. 2024) is:
+
+1. residuals in log space by default (``log prediction - log target``); ``space="linear"`` for laws whose target
+   may be negative (loss changes) or is bounded (accuracy);
+2. Huber loss with ``delta=1e-3`` **summed** over points (``loss="mse"`` gives least squares: with a single
+   power-law term in log space that is exactly OLS in log-log);
+3. the objective is evaluated over the whole start grid at once (chunked, vectorised), the ``polish`` best starts
+   (or all, ``polish=None``) are refined with L-BFGS-B (tight tolerances, the grid is cheap, the polish is not);
+   the best converged result wins, and a result that did not converge is an error (``strict=True``) or a loud
+   warning in the summary, never a silent number;
+4. bootstrap over run records (rows, or whole ``group`` s so the checkpoints of one run move together), each
+   refit warm-started from the full-data optimum; resamples that break the design (one value of a variable) or
+   do not converge are counted, not hidden.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+
+import numpy as np
+
+from pplaw.exceptions import FitError, InvalidInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pplaw.laws.data import Data
+    from pplaw.laws.result import Fit
+
+HUBER_DELTA = 1e-3
+_CSTEP = 1e-30  # complex-step size: exact to machine precision, no subtractive cancellation
+
+REGISTRY: dict[str, type[Law]] = {}
+
+
+def register(cls: type[Law]) -> type[Law]:
+    """Class decorator: make a law reachable by name (``Fit.from_json``, ``pplaw fit --law NAME``)."""
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_law(name: str, **options: Any) -> Law:
+    """Build a registered law by name, e.g. ``get_law("perplexity", sigma="var")``."""
+    import pplaw.laws  # noqa: F401  (importing the package registers every law)
+
+    if name not in REGISTRY:
+        raise InvalidInputError(f"unknown law {name!r}; known laws: {', '.join(sorted(REGISTRY))}")
+    try:
+        return REGISTRY[name](**options)
+    except TypeError as err:
+        raise InvalidInputError(f"invalid options for law {name!r}: {err}") from err
+
+
+@dataclass(frozen=True)
+class Param:
+    """One named parameter.
+
+    ``bounds`` and ``grid`` (the start values) are on the optimiser's scale: for ``log=True`` parameters the
+    optimiser works on ``log(value)`` (so ``E`` is fitted as ``e = log E`` and stays positive), and ``bounds`` /
+    ``grid`` are given on that log scale.
+    """
+
+    name: str
+    bounds: tuple[float, float]
+    grid: tuple[float, ...]
+    log: bool = False
+    doc: str = ""
+
+
+def lse(t: np.ndarray, axis: int) -> np.ndarray:
+    """log-sum-exp along ``axis``; safe for complex input (complex step) and for all ``-inf`` terms."""
+    m = np.max(t.real, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.squeeze(m, axis) + np.log(np.sum(np.exp(t - m), axis=axis))
+
+
+class Law:
+    """Base class of every law. Subclasses set the class attributes and implement :meth:`declare` and
+    :meth:`forward` (or, for log-sum-exp forms, derive from :class:`LSELaw` and implement ``terms``)."""
+
+    name: ClassVar[str] = ""
+    formula: ClassVar[str] = ""
+    variables: tuple[str, ...] = ()  # inputs, each mapped to a column at fit time
+    positive: tuple[str, ...] = ()  # inputs whose logarithm is taken: must be > 0
+    default_space: ClassVar[str] = "log"
+    default_loss: ClassVar[str] = "huber"
+    default_delta: ClassVar[float] = HUBER_DELTA
+
+    def __init__(self, *, grid: Mapping[str, Any] | None = None, bounds: Mapping[str, Any] | None = None):
+        self._grid = {k: tuple(float(x) for x in np.atleast_1d(v)) for k, v in dict(grid or {}).items()}
+        self._bounds = {k: (float(v[0]), float(v[1])) for k, v in dict(bounds or {}).items()}
+        names = {p.name for p in self.declare()}
+        for kind, over in (("grid", self._grid), ("bounds", self._bounds)):
+            unknown = sorted(set(over) - names)
+            if unknown:
+                raise InvalidInputError(
+                    f"{kind} names unknown parameter(s) {unknown} of {type(self).__name__}; parameters: {sorted(names)}"
+                )
+        for k, (lo, hi) in self._bounds.items():
+            if not lo < hi:
+                raise InvalidInputError(f"bounds for {k!r} must satisfy low < high, got ({lo}, {hi})")
+
+    # ---------------------------------------------------------------- declaration
+    def declare(self) -> tuple[Param, ...]:
+        raise NotImplementedError
+
+    @property
+    def params(self) -> tuple[Param, ...]:
+        out = []
+        for p in self.declare():
+            bounds = self._bounds.get(p.name, p.bounds)
+            grid = self._grid.get(p.name, p.grid)
+            out.append(Param(p.name, bounds, grid, p.log, p.doc))
+        return tuple(out)
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    def options(self) -> dict[str, Any]:
+        """Law-specific constructor options (JSON-serialisable); subclasses extend."""
+        return {}
+
+    def config(self) -> dict[str, Any]:
+        """Everything needed to rebuild this law: ``REGISTRY[name](**config)``."""
+        cfg = dict(self.options())
+        if self._grid:
+            cfg["grid"] = {k: list(v) for k, v in self._grid.items()}
+        if self._bounds:
+            cfg["bounds"] = {k: list(v) for k, v in self._bounds.items()}
+        return cfg
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
+        return f"{type(self).__name__}({opts})"
+
+    def describe(self) -> str:
+        """One line for summaries: the formula and the options."""
+        opts = ", ".join(f"{k}={v}" for k, v in self.options().items())
+        return f"{type(self).__name__}: {self.formula}" + (f"   [{opts}]" if opts else "")
+
+    def resolve(self, data: Data) -> Law:
+        """Hook: return the law with data-dependent options fixed (e.g. a token unit); default ``self``."""
+        return self
+
+    def data_grid(self, data: Data, z: np.ndarray) -> dict[str, tuple[float, ...]]:
+        """Hook: start values that depend on the data (e.g. ``E`` below the smallest loss); ``z`` is the model
+        target. Explicit ``grid=`` overrides win over these."""
+        return {}
+
+    def starts(self, data: Data, space: str) -> np.ndarray:
+        """Start points ``(S, P)`` on the optimiser scale: the Cartesian product of the grids."""
+        auto = self.data_grid(data, self.target_to_model(data.y, data.X))
+        grids = [self._grid.get(p.name, auto.get(p.name, p.grid)) for p in self.params]
+        return np.array(list(itertools.product(*grids)), dtype=float)
+
+    def check_inputs(self, X: Mapping[str, np.ndarray], columns: Mapping[str, str]) -> None:
+        """Hook: law-specific input checks beyond finiteness/positivity (e.g. a ratio within [0, 1])."""
+
+    def design_variables(self) -> tuple[str, ...]:
+        """Variables that must take at least two distinct values for the parameters to be identifiable."""
+        return tuple(self.variables)
+
+    def check_design(self, data: Data) -> None:
+        for v in self.design_variables():
+            x = data.X[v]
+            if np.unique(x).size < 2:
+                col = data.columns.get(v, v)
+                raise FitError(
+                    f"degenerate design for {type(self).__name__}: variable {v!r} (column {col!r}) takes a single "
+                    f"value ({x[0]:.6g}) in all {x.size} rows, so its exponent cannot be identified; vary it across "
+                    "runs or use a law without that variable"
+                )
+
+    # ---------------------------------------------------------------- model
+    def design(self, X: Mapping[str, np.ndarray]) -> Any:
+        """Precompute whatever the forward needs from the inputs (default: the inputs themselves)."""
+        return X
+
+    def forward(self, theta: np.ndarray, design: Any) -> np.ndarray:
+        """Predictions of the model target: theta ``(K, P)`` -> ``(K, n)``. Must be complex-safe."""
+        raise NotImplementedError
+
+    def log_forward(self, theta: np.ndarray, design: Any) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log(self.forward(theta, design))
+
+    def values(self, theta: np.ndarray, design: Any, space: str) -> np.ndarray:
+        """Predictions in the fitting space, ``(K, P)`` -> ``(K, n)``."""
+        return self.log_forward(theta, design) if space == "log" else self.forward(theta, design)
+
+    def jacobian(self, theta: np.ndarray, design: Any, space: str) -> tuple[np.ndarray, np.ndarray]:
+        """Values ``(n,)`` and Jacobian ``(n, P)`` in the fitting space at one theta ``(P,)``.
+
+        Default: complex step, ``f(theta + i h e_j).imag / h``, all ``P`` directions in one vectorised call.
+        """
+        p = theta.size
+        th = theta[None, :] + 1j * _CSTEP * np.eye(p)  # (P, P) complex
+        v = self.values(th, design, space)  # (P, n) complex
+        return v[0].real, (v.imag / _CSTEP).T
+
+    # ---------------------------------------------------------------- targets
+    def target_to_model(self, y: np.ndarray, X: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Map the user's target to the quantity the law models (identity; DownstreamLaw: ``-log Q``)."""
+        return y
+
+    def model_to_target(self, z: np.ndarray, X: Mapping[str, np.ndarray]) -> np.ndarray:
+        return z
+
+    def check_target(self, y: np.ndarray, data: Data, space: str) -> None:
+        if space == "log" and np.any(y <= 0):
+            bad = np.flatnonzero(y <= 0)
+            raise InvalidInputError(
+                f"target column {data.target!r} must be > 0 to be fitted in log space; {bad.size} value(s) are "
+                f"<= 0 (e.g. {y[bad[0]]:.6g} at row {bad[0]}); use space='linear' or fix the data"
+            )
+
+    # ---------------------------------------------------------------- parameters
+    def public(self, theta: np.ndarray) -> dict[str, np.ndarray]:
+        """Optimiser-scale theta ``(..., P)`` -> user-facing values by name (``exp`` of log parameters)."""
+        theta = np.asarray(theta, dtype=float)
+        return {p.name: (np.exp(theta[..., j]) if p.log else theta[..., j]) for j, p in enumerate(self.params)}
+
+    def internal(self, params: Mapping[str, float]) -> np.ndarray:
+        missing = [p.name for p in self.params if p.name not in params]
+        if missing:
+            raise InvalidInputError(f"{type(self).__name__} needs values for parameter(s) {missing}")
+        return np.array([np.log(params[p.name]) if p.log else float(params[p.name]) for p in self.params])
+
+    def derived(self, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Quantities derived from the parameters (vectorised over bootstrap draws); reported with CIs."""
+        return {}
+
+    def optimum(self, fit: Fit, **kwargs: Any) -> Any:
+        raise FitError(f"{type(self).__name__} defines no optimum")
+
+    # ---------------------------------------------------------------- fitting
+    def fit(
+        self,
+        table: Any,
+        *,
+        target: str,
+        group: str | None = None,
+        bootstrap: int = 0,
+        seed: int = 0,
+        level: float = 0.95,
+        space: str | None = None,
+        loss: str | None = None,
+        delta: float | None = None,
+        polish: int | None = 32,
+        maxiter: int = 15000,
+        strict: bool = True,
+        progress: bool | None = None,
+        **columns: str,
+    ) -> Fit:
+        """Fit the law to a table (pandas DataFrame, pyarrow Table, ``datasets.Dataset`` or dict of columns).
+
+        ``target`` names the column to predict; each law variable maps to a column by keyword (``D="tokens"``),
+        defaulting to a column of the variable's own name. ``group`` names a column identifying the run of each
+        row: the bootstrap then resamples whole runs, so checkpoints of one run move together. ``bootstrap`` is
+        the number of resamples (0: no CIs). ``polish`` is how many of the best grid starts L-BFGS-B refines
+        (``None``: all). With ``strict=False`` a fit that did not converge is returned with a warning instead of
+        raising :class:`~pplaw.exceptions.FitError`.
+        """
+        from pplaw.laws.data import prepare
+        from pplaw.laws.fitting import FitOptions, fit_data
+
+        data = prepare(self, table, target=target, columns=columns, group=group)
+        opts = FitOptions.make(self, space=space, loss=loss, delta=delta, polish=polish, maxiter=maxiter)
+        return fit_data(self, data, opts, bootstrap=bootstrap, seed=seed, level=level, strict=strict,
+                        progress=progress)
+
+
+class LSELaw(Law):
+    """A law with ``log prediction = logsumexp_k (Phi_k(X) @ theta + c_k(X))``: every term linear in theta.
+
+    Subclasses implement :meth:`terms`, returning one ``(Phi (n, P), c (n,) or None)`` pair per term; a ``c`` of
+    ``-inf`` switches a term off for a row (e.g. ``r^eta`` at ``r = 0``). The gradient is analytic: the
+    softmax-weighted sum of the term features.
+    """
+
+    def terms(self, X: Mapping[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        raise NotImplementedError
+
+    def design(self, X: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        terms = self.terms(X)
+        phi = np.stack([t[0] for t in terms]).astype(float)  # (T, n, P)
+        n = phi.shape[1]
+        c = np.stack([np.zeros(n) if t[1] is None else np.asarray(t[1], float) for t in terms])  # (T, n)
+        return phi, c
+
+    def log_forward(self, theta: np.ndarray, design: Any) -> np.ndarray:
+        phi, c = design
+        t = np.einsum("tnp,kp->ktn", phi, theta) + c[None]  # (K, T, n)
+        return lse(t, axis=1)
+
+    def forward(self, theta: np.ndarray, design: Any) -> np.ndarray:
+        return np.exp(self.log_forward(theta, design))
+
+    def jacobian(self, theta: np.ndarray, design: Any, space: str) -> tuple[np.ndarray, np.ndarray]:
+        phi, c = design
+        t = np.einsum("tnp,p->tn", phi, theta) + c  # (T, n)
+        logv = lse(t, axis=0)  # (n,)
+        with np.errstate(invalid="ignore"):
+            w = np.exp(t - logv[None])  # softmax over terms (T, n)
+        w = np.where(np.isfinite(w), w, 0.0)
+        jac = np.einsum("tn,tnp->np", w, np.where(np.isfinite(phi), phi, 0.0))  # (n, P)
+        if space == "log":
+            return logv, jac
+        v = np.exp(logv)
+        return v, v[:, None] * jac
