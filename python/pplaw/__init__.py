@@ -22,6 +22,7 @@ _LAZY = {
     "subset_stats": "pplaw.sampling",
     "chunk_texts": "pplaw.chunking",
     "score_perplexity": "pplaw.scoring",
+    "load_runs": "pplaw.runs",
 }
 
 __all__ = ["__version__", "exceptions", *_LAZY]

@@ -1,0 +1,334 @@
+"""Evaluation of one model: held-out domain/general loss and lm-evaluation-harness benchmark suites.
+
+- Held-out loss: token-weighted mean NLL (nats/token) over a validation set, computed with pplaw's own
+  scorer (:class:`pplaw.scoring.PerplexityScorer`): ``loss = sum(nll_sum) / sum(n_scored)`` over chunks,
+  ``ppl = exp(loss)``. Text is cut into chunks with :func:`pplaw.chunking.chunk_texts`, token chunks
+  (``input_ids``) are scored as they are.
+- Benchmarks: ``lm_eval.simple_evaluate`` in-process, with an ``HFLM`` wrapped around the model and a
+  ``TaskManager`` whose ``include_path`` holds the local task YAMLs (:mod:`pplaw.tasks`). Per task:
+  ``acc``, ``acc_norm`` and their stderr; per suite: the mean ``acc`` (``avg``) and mean ``acc_norm``.
+
+``pplaw evaluate --run_dir DIR`` evaluates a finished run and merges the results into its run record;
+``pplaw evaluate --model DIR`` evaluates any model and prints (or ``--output``-writes) the results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pplaw import tasks as T
+from pplaw.exceptions import ConfigError, InvalidInputError, PplawError
+
+log = logging.getLogger("pplaw.evaluate")
+METRICS = ("acc", "acc_norm")
+
+
+@dataclass
+class EvalConfig:
+    """How a model is evaluated (after training, or with ``pplaw evaluate``)."""
+
+    domain_eval_data: str | None = field(
+        default=None, metadata={"help": "Held-out domain set (Parquet/JSONL/dataset folder; 'input_ids' or text)."})
+    general_eval_data: str | None = field(default=None, metadata={"help": "Held-out general set (same formats)."})
+    eval_text_column: str = field(default="text", metadata={"help": "Text column of the held-out sets."})
+    eval_chunk_tokens: int | None = field(
+        default=None, metadata={"help": "Chunk length for held-out text; default: the training max_length, else 1024."})
+    eval_max_chunks: int | None = field(default=None, metadata={"help": "Score at most this many held-out chunks."})
+    eval_tokens_per_batch: int = field(default=16384, metadata={"help": "Scorer micro-batch size in padded tokens."})
+    suites: list[str] = field(
+        default_factory=list, metadata={"help": "Benchmark suites: medical, general, or suite_definitions keys."})
+    tasks: list[str] = field(default_factory=list, metadata={"help": "Extra lm-eval task or group names."})
+    suite_definitions: dict | str | None = field(
+        default=None, metadata={"help": "Recipe suites: {name: [task, ...]} (JSON on the command line)."})
+    task_source: str = field(
+        default="auto", metadata={"help": "'online' (lm-eval tasks, Hub data), 'local' (X -> X_local over local "
+                                          "exports) or 'auto' (PPLAW_TASK_SOURCE, default online)."})
+    task_data: str | None = field(
+        default=None, metadata={"help": "Local task data directory (default: PPLAW_TASK_DATA)."})
+    task_include_path: list[str] = field(
+        default_factory=list, metadata={"help": "More lm-eval task folders (include_path)."})
+    num_fewshot: int | None = field(default=None, metadata={"help": "Few-shot examples (default: each task's own)."})
+    bench_limit: float | None = field(
+        default=None, metadata={"help": "At most N examples per task (< 1: a fraction); for smoke tests only."})
+    bench_batch_size: int = field(default=8, metadata={"help": "lm-eval batch size."})
+    bench_bootstrap_iters: int = field(default=1000, metadata={"help": "Bootstrap iterations for non-mean stderrs."})
+    eval_after_train: bool = field(default=True, metadata={"help": "Evaluate when `pplaw train` finishes."})
+
+
+def wants_evaluation(ecfg: EvalConfig) -> bool:
+    return bool(ecfg.domain_eval_data or ecfg.general_eval_data or ecfg.suites or ecfg.tasks)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# held-out loss
+
+
+def heldout_token_ids(data: str, tokenizer, *, text_column: str = "text", chunk_tokens: int = 1024,
+                      max_chunks: int | None = None, what: str = "held-out set") -> list:
+    """The token-id chunks of a held-out set (as stored, or cut from text with ``chunk_texts``)."""
+    from pplaw.chunking import chunk_texts
+    from pplaw.cpt_data import load_table
+    from pplaw.exceptions import MissingColumnError
+
+    ds = load_table(data, what=what)
+    if "input_ids" not in ds.column_names:
+        if text_column not in ds.column_names:
+            raise MissingColumnError(f"{what} {data!r} needs an 'input_ids' column or a {text_column!r} text column; "
+                                     f"columns found: {ds.column_names}")
+        chunker = chunk_texts(tokenizer, chunk_tokens=chunk_tokens, text_column=text_column)
+        ds = ds.map(chunker, batched=True, with_indices=True, remove_columns=ds.column_names, desc=f"chunk {what}")
+    if max_chunks is not None:
+        ds = ds.select(range(min(max_chunks, len(ds))))
+    ids = [x for x in ds["input_ids"] if len(x) >= 2]
+    if not ids:
+        raise InvalidInputError(f"{what} {data!r} has no chunk of 2 or more tokens to score")
+    return ids
+
+
+def heldout_loss(model, tokenizer, token_ids: list, *, tokens_per_batch: int = 16384) -> dict[str, Any]:
+    """``{"loss", "ppl", "n_tokens", "n_chunks"}``: token-weighted mean NLL of ``token_ids`` under ``model``."""
+    from pplaw.scoring import PerplexityScorer
+
+    out = PerplexityScorer(model, tokenizer, max_tokens_per_batch=tokens_per_batch).score_token_ids(token_ids)
+    n = int(out["n_scored"].sum())
+    loss = float(out["nll_sum"].sum() / n)
+    return {"loss": loss, "ppl": math.exp(loss), "n_tokens": n, "n_chunks": len(token_ids)}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# benchmarks
+
+
+def _suite_definitions(value: dict | str | None) -> dict[str, list[str]]:
+    if value in (None, "", {}):
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise ConfigError(
+                f"suite_definitions must be a mapping {{suite: [tasks]}} (JSON on the command line): {err}") from err
+    if not isinstance(value, dict) or not all(isinstance(v, list) and all(isinstance(t, str) for t in v) and v
+                                              for v in value.values()):
+        raise ConfigError(f"suite_definitions must map suite names to non-empty lists of task names, got {value!r}")
+    return value
+
+
+def plan_benchmarks(ecfg: EvalConfig, workdir: str | Path) -> tuple[list[str], dict[str, list[str]], Any]:
+    """(lm-eval task names, {suite: member names}, TaskManager) for ``ecfg``; local tasks render into ``workdir``.
+
+    Raises :class:`ConfigError` for unknown suites/tasks (with a "did you mean" list) and
+    :class:`InvalidInputError` for missing local data files.
+    """
+    from lm_eval.tasks import TaskManager
+
+    source = T.resolve_source(ecfg.task_source)
+    extra = _suite_definitions(ecfg.suite_definitions)
+    leaves, groups = T.catalog()
+    suites: dict[str, list[str]] = {s: T.suite_members(s, source, extra) for s in ecfg.suites}
+    names = [n for members in suites.values() for n in members]
+    names += [T.local_name(t) if source == "local" and (t in leaves or t in groups) else t for t in ecfg.tasks]
+    names = list(dict.fromkeys(names))  # dedupe, keep order
+    include = [str(Path(p).expanduser().resolve()) for p in ecfg.task_include_path]
+    for p in include:
+        if not Path(p).is_dir():
+            raise InvalidInputError(f"task_include_path {p!r} is not a directory")
+    local = [n for n in names if n.endswith(T.LOCAL_SUFFIX) and T.online_name(n) in {**leaves, **groups}]
+    if local:
+        data = T.resolve_data_dir(ecfg.task_data)
+        T.check_local_data(local, data)
+        include.insert(0, str(T.render_local_tasks(data, Path(workdir) / "lm_eval_tasks")))
+    # lm-eval's own index takes seconds to build: only when a name is not local.
+    tm = TaskManager(include_path=include or None, include_defaults=False) if include else None
+    if tm is None or any(n not in tm.all_tasks for n in names):
+        tm = TaskManager(include_path=include or None, include_defaults=True)
+    known = set(tm.all_tasks) | set(T.suites()) | set(extra)
+    for n in names:
+        if n not in tm.all_tasks:
+            hint = T.did_you_mean(n, known)
+            raise ConfigError(f"unknown benchmark task {n!r}{hint or ' (no similar task name)'}; `lm_eval ls tasks` "
+                              f"lists lm-eval's tasks, `pplaw tasks list` the suites")
+    return names, suites, tm
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def summarize(results: dict[str, Any], suites: dict[str, list[str]]) -> dict[str, Any]:
+    """Per-task acc/acc_norm (+ stderr, n_samples) and per-suite averages from ``simple_evaluate`` output."""
+    per_task: dict[str, dict[str, Any]] = {}
+    n_samples = results.get("n-samples", {})
+    for name, metrics in results.get("results", {}).items():
+        row: dict[str, Any] = {}
+        for m in METRICS:
+            row[m] = _num(metrics.get(f"{m},none"))
+            row[f"{m}_stderr"] = _num(metrics.get(f"{m}_stderr,none"))
+        if name in n_samples:
+            row["n_samples"] = n_samples[name].get("effective")
+        per_task[name] = row
+    suite_rows = {}
+    for suite, members in suites.items():
+        accs = [per_task.get(m, {}).get("acc") for m in members]
+        norms = [per_task.get(m, {}).get("acc_norm") for m in members]
+        accs, norms = [a for a in accs if a is not None], [a for a in norms if a is not None]
+        suite_rows[suite] = {
+            "tasks": members,
+            "avg": sum(accs) / len(accs) if len(accs) == len(members) else None,
+            "acc_norm_avg": sum(norms) / len(norms) if len(norms) == len(members) else None,
+            "n_tasks_with_acc": len(accs),
+        }
+    return {"tasks": per_task, "suites": suite_rows}
+
+
+def run_benchmarks(model, tokenizer, ecfg: EvalConfig) -> dict[str, Any]:
+    """Run the configured suites/tasks through lm-eval; ``model`` is a loaded model or a path."""
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+
+    with tempfile.TemporaryDirectory(prefix="pplaw-tasks-") as work:
+        names, suites, tm = plan_benchmarks(ecfg, work)
+        if isinstance(model, (str, Path)):
+            import torch
+
+            lm = HFLM(pretrained=str(model), tokenizer=tokenizer, batch_size=ecfg.bench_batch_size,
+                      device="cuda" if torch.cuda.is_available() else "cpu")
+        else:
+            lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=ecfg.bench_batch_size)
+        limit = ecfg.bench_limit
+        if limit is not None and limit >= 1:
+            limit = int(limit)
+        try:
+            results = simple_evaluate(model=lm, tasks=names, task_manager=tm, num_fewshot=ecfg.num_fewshot,
+                                      limit=limit, bootstrap_iters=ecfg.bench_bootstrap_iters, log_samples=False)
+        except PplawError:
+            raise
+        except Exception as err:  # a Hub dataset out of reach, a broken task YAML: say where it happened
+            raise PplawError(f"lm-eval failed on tasks {names} (task_source={T.resolve_source(ecfg.task_source)}): "
+                             f"{type(err).__name__}: {err}. Offline? use task_source=local with exported data "
+                             f"(`pplaw tasks export`)") from err
+    out = summarize(results, suites)
+    out.update(source=T.resolve_source(ecfg.task_source), limit=ecfg.bench_limit, num_fewshot=ecfg.num_fewshot,
+               requested=names)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# one model
+
+
+def _load(model_path: str, tokenizer):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    hub_like = model_path.count("/") == 1 and not model_path.startswith((".", "/", "~"))
+    if not Path(model_path).expanduser().exists() and not hub_like:
+        raise InvalidInputError(f"model {model_path!r} does not exist (expected a model folder or a Hub id org/name)")
+    cuda = torch.cuda.is_available()
+    try:
+        tok = tokenizer if tokenizer is not None and not isinstance(tokenizer, str) else \
+            AutoTokenizer.from_pretrained(tokenizer or model_path)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype="auto" if cuda else torch.float32)
+    except OSError as err:  # not a model folder, or a Hub id out of reach
+        raise InvalidInputError(f"cannot load model {model_path!r}: {err}") from err
+    return model.to("cuda" if cuda else "cpu").eval(), tok
+
+
+def evaluate_model(model, tokenizer, ecfg: EvalConfig, *, seq_len: int | None = None) -> dict[str, Any]:
+    """Held-out losses and benchmarks of ``model`` (a loaded model or a path).
+
+    Returns ``{"eval": {"domain": {...}, "general": {...}}, "benchmarks": {...}, "wall_times": {...}}``.
+    """
+    if isinstance(model, (str, Path)):
+        model, tokenizer = _load(str(model), tokenizer)
+    model.eval()
+    chunk = ecfg.eval_chunk_tokens or seq_len or min(1024, getattr(model.config, "max_position_embeddings", 1024))
+    result: dict[str, Any] = {"eval": {}, "benchmarks": {}, "wall_times": {}}
+    t0 = time.perf_counter()
+    for name, data in (("domain", ecfg.domain_eval_data), ("general", ecfg.general_eval_data)):
+        if data:
+            ids = heldout_token_ids(data, tokenizer, text_column=ecfg.eval_text_column, chunk_tokens=chunk,
+                                    max_chunks=ecfg.eval_max_chunks, what=f"{name}_eval_data")
+            result["eval"][name] = {**heldout_loss(model, tokenizer, ids, tokens_per_batch=ecfg.eval_tokens_per_batch),
+                                    "data": str(data), "chunk_tokens": chunk}
+            log.info("%s held-out loss %.4f (%d tokens)", name, result["eval"][name]["loss"], result["eval"][name]["n_tokens"])
+    result["wall_times"]["eval_loss_s"] = time.perf_counter() - t0
+    if ecfg.suites or ecfg.tasks:
+        t1 = time.perf_counter()
+        result["benchmarks"] = run_benchmarks(model, tokenizer, ecfg)
+        result["wall_times"]["benchmarks_s"] = time.perf_counter() - t1
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------------
+# command line
+
+
+@dataclass
+class EvaluateTarget:
+    """What ``pplaw evaluate`` evaluates."""
+
+    run_dir: str | None = field(
+        default=None, metadata={"help": "A run directory: evaluates its final model, updates its run_record.json."})
+    model: str | None = field(default=None, metadata={"help": "Any model folder (or Hub id) to evaluate instead."})
+    output: str | None = field(default=None, metadata={"help": "Write the results as JSON here (with --model)."})
+
+
+def main(argv: list[str]) -> int:
+    """``pplaw evaluate``: a recipe's training keys are accepted (and ignored, except ``output_dir``)."""
+    import argparse
+
+    from pplaw.cli._config import load_yaml, parse_config
+    from pplaw import runs
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    known, rest = pre.parse_known_args(argv)
+    overrides: dict[str, Any] = {}
+    run_dir_from_recipe = None
+    if known.config:
+        from pplaw.cpt import CONFIG_TYPES
+
+        values = load_yaml(known.config)
+        mine = {f.name for dc in (EvalConfig, EvaluateTarget) for f in dataclasses.fields(dc)}
+        train_keys = {f.name for dc in CONFIG_TYPES for f in dataclasses.fields(dc)}
+        unknown = sorted(set(values) - mine - train_keys)
+        if unknown:
+            raise ConfigError(f"unknown key(s) in config file {known.config!r}: {', '.join(unknown)}")
+        overrides = {k: v for k, v in values.items() if k in mine}
+        run_dir_from_recipe = values.get("output_dir")
+    ecfg, target = parse_config((EvalConfig, EvaluateTarget), rest, prog="pplaw evaluate",
+                                description=__doc__.split("\n\n")[0], yaml_overrides=overrides)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if target.model is None and target.run_dir is None:
+        target.run_dir = run_dir_from_recipe
+    if target.model is None and target.run_dir is None:
+        raise ConfigError("pplaw evaluate needs --run_dir DIR (a finished run) or --model DIR")
+    if not wants_evaluation(ecfg):
+        raise ConfigError("nothing to evaluate: set domain_eval_data/general_eval_data and/or suites/tasks")
+    if target.model is None:
+        from pplaw.cpt import evaluate_run
+
+        seq = (runs.read_record(target.run_dir).get("training") or {}).get("seq_len")
+        rec = evaluate_run(target.run_dir, ecfg, seq_len=seq)
+        result = {"eval": rec["eval"], "benchmarks": rec["benchmarks"]}
+        print(f"updated {runs.record_path(target.run_dir)}")
+    else:
+        result = evaluate_model(target.model, None, ecfg)
+        if target.output:
+            runs.write_json_atomic(target.output, result)
+    for name, ev in result["eval"].items():
+        print(f"{name}_loss = {ev['loss']:.4f} (ppl {ev['ppl']:.2f}, {ev['n_tokens']} tokens)")
+    for task, m in (result["benchmarks"].get("tasks") or {}).items():
+        print(f"{task}: acc = {m.get('acc')} ± {m.get('acc_stderr')}, acc_norm = {m.get('acc_norm')}")
+    for suite, s in (result["benchmarks"].get("suites") or {}).items():
+        print(f"suite {suite}: avg acc = {s.get('avg')}, avg acc_norm = {s.get('acc_norm_avg')}")
+    return 0

@@ -1,0 +1,323 @@
+"""Run records: one JSON file per CPT run, and a loader that turns a folder of them into a table.
+
+Each run directory holds ``run_record.json`` (:data:`RECORD_NAME`), written atomically (temp file in the
+same directory, then ``os.replace``) so a reader never sees half a record, whatever kills the writer.
+The record is created when training starts (``status="training"``), completed when the final model is
+saved (``"trained"``) and again after evaluation (``"evaluated"``).
+
+Schema (``schema_version`` 1; every section is present, values may be ``null``)::
+
+    schema_version, run_id, status ("training" | "trained" | "evaluated"), created_at, updated_at, run_dir
+    config       {cpt: {...}, eval: {...}, training_args: {...}}       the full parsed config
+    model        {base, final_dir, n_params, n_params_non_embedding}
+    subset       {domain_data, indices_file, n_chunks, tokens, mu, sigma, space, R, R_actual}
+                 tokens = domain tokens of the packed subset; mu/sigma = PPL mean/std of its chunks in
+                 `space` (null when the chunks carry no ppl); R = configured replay ratio (tokens), R_actual = realised
+    training     {seed, seq_len, global_batch_size, world_size, steps, tokens_per_step, budget_tokens,
+                  tokens_total, tokens_domain (= D), tokens_general, domain_epochs, general_epochs,
+                  train_loss, last_logged_loss, global_step, num_input_tokens_seen, resumed_from,
+                  log_history: [{step, loss, learning_rate, grad_norm, ...}]}
+    eval         {domain: {loss, ppl, n_tokens, n_chunks, data, chunk_tokens}, general: {...}}
+                 loss = token-weighted mean NLL in nats = sum(nll_sum) / sum(n_scored) over held-out chunks
+    benchmarks   {source, limit, num_fewshot, requested: [task names],
+                  tasks: {task: {acc, acc_stderr, acc_norm, acc_norm_stderr, n_samples}},
+                  suites: {suite: {tasks: [...], avg, acc_norm_avg, n_tasks_with_acc}}}
+    wall_times   {data_s, train_s, eval_loss_s, benchmarks_s}        seconds
+    environment  {versions: {package: version}, git_revision, git_dirty, python, platform, device, world_size}
+
+:func:`load_runs` flattens them into one ``pandas.DataFrame`` (see its docstring for the columns).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pplaw.exceptions import EmptyInputError, InvalidInputError, SerializationError
+
+RECORD_NAME = "run_record.json"
+SCHEMA_VERSION = 1
+SECTIONS = ("config", "model", "subset", "training", "eval", "benchmarks", "wall_times", "environment")
+_PACKAGES = (
+    "pplaw", "pplaw-kernels", "torch", "transformers", "trl", "accelerate", "datasets", "tokenizers",
+    "lm_eval", "numpy", "pandas", "pyarrow", "deepspeed", "peft",
+)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON-safe copy: NaN/inf become null (JSON has no NaN), numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
+        value = value.item()  # numpy / torch scalar
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    return repr(value)
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically (temp file in the same directory, then ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(_jsonable(obj), fh, indent=2, allow_nan=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    if out["pplaw"] is None:  # running from a checkout that is not installed
+        from pplaw import __version__
+
+        out["pplaw"] = __version__
+    return out
+
+
+def git_revision(path: str | Path | None = None) -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the git checkout holding ``path`` (default: pplaw's own source), or (None, None)."""
+    where = Path(path) if path is not None else Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=where, capture_output=True,
+            text=True, timeout=10, check=True,
+        ).stdout
+        return rev or None, bool(status.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def environment(device: str | None = None, world_size: int | None = None) -> dict[str, Any]:
+    rev, dirty = git_revision()
+    return {
+        "versions": package_versions(),
+        "git_revision": rev,
+        "git_dirty": dirty,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "device": device,
+        "world_size": world_size,
+    }
+
+
+def new_record(run_id: str, run_dir: str | Path, config: dict[str, Any]) -> dict[str, Any]:
+    """An empty record with every section present."""
+    rec: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "status": "training",
+        "created_at": _now(),
+        "updated_at": _now(),
+        "run_dir": str(Path(run_dir).resolve()),
+    }
+    for section in SECTIONS:
+        rec[section] = {}
+    rec["config"] = config
+    return rec
+
+
+def record_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / RECORD_NAME
+
+
+def read_record(path: str | Path) -> dict[str, Any]:
+    """Read one record (``path`` is the JSON file or its run directory)."""
+    path = Path(path)
+    if path.is_dir():
+        path = record_path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"run record {str(path)!r} does not exist")
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SerializationError(f"run record {str(path)!r} is not valid JSON: {err}") from err
+    if not isinstance(rec, dict) or "schema_version" not in rec or "run_id" not in rec:
+        raise SerializationError(f"run record {str(path)!r} is not a pplaw run record (no schema_version/run_id)")
+    if rec["schema_version"] != SCHEMA_VERSION:
+        raise SerializationError(
+            f"run record {str(path)!r} has schema_version {rec['schema_version']!r}; this pplaw reads "
+            f"version {SCHEMA_VERSION}"
+        )
+    return rec
+
+
+def save_record(run_dir: str | Path, rec: dict[str, Any]) -> Path:
+    rec["updated_at"] = _now()
+    return write_json_atomic(record_path(run_dir), rec)
+
+
+def update_record(run_dir: str | Path, status: str | None = None, **sections: dict[str, Any]) -> dict[str, Any]:
+    """Read-modify-write: merge ``sections`` (shallow, per section) into the record and save it atomically."""
+    rec = read_record(run_dir)
+    for name, values in sections.items():
+        if name not in SECTIONS:
+            raise InvalidInputError(f"update_record: unknown section {name!r}; sections are {SECTIONS}")
+        rec.setdefault(name, {}).update(values)
+    if status is not None:
+        rec["status"] = status
+    save_record(run_dir, rec)
+    return rec
+
+
+def plot_training_curve(rec: dict[str, Any], path: str | Path) -> Path | None:
+    """PNG of the training loss against tokens trained on (and the held-out losses, when there), atomically."""
+    history = (rec.get("training") or {}).get("log_history") or []
+    points = [(h["step"], h["loss"]) for h in history if "step" in h and isinstance(h.get("loss"), (int, float))]
+    if not points:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    per_step = (rec.get("training") or {}).get("tokens_per_step") or 1
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([s * per_step for s, _ in points], [loss for _, loss in points], marker=".", label="training loss")
+    for name, style in (("domain", "--"), ("general", ":")):
+        ev = (rec.get("eval") or {}).get(name) or {}
+        if ev.get("loss") is not None:
+            ax.axhline(ev["loss"], linestyle=style, color="grey", label=f"held-out {name} loss {ev['loss']:.3f}")
+    subset = rec.get("subset") or {}
+    ax.set(xlabel="tokens trained on" if per_step > 1 else "step", ylabel="loss (nats/token)",
+           title=f"run {rec.get('run_id')}: R={subset.get('R')}, D={(rec.get('training') or {}).get('tokens_domain')}")
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the table
+
+
+def flatten_record(rec: dict[str, Any]) -> dict[str, Any]:
+    """One table row of a record (the columns :func:`load_runs` documents)."""
+    subset, training = rec.get("subset") or {}, rec.get("training") or {}
+    ev, bench = rec.get("eval") or {}, rec.get("benchmarks") or {}
+    model = rec.get("model") or {}
+    dom, gen = ev.get("domain") or {}, ev.get("general") or {}
+    row: dict[str, Any] = {
+        "run_id": rec.get("run_id"),
+        "run_dir": rec.get("run_dir"),
+        "status": rec.get("status"),
+        "seed": training.get("seed"),
+        "mu": subset.get("mu"),
+        "sigma": subset.get("sigma"),
+        "space": subset.get("space"),
+        "D": training.get("tokens_domain"),
+        "R": subset.get("R"),
+        "R_actual": subset.get("R_actual"),
+        "N": model.get("n_params"),
+        "N_non_embedding": model.get("n_params_non_embedding"),
+        "subset_tokens": subset.get("tokens"),
+        "tokens_total": training.get("tokens_total"),
+        "tokens_general": training.get("tokens_general"),
+        "steps": training.get("steps"),
+        "seq_len": training.get("seq_len"),
+        "global_batch_size": training.get("global_batch_size"),
+        "domain_epochs": training.get("domain_epochs"),
+        "train_loss": training.get("train_loss"),
+        "domain_loss": dom.get("loss"),
+        "domain_ppl": dom.get("ppl"),
+        "domain_eval_tokens": dom.get("n_tokens"),
+        "general_loss": gen.get("loss"),
+        "general_ppl": gen.get("ppl"),
+        "general_eval_tokens": gen.get("n_tokens"),
+    }
+    for task, metrics in sorted((bench.get("tasks") or {}).items()):
+        for metric, value in sorted(metrics.items()):
+            if isinstance(value, (int, float)) or value is None:
+                row[f"bench.{task}.{metric}"] = value
+    for suite, values in sorted((bench.get("suites") or {}).items()):
+        row[f"bench.{suite}.avg"] = values.get("avg")
+        row[f"bench.{suite}.acc_norm_avg"] = values.get("acc_norm_avg")
+    for key, value in sorted((rec.get("wall_times") or {}).items()):
+        row[f"time.{key}"] = value
+    return row
+
+
+def load_runs(directory: str | Path, *, include_incomplete: bool = False, recursive: bool = True):
+    """All run records under ``directory`` as one ``pandas.DataFrame``, one row per run, sorted by run_id.
+
+    Columns: ``run_id, run_dir, status, seed, mu, sigma, space, D`` (domain tokens trained on), ``R`` (the
+    configured replay ratio in tokens), ``R_actual`` (realised), ``N`` (parameters), ``N_non_embedding,
+    subset_tokens, tokens_total, tokens_general, steps, seq_len, global_batch_size, domain_epochs,
+    train_loss, domain_loss, domain_ppl, domain_eval_tokens, general_loss, general_ppl,
+    general_eval_tokens``, one ``bench.<task>.<metric>`` column per benchmark metric (``acc``,
+    ``acc_stderr``, ``acc_norm``, ``acc_norm_stderr``, ``n_samples``), ``bench.<suite>.avg`` and
+    ``bench.<suite>.acc_norm_avg`` per suite, and ``time.<stage>_s`` wall times.
+
+    Runs whose status is not ``"trained"``/``"evaluated"`` (still training, or killed) are left out
+    unless ``include_incomplete``. A corrupt record raises :class:`SerializationError` naming the file.
+    """
+    import pandas as pd
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise InvalidInputError(f"load_runs: {str(directory)!r} is not a directory")
+    paths = sorted(directory.rglob(RECORD_NAME) if recursive else directory.glob(f"*/{RECORD_NAME}"))
+    if record_path(directory).is_file() and record_path(directory) not in paths:
+        paths.insert(0, record_path(directory))
+    rows = []
+    for path in paths:
+        rec = read_record(path)
+        if include_incomplete or rec.get("status") in ("trained", "evaluated"):
+            rows.append(flatten_record(rec))
+    if not rows:
+        raise EmptyInputError(
+            f"load_runs: no {'' if include_incomplete else 'finished '}run records ({RECORD_NAME}) under "
+            f"{str(directory)!r}"
+        )
+    ids = [r["run_id"] for r in rows]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise InvalidInputError(f"load_runs: run_id(s) {dupes} appear in more than one record under {str(directory)!r}")
+    return pd.DataFrame(rows).sort_values("run_id", kind="stable").reset_index(drop=True)
+
+
+__all__ = [
+    "RECORD_NAME", "SCHEMA_VERSION", "load_runs", "read_record", "update_record", "new_record", "save_record",
+    "write_json_atomic", "flatten_record", "environment",
+]
