@@ -24,7 +24,7 @@ $(PY):
 $(STAMP): pyproject.toml kernels/pyproject.toml | $(PY)
 	$(PIP) install "maturin>=1.7,<2"
 	$(PIP) install -e ./kernels
-	$(PIP) install -e ".[test,polars]"
+	$(PIP) install -e ".[test,polars,ray]"
 	touch $(STAMP)
 
 # The Rust extension (pplaw._core), built in place into python/pplaw/ (incremental: seconds when unchanged).
@@ -47,6 +47,8 @@ test: setup test-rust test-python
 
 bench: setup
 	$(PY) benchmarks/bench_landscape.py
+	$(PY) benchmarks/bench_scoring.py
+	$(PY) benchmarks/bench_fit.py
 
 clean:
 	cargo clean
