@@ -1,0 +1,153 @@
+"""Type stubs of the Rust extension ``pplaw._core`` (rust/src/py/mod.rs).
+
+Array arguments accept anything exporting the Arrow PyCapsule interface (``__arrow_c_array__`` or
+``__arrow_c_stream__``): pyarrow Array/ChunkedArray, polars Series, nanoarrow, arro3. The Python layer
+(:mod:`pplaw._columns`) turns numpy arrays, ``datasets.Dataset`` columns and lists into those first.
+
+``rows`` is an optional logical -> physical row mapping (a ``datasets`` indices mapping): logical row ``i``
+reads physical row ``rows[i]``. Errors are raised as :mod:`pplaw.exceptions` classes; the GIL is released
+while computing; a Rust panic surfaces as ``pplaw.exceptions.PplawError``, never an abort.
+"""
+
+from typing import Any, Literal, Protocol
+
+import pyarrow as pa
+
+__version__: str
+
+class _ArrowArrayLike(Protocol):
+    def __arrow_c_array__(self, requested_schema: Any = None) -> tuple[Any, Any]: ...
+
+ArrayLike = _ArrowArrayLike | pa.Array | pa.ChunkedArray | Any
+Space = Literal["ppl", "log_ppl"]
+GridSpecTuple = tuple[float, float, int]  # (log_lo, log_hi, n_cells)
+
+class GridCore:
+    """Fixed fine grid over ln PPL with integer counts and fixed-point moment sums: merges exactly,
+    associatively and commutatively (bit-identical in any order)."""
+
+    @property
+    def n_chunks(self) -> int: ...
+    @property
+    def n_tokens(self) -> int: ...
+    @property
+    def spec(self) -> GridSpecTuple: ...
+    def merge(self, other: GridCore) -> GridCore:
+        """Raises InvalidInputError when the two grids have different specs."""
+    def quantiles(self, n_bins: int) -> list[float]:
+        """``n_bins + 1`` token-weighted quantile edges at grid resolution (one cell of error at most)."""
+    def summary(self) -> dict[str, Any]: ...
+    def cells(self) -> pa.RecordBatch:
+        """Non-empty cells: cell, log_ppl_lo, log_ppl_hi, count, tokens."""
+    def to_json(self) -> str: ...
+    @staticmethod
+    def from_json(s: str) -> GridCore:
+        """Raises SerializationError on a corrupt document."""
+
+class LandscapeCore:
+    """Exact token-weighted quantile bins, per-bin and overall statistics, each chunk's bin, fine grid."""
+
+    @property
+    def n_bins(self) -> int: ...
+    @property
+    def n_chunks(self) -> int: ...
+    @property
+    def n_tokens(self) -> int: ...
+    @property
+    def edges(self) -> list[float]: ...
+    def summary(self) -> dict[str, Any]:
+        """n_chunks, n_tokens, mean, std, log_mean, log_std, ppl_min, ppl_max, weighted."""
+    def bin_index(self) -> pa.Array:
+        """uint32 bin of each logical row; InvalidInputError when loaded from JSON saved without it."""
+    def bins(self) -> pa.RecordBatch:
+        """bin, ppl_lo, ppl_hi, count, tokens, ppl_min, ppl_max, ppl_mean, ppl_var, log_ppl_mean, log_ppl_var."""
+    def grid(self) -> GridCore: ...
+    def to_json(self, include_bin_index: bool = False) -> str: ...
+    @staticmethod
+    def from_json(s: str) -> LandscapeCore: ...
+
+def build_landscape(
+    ppl: ArrayLike,
+    tokens: ArrayLike,
+    *,
+    n_bins: int = 100,
+    rows: ArrayLike | None = None,
+    grid: GridSpecTuple | None = None,
+) -> LandscapeCore: ...
+def build_grid(
+    ppl: ArrayLike,
+    tokens: ArrayLike,
+    *,
+    rows: ArrayLike | None = None,
+    log_lo: float | None = None,
+    log_hi: float | None = None,
+    n_cells: int | None = None,
+) -> GridCore: ...
+def subset_stats(
+    ppl: ArrayLike,
+    tokens: ArrayLike,
+    selection: ArrayLike,
+    *,
+    rows: ArrayLike | None = None,
+    space: Space = "ppl",
+    weighting: Literal["auto", "chunks", "tokens"] = "auto",
+) -> dict[str, Any]:
+    """``selection``: integer logical row indices or a boolean mask. Returns count, tokens, mean, std, weighted."""
+def sample_subset(
+    ppl: ArrayLike,
+    tokens: ArrayLike,
+    chunk_id: ArrayLike | None = None,
+    *,
+    token_budget: int,
+    target_mean: float | None = None,
+    target_std: float | None = None,
+    space: Space = "ppl",
+    ppl_min: float | None = None,
+    ppl_max: float | None = None,
+    quantile_min: float | None = None,
+    quantile_max: float | None = None,
+    rows: ArrayLike | None = None,
+    seed: int = 0,
+) -> pa.Array:
+    """Sorted uint64 logical row indices; BudgetError / UnreachableTargetError (with ``.realisable``)."""
+def select_dos(
+    ppl: ArrayLike,
+    tokens: ArrayLike,
+    *,
+    token_budget: int,
+    target_mean: float,
+    target_std: float,
+    space: Space = "ppl",
+    w_mu: float | None = None,
+    w_s: float | None = None,
+    chunk_id: ArrayLike | None = None,
+    rows: ArrayLike | None = None,
+    seed: int = 0,
+) -> pa.Array:
+    """Sorted uint64 logical row indices of the Distance-to-Optimum subset (rust/src/dos.rs)."""
+def dos_objective(
+    ppl: ArrayLike,
+    tokens: ArrayLike,
+    selection: ArrayLike,
+    *,
+    target_mean: float,
+    target_std: float,
+    space: Space = "ppl",
+    w_mu: float | None = None,
+    w_s: float | None = None,
+    rows: ArrayLike | None = None,
+) -> float: ...
+def realisable_range(
+    ppl: ArrayLike,
+    tokens: ArrayLike,
+    *,
+    token_budget: int,
+    space: Space = "ppl",
+    ppl_min: float | None = None,
+    ppl_max: float | None = None,
+    quantile_min: float | None = None,
+    quantile_max: float | None = None,
+    rows: ArrayLike | None = None,
+) -> dict[str, Any]: ...
+def chunk_key(seed: int, chunk_id: int) -> int:
+    """The 64-bit random key of a chunk (hash of seed and chunk_id) that sampling orders by."""

@@ -1,0 +1,140 @@
+"""``pplaw sample SCORED --token-budget N --out FILE.parquet``: draw a subset of scored chunks.
+
+Modes: a uniform random draw (no target); a draw to ``--target-mean``/``--target-std`` (in ``--space``);
+or Distance-to-Optimum Selection with ``--dos`` and both targets. ``--quantile-window lo hi`` and
+``--ppl-window lo hi`` restrict the candidate chunks (target mode).
+
+Writes FILE (Parquet; one row per selected chunk: ``row`` = row index in SCORED - files in sorted path
+order, then in-file order -, ``chunk_id`` when SCORED has it, ``file``/``file_row`` for a directory, and
+the PPL/token columns) and ``FILE`` with suffix ``.json``: the achieved statistics in both spaces, the
+request and the inputs. Both are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from pplaw.cli.landscape import read_scored, require, with_positional_input, write_table
+from pplaw.landscape import atomic_write
+from pplaw.exceptions import ConfigError
+
+
+@dataclass
+class SampleConfig:
+    input: str | None = field(
+        default=None,
+        metadata={"help": "scored chunks: a Parquet/JSONL file or a directory of them (also the first positional)"},
+    )
+    out: str | None = field(default=None, metadata={"help": "output Parquet file; the stats go next to it as .json"})
+    token_budget: int | None = field(default=None, metadata={"help": "tokens to select (within one chunk)"})
+    target_mean: float | None = field(default=None, metadata={"help": "target mean of chunk PPL (in --space)"})
+    target_std: float | None = field(default=None, metadata={"help": "target std of chunk PPL (in --space)"})
+    dos: bool = field(
+        default=False,
+        metadata={"help": "Distance-to-Optimum Selection to (--target-mean, --target-std) instead of sampling"},
+    )
+    space: str = field(default="ppl", metadata={"help": "statistics space: ppl (as in the paper) or log_ppl"})
+    quantile_window: list[float] | None = field(
+        default=None, metadata={"help": "only chunks between these token-weighted PPL quantiles: LO HI in [0, 1]"}
+    )
+    ppl_window: list[float] | None = field(default=None, metadata={"help": "only chunks with LO <= ppl <= HI"})
+    seed: int = field(default=0, metadata={"help": "random seed (chunk keys hash (seed, chunk_id))"})
+    ppl_column: str = field(default="ppl", metadata={"help": "column with each chunk's perplexity"})
+    tokens_column: str = field(default="n_scored", metadata={"help": "column with each chunk's scored-token count"})
+    chunk_id_column: str = field(
+        default="chunk_id", metadata={"help": "stable chunk id column (used when present; '' to ignore it)"}
+    )
+
+
+def _window(value: list[float] | None, flag: str) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    if len(value) != 2:
+        raise ConfigError(f"pplaw sample: {flag} takes two numbers LO HI, got {value}")
+    return value[0], value[1]
+
+
+def _check(cfg: SampleConfig) -> None:
+    require(cfg.input, "SCORED (or --input)", "sample")
+    require(cfg.out, "--out", "sample")
+    require(cfg.token_budget, "--token-budget", "sample")
+    if cfg.dos and (cfg.target_mean is None or cfg.target_std is None):
+        raise ConfigError("pplaw sample: --dos needs both --target-mean and --target-std")
+    if cfg.dos and (cfg.quantile_window or cfg.ppl_window):
+        raise ConfigError("pplaw sample: --quantile-window/--ppl-window apply to target sampling, not to --dos")
+    if Path(cfg.out).suffix.lower() not in (".parquet", ".pq"):
+        raise ConfigError(f"pplaw sample: --out must be a .parquet file, got {cfg.out!r}")
+
+
+def main(argv: list[str]) -> int:
+    from pplaw.cli._config import parse_config
+    from pplaw.sampling import sample_subset, select_dos, subset_stats
+
+    (cfg,) = parse_config([SampleConfig], with_positional_input(argv), prog="pplaw sample",
+                          description=__doc__.split("\n\n")[0])
+    _check(cfg)
+    cid = cfg.chunk_id_column or None
+    table, files, counts = read_scored(cfg.input, [cfg.ppl_column, cfg.tokens_column], [cid] if cid else [])
+    has_cid = cid is not None and cid in table.column_names
+    columns = dict(ppl_column=cfg.ppl_column, tokens_column=cfg.tokens_column)
+    common = dict(token_budget=cfg.token_budget, target_mean=cfg.target_mean, target_std=cfg.target_std,
+                  space=cfg.space, seed=cfg.seed, chunk_id_column=cid if has_cid else None, **columns)
+    if cfg.dos:
+        idx = select_dos(table, **common)
+        method = "dos"
+    else:
+        idx = sample_subset(table, ppl_window=_window(cfg.ppl_window, "--ppl-window"),
+                            quantile_window=_window(cfg.quantile_window, "--quantile-window"), **common)
+        method = "target" if cfg.target_mean is not None else "random"
+
+    # the selected rows, with where they came from
+    sel = pa.array(idx, type=pa.uint64())
+    out_cols = {"row": sel}
+    if has_cid:
+        out_cols["chunk_id"] = table.column(cid).take(sel)
+    if len(files) > 1:
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.uint64)
+        file_no = np.searchsorted(np.cumsum(counts), idx, side="right")
+        names = pa.array([str(f) for f in files])
+        out_cols["file"] = pa.DictionaryArray.from_arrays(pa.array(file_no, type=pa.int32()), names)
+        out_cols["file_row"] = pa.array(idx - starts[file_no], type=pa.uint64())
+    out_cols[cfg.ppl_column] = table.column(cfg.ppl_column).take(sel)
+    out_cols[cfg.tokens_column] = table.column(cfg.tokens_column).take(sel)
+    out = Path(cfg.out)
+    write_table(pa.table(out_cols), out)
+
+    stats = {space: subset_stats(table, idx, space=space, **columns) for space in ("ppl", "log_ppl")}
+    corpus = {space: subset_stats(table, np.ones(table.num_rows, dtype=bool), space=space, **columns)
+              for space in ("ppl", "log_ppl")}
+    report = {
+        "method": method,
+        "request": {k: v for k, v in asdict(cfg).items() if k not in ("input", "out")},
+        "achieved": stats,
+        "corpus": corpus,
+        "selected_file": str(out),
+        "input": str(cfg.input),
+        "input_files": [str(f) for f in files],
+    }
+    stats_path = out.with_suffix(".json")
+    atomic_write(stats_path, lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8"))
+
+    got = stats[cfg.space]
+    print(f"{method}: selected {got['count']:,} of {table.num_rows:,} chunks, {got['tokens']:,} tokens "
+          f"(budget {cfg.token_budget:,})")
+    line = f"{cfg.space}: mean {got['mean']:.4f}  std {got['std']:.4f}"
+    if cfg.target_mean is not None:
+        line += f"   (target mean {cfg.target_mean:g}"
+        line += f", std {cfg.target_std:g})" if cfg.target_std is not None else ")"
+    print(line)
+    print(f"wrote {out} and {stats_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
