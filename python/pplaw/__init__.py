@@ -23,6 +23,7 @@ _LAZY = {
     "chunk_texts": "pplaw.chunking",
     "score_perplexity": "pplaw.scoring",
     "load_runs": "pplaw.runs",
+    "run_pipeline": "pplaw.pipeline.loop",
 }
 
 __all__ = ["__version__", "exceptions", *_LAZY]

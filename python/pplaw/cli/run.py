@@ -1,17 +1,114 @@
-"""``pplaw run [recipe.yaml]``: the end-to-end loop (issue: `pplaw run`).
+"""``pplaw run [RECIPE.yaml] [--out DIR] [section.key=value ...]``: the end-to-end loop.
 
-NOT BUILT YET. The stages it ties together (scoring, landscape, sampling, training, fitting) are built
-one issue at a time; until the loop itself exists this command says so and exits non-zero rather than
-pretending to have produced a result.
+Without a recipe, runs the embedded quickstart: a synthetic "clinical knowledge" world on the CPU, in
+minutes. Overrides set any recipe option by its dotted path, as ``plan.seeds=[0,1]`` or
+``--plan.seeds [0,1]`` (values are YAML). Re-running the same command resumes: finished stages and runs
+are skipped. ``pplaw run --help`` lists every option.
 """
 
 from __future__ import annotations
 
-from pplaw.exceptions import NotBuiltError
+import os
+import sys
+import time
+from pathlib import Path
+
+from pplaw.exceptions import ConfigError
+
+USAGE = "usage: pplaw run [RECIPE.yaml] [--out DIR] [section.key=value | --section.key VALUE ...] [--help]"
+
+
+def parse_argv(argv: list[str]) -> tuple[str | None, str | None, list[tuple[str, str]]]:
+    """(recipe path or None, --out or None, [(dotted key, raw YAML value)])."""
+    recipe, out, overrides = None, None, []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("--out", "--output_dir", "--out_dir"):
+            if i + 1 >= len(argv):
+                raise ConfigError(f"{a} needs a directory")
+            out, i = argv[i + 1], i + 2
+            continue
+        if a.startswith("--out="):
+            out, i = a.split("=", 1)[1], i + 1
+            continue
+        if a.startswith("--"):
+            key = a[2:]
+            if "=" in key:
+                key, value = key.split("=", 1)
+                i += 1
+            elif i + 1 < len(argv):
+                value, i = argv[i + 1], i + 2
+            else:
+                raise ConfigError(f"option {a} needs a value")
+            overrides.append((key.replace("-", "_"), value))
+            continue
+        if "=" in a and not a.endswith((".yaml", ".yml")):
+            key, value = a.split("=", 1)
+            overrides.append((key, value))
+        elif recipe is None:
+            recipe = a
+        else:
+            raise ConfigError(f"unexpected argument {a!r} (one recipe only; overrides look like key=value)\n{USAGE}")
+        i += 1
+    return recipe, out, overrides
+
+
+def _print_summary(summary: dict, out: Path, seconds: float) -> None:
+    opt = summary.get("optimum") or {}
+    print("\n" + "=" * 78)
+    print(f"pplaw run finished in {seconds / 60:.1f} min  ->  {out}")
+    if opt:
+        ci = opt.get("ci") or {}
+        c = lambda k: f" [{ci[k][0]:.4g}, {ci[k][1]:.4g}]" if k in ci else ""  # noqa: E731
+        print(f"optimum ({opt.get('space')}): mu* = {opt['mu']:.4g}{c('mu')}, sigma* = {opt['sigma']:.4g}{c('sigma')}"
+              + ("  (on the edge of the region)" if opt.get("on_boundary") else ""))
+    band = summary.get("learnable_band")
+    if band:
+        print(f"learnable band (diagnostics) [{band['lo']:.4g}, {band['hi']:.4g}]: mu* "
+              f"{'inside' if band['mu_star_inside'] else 'OUTSIDE'}")
+    comp = summary.get("comparison") or {}
+    if comp:
+        print(f"\n{'method':<12} {'domain loss':>18} {'domain bench':>18} {'general bench':>18}")
+        for m, v in comp.items():
+            cell = lambda k: (f"{v[k]['mean']:.4f} ± {v[k]['sd']:.4f}" if v[k].get("sd") is not None  # noqa: E731
+                              else f"{v[k]['mean']:.4f}")
+            print(f"{m:<12} {cell('domain_loss'):>18} {cell('domain_bench'):>18} {cell('general_bench'):>18}")
+    for base, cmp in (summary.get("margins") or {}).items():
+        for key in ("domain_loss", "domain_bench"):
+            if key in cmp:
+                print(f"DOS - {base:<11} {key:<13} {cmp[key]['mean']:+.4f}  ({cmp[key]['verdict']})")
+    pred = (summary.get("prediction") or {}).get("dos")
+    if pred:
+        print(f"law's prediction for DOS: {pred['predicted']:.4f} vs measured {pred['measured']:.4f} "
+              f"({pred['rel_error']:+.1%})")
+    for what in ("failed_runs", "unreachable"):
+        if summary.get(what):
+            print(f"{what.replace('_', ' ')}: {', '.join(x['id'] for x in summary[what])}")
+    print(f"report: {out / 'report.md'}" + (f" and {out / 'report.html'}" if (out / 'report.html').exists() else ""))
 
 
 def main(argv: list[str]) -> int:
-    raise NotBuiltError(
-        "the end-to-end loop (`pplaw run`) is not implemented yet. Available now: "
-        "`pplaw landscape` and `pplaw sample` (and the stages listed by `pplaw --help` that are built)."
-    )
+    if any(a in ("-h", "--help") for a in argv):
+        from pplaw.pipeline.recipe import describe
+
+        print(__doc__.split("\n\n")[0] + "\n\n" + USAGE + "\n\nRecipe options (section.key = default):")
+        print("\n".join(describe()))
+        return 0
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from pplaw.pipeline import load_recipe, run_pipeline
+
+    path, out, overrides = parse_argv(argv)
+    recipe = load_recipe(path, overrides)
+    out_dir = Path(out) if out else Path("pplaw_runs") / recipe.name
+    print(f"pplaw run: recipe {path or 'quickstart (embedded)'} -> {out_dir}")
+    t0 = time.perf_counter()
+    summary = run_pipeline(recipe, out_dir)
+    _print_summary(summary, out_dir, time.perf_counter() - t0)
+    return 0
+
+
+if __name__ == "__main__":
+    from pplaw.cli.main import main as _main
+
+    sys.exit(_main(["run", *sys.argv[1:]]))

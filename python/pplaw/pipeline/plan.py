@@ -1,0 +1,344 @@
+"""The fitting grid: subsets that realise a spread of (mu, sigma) regimes at several sizes D.
+
+A *regime* is a region of the perplexity landscape:
+
+- a **window**: a contiguous run of landscape bins (token-weighted quantile bins), realised by sampling D
+  tokens uniformly inside that quantile window (``pplaw.sample_subset(quantile_window=...)``);
+- a **mixture**: two windows pooled (neighbours first, see :func:`make_regimes`). Its target is the
+  pooled chunks' (mu, sigma) - a similar mean to the windows between them, a wider spread - realised by
+  target sampling
+  (``pplaw.sample_subset(target_mean=..., target_std=...)``, mean within 1%, std within 2%).
+
+Every regime is realised at every size D (x replay ratio R x seed). What the corpus cannot realise (a
+window holding fewer than D tokens, a target outside the realisable range at D) is not silently moved:
+the point is kept in the plan with status ``unreachable`` and the reason (the realisable range), and the
+report lists it.
+
+:func:`realisable_region` describes every (mu, sigma) a subset of D tokens can have: for each mean, the
+std lies between that of the contiguous window of the PPL ranking with that mean (least spread) and that of
+"lowest a + highest tail" (most spread). The optimum of the law is searched inside it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from pplaw.exceptions import BudgetError, ConfigError, UnreachableTargetError
+from pplaw.pipeline.recipe import PlanSection
+
+SPACES = ("ppl", "log_ppl")
+
+
+def resolve_size(value: float, total_tokens: int, what: str) -> int:
+    """A size from the recipe: a share of the corpus (<= 1) or a token count (> 1)."""
+    tokens = int(round(value * total_tokens)) if value <= 1 else int(value)
+    if tokens < 1:
+        raise ConfigError(f"{what} = {value} gives {tokens} tokens (corpus: {total_tokens:,} tokens)")
+    if tokens > total_tokens:
+        raise ConfigError(f"{what} = {value} asks for {tokens:,} tokens but the corpus holds {total_tokens:,}")
+    return tokens
+
+
+def stats_both(table: pa.Table, idx: np.ndarray) -> dict[str, float]:
+    """(mu, sigma) of a subset in both spaces, plus its tokens and chunk count (Rust ``subset_stats``)."""
+    from pplaw.sampling import subset_stats
+
+    p = subset_stats(table, idx, space="ppl")
+    lg = subset_stats(table, idx, space="log_ppl")
+    return {"tokens": int(p["tokens"]), "count": int(p["count"]), "mu_ppl": float(p["mean"]),
+            "sigma_ppl": float(p["std"]), "mu_log_ppl": float(lg["mean"]), "sigma_log_ppl": float(lg["std"])}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the realisable region
+
+
+@dataclass
+class RealisableRegion:
+    """Every (mu, sigma) a subset of ``budget`` tokens can have (in ``space``). Used as the ``region`` of
+    ``PerplexityLaw.optimum``: it has ``contains(mu, sigma)`` and ``bbox``."""
+
+    budget: int
+    space: str
+    lower: np.ndarray  # (m, 2) (mean, std) along the least-spread edge, mean ascending
+    upper: np.ndarray  # (k, 2) (mean, std) along the most-spread edge, mean ascending
+
+    @property
+    def mean_range(self) -> tuple[float, float]:
+        return (max(self.lower[0, 0], self.upper[0, 0]), min(self.lower[-1, 0], self.upper[-1, 0]))
+
+    @property
+    def bbox(self) -> tuple[float, float, float, float]:
+        lo, hi = self.mean_range
+        s_lo = max(float(self.lower[:, 1].min()), 1e-9 * max(abs(hi), 1.0))
+        return (max(lo, 1e-12), hi, s_lo, float(self.upper[:, 1].max()))
+
+    def edges_at(self, mu: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(least, most) std a subset with mean ``mu`` can have. Interpolated linearly in (mean, second moment):
+        sliding a window (or a tail split) by a fraction of a chunk moves both linearly, so this is exact
+        between neighbouring edge points and conservative (inside the region) between thinned ones."""
+        mu = np.asarray(mu, float)
+        q_lo = np.interp(mu, self.lower[:, 0], self.lower[:, 1] ** 2 + self.lower[:, 0] ** 2)
+        q_hi = np.interp(mu, self.upper[:, 0], self.upper[:, 1] ** 2 + self.upper[:, 0] ** 2)
+        return np.sqrt(np.maximum(q_lo - mu**2, 0.0)), np.sqrt(np.maximum(q_hi - mu**2, 0.0))
+
+    def contains(self, mu: Any, sigma: Any) -> np.ndarray:
+        mu, sigma = np.asarray(mu, float), np.asarray(sigma, float)
+        lo, hi = self.mean_range
+        s_lo, s_hi = self.edges_at(mu)
+        tol = 1e-9 * (abs(hi) + 1.0)  # float round-off (prefix sums, sqrt(q - m^2)) at the edges
+        return (mu >= lo - tol) & (mu <= hi + tol) & (sigma >= s_lo - tol) & (sigma <= s_hi + tol)
+
+    def outline(self, n: int = 200) -> np.ndarray:
+        """Closed polygon (mean, std) for plots: the lower edge left to right, the upper edge back."""
+        lo, hi = self.mean_range
+        m = np.linspace(lo, hi, n)
+        s_lo, s_hi = self.edges_at(m)
+        return np.vstack([np.column_stack([m, s_lo]), np.column_stack([m, s_hi])[::-1], [[m[0], s_lo[0]]]])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"budget": self.budget, "space": self.space, "lower": self.lower.tolist(), "upper": self.upper.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RealisableRegion:
+        return cls(int(d["budget"]), d["space"], np.asarray(d["lower"], float), np.asarray(d["upper"], float))
+
+
+def _thin(points: np.ndarray, n: int = 400) -> np.ndarray:
+    """Keep at most ``n`` points of a curve (the ends always), sorted by mean."""
+    points = points[np.argsort(points[:, 0], kind="stable")]
+    if len(points) <= n:
+        return points
+    return points[np.unique(np.linspace(0, len(points) - 1, n).round().astype(int))]
+
+
+def realisable_region(ppl: np.ndarray, tokens: np.ndarray, budget: int, space: str = "ppl") -> RealisableRegion:
+    """The region (see the module doc) from per-chunk PPL and token counts: O(n log n) with prefix sums.
+
+    Token-weighted moments (identical to the chunk-weighted ones when all chunks have the same length).
+    """
+    if space not in SPACES:
+        raise ConfigError(f"space must be one of {SPACES}, got {space!r}")
+    x = np.log(ppl) if space == "log_ppl" else np.asarray(ppl, float)
+    order = np.argsort(x, kind="stable")
+    x, w = x[order], np.asarray(tokens, np.float64)[order]  # (n,)
+    total = w.sum()
+    if budget > total:
+        raise BudgetError(f"budget {budget:,} exceeds the corpus ({int(total):,} tokens)")
+    c = x.mean()  # centre for numerically stable prefix moments
+    p0 = np.concatenate([[0.0], np.cumsum(w)])  # (n+1,)
+    p1 = np.concatenate([[0.0], np.cumsum(w * (x - c))])
+    p2 = np.concatenate([[0.0], np.cumsum(w * (x - c) ** 2)])
+
+    def moments(t0, t1, t2):
+        m = t1 / t0
+        return np.column_stack([c + m, np.sqrt(np.maximum(t2 / t0 - m * m, 0.0))])
+
+    # windows [a, b): the shortest run from a holding >= budget tokens -> least spread for its mean
+    a = np.arange(len(x) + 1)
+    b = np.searchsorted(p0, p0 + budget, side="left")
+    ok = b <= len(x)
+    a_w, b_w = a[ok], b[ok]
+    lower = moments(p0[b_w] - p0[a_w], p1[b_w] - p1[a_w], p2[b_w] - p2[a_w])
+    # tails: the lowest a chunks + the highest chunks from c on, c as large as the budget allows
+    a_t = a[: int(np.searchsorted(p0, budget, side="left")) + 1]  # up to the lowest chunks alone
+    c_t = np.searchsorted(p0, total - budget + p0[a_t], side="right") - 1
+    c_t = np.maximum(c_t, a_t)
+    upper = moments(p0[a_t] + (p0[-1] - p0[c_t]), p1[a_t] + (p1[-1] - p1[c_t]), p2[a_t] + (p2[-1] - p2[c_t]))
+    return RealisableRegion(int(budget), space, _thin(lower), _thin(upper))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# regimes and grid points
+
+
+@dataclass
+class Regime:
+    name: str
+    shape: str  # "window" or "mixture"
+    bins: list[tuple[int, int]]  # [(first bin, end bin)) windows of landscape bins
+    quantiles: list[tuple[float, float]]  # the same as token quantiles
+    target: dict[str, float] | None = None  # mixtures: pooled (mu, sigma) in the fit space
+
+
+def make_regimes(table: pa.Table, n_bins: int, cfg: PlanSection, max_size_tokens: int, total_tokens: int,
+                 space: str) -> list[Regime]:
+    """Windows evenly spread over the landscape, then mixtures of pairs of them (see the module doc)."""
+    width = cfg.window_bins or min(n_bins, math.ceil(n_bins * max_size_tokens / total_tokens) + 1)
+    if width > n_bins:
+        raise ConfigError(f"plan.window_bins = {width} exceeds landscape.n_bins = {n_bins}")
+    starts = np.unique(np.linspace(0, n_bins - width, cfg.windows).round().astype(int))
+    regimes = [Regime(f"w{i}", "window", [(int(s), int(s + width))], [(s / n_bins, (s + width) / n_bins)])
+               for i, s in enumerate(starts)]
+    # Mixture pairs, in order of preference: neighbours (a contiguous stretch of the landscape twice a
+    # window wide: the regimes between two windows, with a wider spread), then neighbours-but-one, then
+    # symmetric pairs (very wide, bimodal). Pooling distant windows only gives bimodal subsets whose
+    # (mu, sigma) say little about which chunks they hold, so they come last. Within a group the picks are
+    # spread evenly over the landscape.
+    k = len(regimes)
+    groups = [[(i, i + 1) for i in range(k - 1)], [(i, i + 2) for i in range(k - 2)],
+              [(i, k - 1 - i) for i in range(k // 2) if k - 1 - 2 * i > 2]]
+    chosen: list[tuple[int, int]] = []
+    for group in groups:
+        group = [p for p in group if p not in chosen]
+        need = cfg.mixtures - len(chosen)
+        if need <= 0 or not group:
+            continue
+        pick = np.unique(np.linspace(0, len(group) - 1, min(need, len(group))).round().astype(int))
+        chosen += [group[i] for i in pick]
+    for j, (i1, i2) in enumerate(chosen):
+        r1, r2 = regimes[i1], regimes[i2]
+        regimes.append(Regime(f"m{j}", "mixture", r1.bins + r2.bins, r1.quantiles + r2.quantiles))
+    return regimes
+
+
+def _mixture_target(table: pa.Table, bin_index: np.ndarray, reg: Regime, space: str) -> dict[str, float]:
+    from pplaw.sampling import subset_stats
+
+    mask = np.zeros(len(bin_index), dtype=bool)
+    for lo, hi in reg.bins:
+        mask |= (bin_index >= lo) & (bin_index < hi)
+    st = subset_stats(table, mask, space=space)
+    return {"mu": float(st["mean"]), "sigma": float(st["std"])}
+
+
+def point_id(regime: str, size_no: int, r: float, seed: int) -> str:
+    return f"{regime}_D{size_no}_R{r:g}_s{seed}"
+
+
+def build_plan(table: pa.Table, bin_index: np.ndarray, n_bins: int, cfg: PlanSection, *, space: str,
+               out_dir: Path, progress: Any = None) -> dict[str, Any]:
+    """Realise every grid point; write ``points/<id>.parquet`` (rows, chunk_id, ppl, n_scored) for each.
+
+    Returns ``{"sizes": [tokens], "regimes": [...], "points": [...]}``; each point holds its request, its
+    status (``ok`` or ``unreachable`` with the reason) and its realised statistics in both spaces.
+    """
+    from pplaw.sampling import sample_subset
+
+    total = int(np.asarray(table.column("n_scored")).sum())
+    sizes = [resolve_size(v, total, "plan.sizes") for v in cfg.sizes]
+    regimes = make_regimes(table, n_bins, cfg, max(sizes), total, space)
+    for reg in regimes:
+        if reg.shape == "mixture":
+            reg.target = _mixture_target(table, bin_index, reg, space)
+    (out_dir / "points").mkdir(parents=True, exist_ok=True)
+    points, cache = [], {}
+    jobs = [(reg, k, D, r, seed) for reg in regimes for k, D in enumerate(sizes) for r in cfg.replay_ratios
+            for seed in cfg.seeds]
+    for reg, k, D, r, seed in jobs:
+        pid = point_id(reg.name, k, r, seed)
+        pt: dict[str, Any] = {"id": pid, "regime": reg.name, "shape": reg.shape, "bins": reg.bins,
+                              "quantiles": reg.quantiles, "target": reg.target, "size_no": k, "D_request": D,
+                              "R": float(r), "seed": int(seed), "status": "ok", "reason": None}
+        key = (reg.name, D, seed)  # the subset does not depend on R: replay is added at training time
+        try:
+            if key not in cache:
+                if reg.shape == "window":
+                    (q_lo, q_hi), = reg.quantiles
+                    idx = sample_subset(table, token_budget=D, quantile_window=(q_lo, q_hi), seed=seed,
+                                        return_indices=True)
+                else:
+                    idx = sample_subset(table, token_budget=D, target_mean=reg.target["mu"],
+                                        target_std=reg.target["sigma"], space=space, seed=seed, return_indices=True)
+                cache[key] = idx
+            idx = cache[key]
+        except (UnreachableTargetError, BudgetError) as err:
+            pt.update(status="unreachable", reason=str(err),
+                      realisable=_plain(getattr(err, "realisable", None)))
+            points.append(pt)
+            if progress is not None:
+                progress.update(1)
+            continue
+        name = f"points/{pid}.parquet"
+        write_indices(table, idx, out_dir / name)
+        pt.update(indices=name, **stats_both(table, idx))
+        pt["D"] = pt["tokens"]
+        points.append(pt)
+        if progress is not None:
+            progress.update(1)
+    return {"sizes": sizes, "total_tokens": total, "space": space,
+            "regimes": [{"name": r.name, "shape": r.shape, "bins": r.bins, "quantiles": r.quantiles,
+                         "target": r.target} for r in regimes],
+            "points": points}
+
+
+def write_indices(table: pa.Table, idx: np.ndarray, path: Path) -> None:
+    """The selected rows as ``pplaw sample`` writes them: ``row`` (+ chunk_id, ppl, n_scored)."""
+    import pyarrow.parquet as pq
+
+    from pplaw.landscape import atomic_write
+
+    sel = pa.array(np.asarray(idx, dtype=np.uint64), type=pa.uint64())
+    cols = {"row": sel}
+    for c in ("chunk_id", "ppl", "n_scored"):
+        if c in table.column_names:
+            cols[c] = table.column(c).take(sel)
+    atomic_write(Path(path), lambda tmp: pq.write_table(pa.table(cols), tmp))
+
+
+def read_indices(path: Path) -> np.ndarray:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path, columns=["row"]).column("row").to_numpy().astype(np.int64)
+
+
+def _plain(obj: Any) -> Any:
+    """JSON-able copy of a realisable-range dict (tuples -> lists, numpy -> float)."""
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    return obj
+
+
+def plot_plan(plan: dict[str, Any], regions: dict[int, RealisableRegion], path: Path) -> Path:
+    """The planned points in the (mu, sigma) plane over the realisable region at each size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pplaw.landscape import atomic_write
+
+    space = plan["space"]
+    key = "log_ppl" if space == "log_ppl" else "ppl"
+    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    for k, (D, reg) in enumerate(sorted(regions.items())):
+        o = reg.outline()
+        ax.fill(o[:, 0], o[:, 1], alpha=0.08, color=f"C{k}")
+        ax.plot(o[:, 0], o[:, 1], lw=0.8, color=f"C{k}", label=f"realisable at D={D:,}")
+    ok = [p for p in plan["points"] if p["status"] == "ok"]
+    for shape, marker in (("window", "o"), ("mixture", "s")):
+        pts = [p for p in ok if p["shape"] == shape]
+        if pts:
+            ax.scatter([p[f"mu_{key}"] for p in pts], [p[f"sigma_{key}"] for p in pts], marker=marker,
+                       c=[f"C{p['size_no']}" for p in pts], edgecolor="k", s=40, zorder=3, label=f"{shape} points")
+    for p in ok:
+        if p["seed"] == plan["points"][0]["seed"] and p["R"] == plan["points"][0]["R"] and p["size_no"] == 0:
+            ax.annotate(p["regime"], (p[f"mu_{key}"], p[f"sigma_{key}"]), fontsize=8, xytext=(4, 4),
+                        textcoords="offset points")
+    bad = [p for p in plan["points"] if p["status"] != "ok" and p.get("target")]
+    if bad:
+        ax.scatter([p["target"]["mu"] for p in bad], [p["target"]["sigma"] for p in bad], marker="x", c="red",
+                   s=50, zorder=4, label="unreachable targets")
+    if space == "ppl":
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    label = "log-PPL" if space == "log_ppl" else "PPL"
+    ax.set(xlabel=f"subset mean chunk {label} (mu)", ylabel=f"subset std of chunk {label} (sigma)",
+           title="Fitting grid: planned subsets in the realisable (mu, sigma) region")
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+    return path

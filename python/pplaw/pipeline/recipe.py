@@ -1,0 +1,394 @@
+"""The recipe of ``pplaw run``: nested dataclass sections with help metadata, read from YAML.
+
+A recipe is a YAML mapping whose top-level keys are the sections of :class:`RunRecipe` (``world``,
+``model``, ``corpus``, ``scoring``, ``landscape``, ``plan``, ``train``, ``evaluate``, ``fit``, ``select``,
+``baselines``, ``report``). Every level is checked: an unknown key is a :class:`~pplaw.exceptions.ConfigError`
+that names its path (``plan.sizez``) and lists the valid keys, so a typo never silently falls back to a
+default. ``pplaw run --help`` prints every option with its help text.
+
+Either ``world`` (a synthetic world built by :mod:`pplaw.synth`, which then supplies the base model, the
+corpora, the held-out sets and the benchmarks) or ``model.base_model`` + ``corpus.domain_data`` (your own)
+must be given. ``pplaw run`` with no recipe uses the embedded quickstart (``quickstart.yaml`` next to this
+file, the same file as ``recipes/quickstart/run.yaml``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from pplaw.exceptions import ConfigError
+from pplaw.synth.world import WorldConfig
+
+QUICKSTART = Path(__file__).resolve().parent / "quickstart.yaml"
+METHODS = ("random", "lowest_ppl", "highest_ppl", "full")
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class ModelSection:
+    """The base model (unset when ``world`` builds one)."""
+
+    base_model: str | None = _f(None, "Base model: a local folder or a Hugging Face Hub id.")
+    tokenizer: str | None = _f(None, "Tokenizer, if not the model's own.")
+
+
+@dataclass
+class CorpusSection:
+    """The domain corpus, general replay data and held-out sets (unset when ``world`` supplies them)."""
+
+    domain_data: str | None = _f(None, "Domain corpus: a .jsonl/.parquet/.txt file or folder, one document a row.")
+    text_column: str = _f("text", "Column holding the documents.")
+    id_column: str | None = _f(None, "Column with document ids (stable chunk ids); default: row position.")
+    general_data: str | None = _f(None, "General text for replay (needed when plan.replay_ratios has R > 0).")
+    domain_eval_data: str | None = _f(None, "Held-out domain text for the domain loss (never in domain_data).")
+    general_eval_data: str | None = _f(None, "Held-out general text for the general loss.")
+    diagnostics: str | None = _f(None, "JSONL/Parquet of document id -> kind, for the report's per-kind view ONLY "
+                                       "(never shown to the method).")
+    diagnostics_kind_column: str = _f("kind", "Column of `diagnostics` with the kind label.")
+
+
+@dataclass
+class ScoringSection:
+    """Chunking and perplexity scoring of the domain corpus with the base model (``pplaw score``)."""
+
+    chunk_tokens: int = _f(1024, "Tokens per chunk (BOS included when the tokenizer adds one).")
+    min_tail_tokens: int | None = _f(None, "Shortest document tail kept as a chunk (default chunk_tokens // 4).")
+    dtype: str = _f("auto", "Scoring dtype: auto, float32, bfloat16, float16.")
+    max_tokens_per_batch: int = _f(16384, "Padded tokens per forward pass.")
+    shard_docs: int = _f(10000, "Documents per scored shard (the unit of resumption).")
+
+
+@dataclass
+class LandscapeSection:
+    """The perplexity landscape (token-weighted quantile bins)."""
+
+    n_bins: int = _f(20, "Quantile bins; the plan's windows are made of whole bins.")
+
+
+@dataclass
+class PlanSection:
+    """The fitting grid: (mu, sigma) regimes x sizes D (x replay ratios R x seeds)."""
+
+    sizes: list[float] = _f([0.05, 0.1], "Subset sizes D: a value <= 1 is a share of the corpus tokens, > 1 a "
+                                         "token count.")
+    windows: int = _f(5, "Window regimes: contiguous runs of landscape bins, spread from low to high PPL.")
+    window_bins: int = _f(0, "Bins per window (0: the fewest that hold the largest size, plus one).")
+    mixtures: int = _f(2, "Mixture regimes: (mu, sigma) targets of two windows pooled (wider spread), "
+                          "realised by target sampling; unreachable ones are reported and skipped.")
+    replay_ratios: list[float] = _f([0.0], "Replay ratios R (general tokens / all tokens); several fit the "
+                                           "mixture laws too.")
+    seeds: list[int] = _f([0], "Seeds of every grid point (sampling and training).")
+
+
+@dataclass
+class TrainSection:
+    """How each run is trained (``pplaw.cpt``): launcher, parallelism and the CPT options."""
+
+    launcher: str = _f("inprocess", "'inprocess' (pplaw.cpt in this process or a worker pool) or 'accelerate' "
+                                    "(each run under `accelerate launch`).", choices=["inprocess", "accelerate"])
+    accelerate_config: str | None = _f(None, "accelerate config file for launcher=accelerate "
+                                             "(recipes/accelerate_configs/).")
+    workers: int = _f(1, "Runs trained at once (0: one per GPU, else one per 2 CPU cores). With GPUs each worker "
+                         "gets its own.")
+    threads_per_worker: int = _f(0, "torch threads per worker (0: CPU cores / workers).")
+    epochs: float = _f(1.0, "Passes over the selected subset: each run trains on epochs x D domain tokens.")
+    max_length: int = _f(1024, "Packed sequence length in tokens.")
+    per_device_train_batch_size: int = _f(8, "Sequences per device per step.")
+    gradient_accumulation_steps: int = _f(1, "Gradient accumulation steps.")
+    learning_rate: float = _f(2e-5, "Peak learning rate.")
+    lr_scheduler_type: str = _f("cosine", "Learning-rate schedule (any transformers scheduler).")
+    warmup_steps: float = _f(0.05, "Warmup steps (>= 1) or share of steps (< 1).")
+    weight_decay: float = _f(0.0, "AdamW weight decay.")
+    model_dtype: str = _f("float32", "dtype of the loaded weights (auto, float32, bfloat16, float16).")
+    keep_models: bool = _f(True, "Keep each sweep run's final model (False: delete it once evaluated).")
+    args: dict = _f({}, "Any other `pplaw train` option (e.g. bf16, max_grad_norm, report_to).")
+
+
+@dataclass
+class EvaluateSection:
+    """Held-out losses and benchmarks of every run (``pplaw.evaluate``)."""
+
+    domain_benchmarks: list[str] = _f([], "Domain benchmark: suites (e.g. medical) or lm-eval tasks; the score is "
+                                          "the mean accuracy over them.")
+    general_benchmarks: list[str] = _f([], "General benchmark: suites (e.g. general) or lm-eval tasks.")
+    sweep_benchmarks: bool = _f(False, "Also run the benchmarks on sweep runs (the law is fitted on losses).")
+    task_source: str = _f("auto", "online, local or auto (see `pplaw evaluate --help`).")
+    task_data: str | None = _f(None, "Local task data directory (task_source=local).")
+    task_include_path: list[str] = _f([], "More lm-eval task folders.")
+    num_fewshot: int | None = _f(None, "Few-shot examples (default: each task's own).")
+    bench_limit: float | None = _f(None, "At most N examples per task (smoke tests only).")
+    bench_batch_size: int = _f(8, "lm-eval batch size.")
+    eval_max_chunks: int | None = _f(None, "Score at most this many held-out chunks.")
+    eval_tokens_per_batch: int = _f(16384, "Scorer micro-batch size in padded tokens.")
+
+
+@dataclass
+class FitSection:
+    """The perplexity-aware law fitted to the sweep (``pplaw.laws.PerplexityLaw``)."""
+
+    target: str = _f("domain_loss", "Column the law predicts.")
+    space: str = _f("ppl", "Statistics of chunk PPL ('ppl', as in the paper) or of log-PPL.",
+                    choices=["ppl", "log_ppl"])
+    sigma: str = _f("std", "Plug sigma in as the standard deviation ('std') or the variance ('var').",
+                    choices=["std", "var"])
+    bootstrap: int = _f(200, "Bootstrap resamples of runs for the CIs.")
+    seed: int = _f(0, "Bootstrap seed.")
+    compare_variants: bool = _f(True, "Also fit every (space, sigma) variant and report which fits best.")
+    variants_holdout: str | None = _f("loo", "How variants are ranked: held-out error ('loo': leave one run out, "
+                                             "'largest D') or null: in-sample RMSE.")
+
+
+@dataclass
+class SelectSection:
+    """The final selection: the optimum (mu*, sigma*) and Distance-to-Optimum Selection at the final budget."""
+
+    budget: float = _f(0.2, "Final budget D: a share of the corpus tokens (<= 1) or a token count.")
+    region: str = _f("realisable", "Where the optimum is searched: 'realisable' (what the corpus can realise at "
+                                   "the budget), 'fitted' (convex hull of the sweep points) or 'both' (their "
+                                   "intersection).", choices=["realisable", "fitted", "both"])
+    weights: list[float] | None = _f(None, "DOS weights (w_mu, w_s); default scale-free 1/mu*^2, 1/sigma*^4.")
+    seeds: list[int] = _f([0, 1, 2], "Seeds of the final comparison (DOS and every baseline).")
+    replay_ratio: float = _f(0.0, "Replay ratio R of the final runs.")
+
+
+@dataclass
+class BaselinesSection:
+    """Baselines trained at the same budget as DOS."""
+
+    methods: list[str] = _f(list(METHODS), "Any of random, lowest_ppl, highest_ppl, full (the whole corpus, "
+                                           "trained for the same number of tokens).")
+
+
+@dataclass
+class ReportSection:
+    title: str = _f("pplaw run", "Report title.")
+    html: bool = _f(True, "Also write report.html next to report.md.")
+
+
+@dataclass
+class RunRecipe:
+    """Everything `pplaw run` does, section by section."""
+
+    name: str = _f("run", "Name of the run (default output folder: pplaw_runs/<name>).")
+    world: WorldConfig | None = _f(None, "A synthetic world (pplaw.synth) that supplies model, corpora and "
+                                         "benchmarks; omit it to bring your own.")
+    cache_dir: str | None = _f("~/.cache/pplaw", "Cache of pretrained synthetic base models (null: none).")
+    model: ModelSection = field(default_factory=ModelSection, metadata={"help": ModelSection.__doc__})
+    corpus: CorpusSection = field(default_factory=CorpusSection, metadata={"help": CorpusSection.__doc__})
+    scoring: ScoringSection = field(default_factory=ScoringSection, metadata={"help": ScoringSection.__doc__})
+    landscape: LandscapeSection = field(default_factory=LandscapeSection, metadata={"help": LandscapeSection.__doc__})
+    plan: PlanSection = field(default_factory=PlanSection, metadata={"help": PlanSection.__doc__})
+    train: TrainSection = field(default_factory=TrainSection, metadata={"help": TrainSection.__doc__})
+    evaluate: EvaluateSection = field(default_factory=EvaluateSection, metadata={"help": EvaluateSection.__doc__})
+    fit: FitSection = field(default_factory=FitSection, metadata={"help": FitSection.__doc__})
+    select: SelectSection = field(default_factory=SelectSection, metadata={"help": SelectSection.__doc__})
+    baselines: BaselinesSection = field(default_factory=BaselinesSection, metadata={"help": BaselinesSection.__doc__})
+    report: ReportSection = field(default_factory=ReportSection, metadata={"help": "Report options."})
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Consistency checks that one field alone cannot express."""
+        if self.world is None and not (self.model.base_model and self.corpus.domain_data):
+            raise ConfigError("recipe: give either `world` (a synthetic world) or both `model.base_model` and "
+                              "`corpus.domain_data`")
+        if self.world is not None and (self.model.base_model or self.corpus.domain_data):
+            raise ConfigError("recipe: `world` supplies the model and corpora; leave model.base_model and "
+                              "corpus.domain_data unset (or drop `world` to bring your own)")
+        for name, values in (("plan.sizes", self.plan.sizes), ("select.budget", [self.select.budget])):
+            if not values or any(not (v > 0) for v in values):
+                raise ConfigError(f"{name} must hold positive sizes (<= 1: share of the corpus, > 1: tokens), "
+                                  f"got {values}")
+        for r in [*self.plan.replay_ratios, self.select.replay_ratio]:
+            if not 0 <= r < 1:
+                raise ConfigError(f"replay ratios must be in [0, 1), got {r}")
+        if (any(r > 0 for r in self.plan.replay_ratios) or self.select.replay_ratio > 0) and \
+                self.world is None and not self.corpus.general_data:
+            raise ConfigError("a replay ratio R > 0 needs corpus.general_data")
+        if self.plan.windows < 2:
+            raise ConfigError(f"plan.windows must be >= 2 (the law needs a spread of regimes), got {self.plan.windows}")
+        if self.plan.mixtures < 0 or self.plan.window_bins < 0:
+            raise ConfigError("plan.mixtures and plan.window_bins must be >= 0")
+        if not self.plan.seeds or not self.select.seeds:
+            raise ConfigError("plan.seeds and select.seeds must not be empty")
+        bad = sorted(set(self.baselines.methods) - set(METHODS))
+        if bad:
+            raise ConfigError(f"baselines.methods: unknown {bad}; choose from {list(METHODS)}")
+        if self.landscape.n_bins < 2:
+            raise ConfigError(f"landscape.n_bins must be >= 2, got {self.landscape.n_bins}")
+        if self.train.workers < 0 or self.train.threads_per_worker < 0 or self.train.epochs <= 0:
+            raise ConfigError("train.workers and train.threads_per_worker must be >= 0 and train.epochs > 0")
+        if self.train.launcher == "accelerate" and not self.train.accelerate_config:
+            raise ConfigError("train.launcher=accelerate needs train.accelerate_config")
+        if self.select.weights is not None and len(self.select.weights) != 2:
+            raise ConfigError(f"select.weights must be [w_mu, w_s], got {self.select.weights}")
+        if self.fit.bootstrap < 0:
+            raise ConfigError(f"fit.bootstrap must be >= 0, got {self.fit.bootstrap}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def section_hash(self, *names: str) -> str:
+        """A short hash of some sections (what a stage's cache key is made of)."""
+        d = self.to_dict()
+        return digest({n: d[n] for n in names})
+
+
+def digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# parsing: dict -> dataclasses with a check at every level
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _dataclass_of(tp: Any) -> type | None:
+    """The dataclass inside ``tp`` (``X`` or ``X | None``), else None."""
+    if dataclasses.is_dataclass(tp):
+        return tp
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        for a in typing.get_args(tp):
+            if dataclasses.is_dataclass(a):
+                return a
+    return None
+
+
+def _check_value(value: Any, tp: Any, path: str) -> Any:
+    """Light type check of a YAML value against a field annotation (ints where floats go are fine)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _check_value(value, a, path)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{path}: bad value {value!r}")
+    expected = origin or tp
+    if expected is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if expected is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if expected is bool and isinstance(value, bool):
+        return value
+    if expected is str and isinstance(value, str):
+        return value
+    if expected is list and isinstance(value, (list, tuple)):
+        inner = args[0] if args else Any
+        return [v if inner is Any else _check_value(v, inner, f"{path}[{i}]") for i, v in enumerate(value)]
+    if expected is dict and isinstance(value, dict):
+        return dict(value)
+    if expected is Any:
+        return value
+    name = getattr(expected, "__name__", str(expected))
+    raise ConfigError(f"{path}: expected {name}, got {type(value).__name__} {value!r}")
+
+
+def from_dict(cls: type, data: Any, path: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping; unknown keys anywhere are a ConfigError naming their path."""
+    where = path or "recipe"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of option: value, got {type(data).__name__} {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key(s) in {where}: {', '.join(f'{path}.{k}' if path else k for k in unknown)}; "
+                          f"valid keys there: {', '.join(fields)}")
+    hints = _hints(cls)
+    kwargs = {}
+    for name, value in data.items():
+        sub = f"{path}.{name}" if path else name
+        tp = hints[name]
+        dc = _dataclass_of(tp)
+        if dc is not None and value is not None:
+            if dc is WorldConfig:  # the synth world validates itself; re-raise with the recipe path
+                if not isinstance(value, dict):
+                    raise ConfigError(f"{sub}: expected a mapping of world options, got {value!r}")
+                bad = sorted(set(value) - {f.name for f in dataclasses.fields(WorldConfig)})
+                if bad:
+                    raise ConfigError(f"unknown key(s) in {sub}: {', '.join(f'{sub}.{k}' for k in bad)}; valid keys there: "
+                                      f"{', '.join(f.name for f in dataclasses.fields(WorldConfig))}")
+                kwargs[name] = WorldConfig(**{k: _check_value(v, _hints(WorldConfig)[k], f"{sub}.{k}")
+                                              for k, v in value.items()})
+            else:
+                kwargs[name] = from_dict(dc, value, sub)
+        else:
+            kwargs[name] = _check_value(value, tp, sub)
+            choices = fields[name].metadata.get("choices")
+            if choices and kwargs[name] is not None and kwargs[name] not in choices:
+                raise ConfigError(f"{sub}: expected one of {choices}, got {kwargs[name]!r}")
+    return cls(**kwargs)
+
+
+def apply_overrides(data: dict, overrides: list[tuple[str, str]]) -> dict:
+    """Set dotted keys (``plan.sizes``) to YAML-parsed values (``[0.1, 0.2]``) in a copy of ``data``."""
+    out = json.loads(json.dumps(data))
+    for key, raw in overrides:
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {key}={raw!r}: not a YAML value ({err})") from err
+        node, parts = out, key.split(".")
+        for p in parts[:-1]:
+            nxt = node.get(p)
+            if nxt is None:
+                nxt = node[p] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override {key}: {p!r} is not a section")
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def load_recipe(path: str | Path | None = None, overrides: list[tuple[str, str]] | None = None) -> RunRecipe:
+    """Read a recipe (default: the embedded quickstart) and apply ``key=value`` overrides."""
+    from pplaw.cli._config import load_yaml
+
+    data = load_yaml(path if path is not None else QUICKSTART)
+    if overrides:
+        data = apply_overrides(data, overrides)
+    try:
+        return from_dict(RunRecipe, data)
+    except ConfigError as err:
+        raise ConfigError(f"{path if path is not None else 'quickstart recipe'}: {err}") from err
+
+
+def describe(cls: type = RunRecipe, prefix: str = "") -> list[str]:
+    """``--help`` lines: every option with its default and help text, section by section."""
+    lines = []
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        dc = _dataclass_of(hints[f.name])
+        if dc is not None:
+            lines.append(f"\n{key}:  {f.metadata.get('help', '')}")
+            lines += describe(dc, key + ".")
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        lines.append(f"  {key} = {default!r}\n      {f.metadata.get('help', '')}")
+    return lines

@@ -1,0 +1,341 @@
+"""Train and evaluate many runs (the sweep's grid points, the final comparison), resumably.
+
+Each run has a folder ``<stage>/<run id>/`` holding ``spec.json`` (what this run is: its ``pplaw train``
+options and where it comes from in the plan), then what :mod:`pplaw.cpt` writes (``run_record.json``,
+``model/``, ``training_curve.png``) and ``train.log`` (the trainer's output). A run is *finished* when its
+record says ``evaluated`` and its ``spec.json`` matches: it is never trained again. A run whose spec
+changed (another recipe) is deleted and redone. A run whose training fails gets ``failed.json`` (error
+type, message, traceback), the others go on, and the next ``pplaw run`` retries it.
+
+Runs are trained one after another in this process (``workers <= 1``), or by a pool of worker processes
+(``workers > 1``): one per GPU (each sees only its own through ``CUDA_VISIBLE_DEVICES``) or, on a CPU, each
+with ``threads_per_worker`` torch threads. With ``launcher="accelerate"`` every run is a subprocess
+``accelerate launch --config_file CFG -m pplaw.cpt --config spec.yaml``, for multi-GPU runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from pplaw import runs
+from pplaw.pipeline.recipe import RunRecipe, digest
+from pplaw.runs import write_json_atomic
+
+SPEC = "spec.json"
+FAILED = "failed.json"
+LOG = "train.log"
+
+
+@dataclass
+class RunSpec:
+    """One run: its id, folder, flat ``pplaw train`` options and plan metadata (carried into the table)."""
+
+    id: str
+    dir: Path
+    cpt: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+    keep_model: bool = True
+
+    @property
+    def key(self) -> str:
+        return digest({"cpt": self.cpt, "meta": self.meta})
+
+
+def cpt_options(recipe: RunRecipe, inp: dict[str, Any], *, run_dir: Path, indices: Path | None, tokens: int,
+                replay_ratio: float, seed: int, benchmarks: bool) -> dict[str, Any]:
+    """The flat ``pplaw train`` options of one run (``pplaw.cpt.CPTConfig``, ``EvalConfig``, training args).
+
+    ``inp``: the resolved inputs (``base_model``, ``tokenizer``, ``domain_data`` = the scored chunks,
+    ``general_data``, held-out sets, benchmark settings). The run trains on ``epochs x tokens`` domain tokens
+    (plus replay at ``replay_ratio``), so every run of a comparison sees the same number of tokens.
+    """
+    import torch
+
+    t, ev = recipe.train, recipe.evaluate
+    budget = int(round(t.epochs * tokens / (1.0 - replay_ratio)))
+    opts: dict[str, Any] = {
+        "model_name_or_path": inp["base_model"], "tokenizer_name_or_path": inp.get("tokenizer"),
+        "model_dtype": t.model_dtype, "domain_data": inp["domain_data"],
+        "domain_indices": str(indices) if indices is not None else None, "indices_column": "row",
+        "general_data": inp.get("general_data") if replay_ratio > 0 else None, "replay_ratio": float(replay_ratio),
+        "budget_tokens": budget, "allow_repeat": True, "run_id": run_dir.name,
+        "output_dir": str(run_dir), "max_length": t.max_length,
+        "per_device_train_batch_size": t.per_device_train_batch_size,
+        "gradient_accumulation_steps": t.gradient_accumulation_steps, "learning_rate": t.learning_rate,
+        "lr_scheduler_type": t.lr_scheduler_type, "warmup_steps": t.warmup_steps, "weight_decay": t.weight_decay,
+        "seed": int(seed), "report_to": "none", "disable_tqdm": True, "save_steps": 100_000,
+        "logging_steps": 10, "use_cpu": not torch.cuda.is_available(),
+        "domain_eval_data": inp.get("domain_eval_data"), "general_eval_data": inp.get("general_eval_data"),
+        "eval_chunk_tokens": recipe.scoring.chunk_tokens, "eval_max_chunks": ev.eval_max_chunks,
+        "eval_tokens_per_batch": ev.eval_tokens_per_batch,
+    }
+    if benchmarks:
+        opts.update(inp.get("bench_options") or {})
+    opts.update(t.args)  # the recipe's extra `pplaw train` options win
+    return {k: v for k, v in opts.items() if v is not None}
+
+
+def bench_options(recipe: RunRecipe, inp: dict[str, Any]) -> dict[str, Any]:
+    """EvalConfig options for the domain and general benchmarks: suites by name, other entries as tasks."""
+    from pplaw import tasks as T
+
+    ev = recipe.evaluate
+    names = list(dict.fromkeys(ev.domain_benchmarks + ev.general_benchmarks))
+    if not names:
+        return {}
+    known = set(T.suites())
+    return {"suites": [n for n in names if n in known], "tasks": [n for n in names if n not in known],
+            "task_source": ev.task_source, "task_data": ev.task_data,
+            "task_include_path": list(ev.task_include_path) + list(inp.get("task_include_path") or []),
+            "num_fewshot": ev.num_fewshot, "bench_limit": ev.bench_limit, "bench_batch_size": ev.bench_batch_size}
+
+
+def bench_score(record: dict[str, Any], names: list[str]) -> float | None:
+    """Mean accuracy over benchmark entries (a suite's average, or a task's acc); None if one is missing."""
+    bench = record.get("benchmarks") or {}
+    suites, tasks = bench.get("suites") or {}, bench.get("tasks") or {}
+    vals = []
+    for n in names:
+        if n in suites:
+            vals.append(suites[n].get("avg"))
+        else:
+            vals.append((tasks.get(n) or tasks.get(n + "_local") or {}).get("acc"))
+    if not vals or any(v is None for v in vals):
+        return None
+    return float(sum(vals) / len(vals))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# one run
+
+
+def is_finished(spec: RunSpec) -> bool:
+    """Finished: an evaluated record from this very spec (a changed spec makes the old run stale)."""
+    try:
+        old = json.loads((spec.dir / SPEC).read_text(encoding="utf-8"))
+        rec = runs.read_record(spec.dir)
+    except Exception:  # noqa: BLE001 - no, or an unreadable, spec/record: not finished
+        return False
+    return old.get("key") == spec.key and rec.get("status") == "evaluated"
+
+
+def prepare_dir(spec: RunSpec) -> None:
+    """Fresh folder for a run that is not finished: keep a resumable same-spec run, drop a stale one."""
+    path = spec.dir / SPEC
+    if path.is_file():
+        try:
+            same = json.loads(path.read_text(encoding="utf-8")).get("key") == spec.key
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            shutil.rmtree(spec.dir)
+    spec.dir.mkdir(parents=True, exist_ok=True)
+    (spec.dir / FAILED).unlink(missing_ok=True)
+    write_json_atomic(path, {"id": spec.id, "key": spec.key, "cpt": spec.cpt, "meta": spec.meta})
+
+
+@contextlib.contextmanager
+def _captured(log_path: Path, fd_level: bool):
+    """Send the trainer's output to ``log_path``: at the file-descriptor level in a worker process, at the
+    Python level in the main process (whose own progress bar must stay on the terminal)."""
+    with open(log_path, "a", encoding="utf-8") as fh:
+        if fd_level:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            saved = os.dup(1), os.dup(2)
+            os.dup2(fh.fileno(), 1)
+            os.dup2(fh.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+                os.close(saved[0])
+                os.close(saved[1])
+        else:
+            with contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+                yield
+
+
+def train_one(spec: RunSpec, launcher: str = "inprocess", accelerate_config: str | None = None,
+              in_worker: bool = False) -> dict[str, Any]:
+    """Train and evaluate one run; a failure is written to ``failed.json`` and returned, never raised
+    (KeyboardInterrupt still stops everything)."""
+    prepare_dir(spec)
+    try:
+        if launcher == "accelerate":
+            cfg = spec.dir / "spec.yaml"
+            cfg.write_text(yaml.safe_dump(spec.cpt, sort_keys=True), encoding="utf-8")
+            cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config),
+                   "-m", "pplaw.cpt", "--config", str(cfg)]
+            with open(spec.dir / LOG, "a", encoding="utf-8") as fh:
+                proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=False)
+            if proc.returncode != 0:
+                raise RuntimeError(f"`{' '.join(cmd)}` exited with {proc.returncode}; see {spec.dir / LOG}")
+        else:
+            from pplaw import cpt
+
+            with _captured(spec.dir / LOG, fd_level=in_worker):
+                cfg, ecfg, targs = cpt.parse_args([], yaml_overrides=spec.cpt)
+                cpt.train(cfg, ecfg, targs)
+        rec = runs.read_record(spec.dir)
+        if rec.get("status") != "evaluated":
+            raise RuntimeError(f"run ended with status {rec.get('status')!r} instead of 'evaluated'")
+        if not spec.keep_model:
+            shutil.rmtree(spec.dir / "model", ignore_errors=True)
+        return {"id": spec.id, "status": "ok"}
+    except Exception as err:  # noqa: BLE001 - a failed run is recorded and the sweep goes on
+        info = {"id": spec.id, "error_type": type(err).__name__, "error": str(err),
+                "traceback": traceback.format_exc()}
+        write_json_atomic(spec.dir / FAILED, info)
+        return {"id": spec.id, "status": "failed", "error": f"{type(err).__name__}: {err}"}
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(threads: int, devices: Any) -> None:
+    """Pool initializer: pin one GPU (if any) and the torch thread count for this worker process."""
+    if devices is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(devices.get())
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    torch.set_num_threads(threads)
+    _quiet()
+
+
+def _worker_train(spec: RunSpec, launcher: str, accelerate_config: str | None) -> dict[str, Any]:
+    return train_one(spec, launcher, accelerate_config, in_worker=True)
+
+
+def _quiet() -> None:
+    """Library chatter (datasets bars, transformers info) off; our own bar and the logs say enough."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# many runs
+
+
+def plan_workers(requested: int, threads: int) -> tuple[int, int, list[str] | None]:
+    """(workers, threads per worker, GPU ids or None) from the recipe's ``workers``/``threads_per_worker``."""
+    import torch
+
+    gpus = [str(i) for i in range(torch.cuda.device_count())]
+    cores = os.cpu_count() or 1
+    if requested == 0:
+        requested = len(gpus) if gpus else max(1, cores // 2)
+    if gpus:
+        requested = min(requested, len(gpus))
+    threads = threads or max(1, cores // max(requested, 1))
+    return requested, threads, (gpus if gpus and requested > 1 else None)
+
+
+def run_all(specs: list[RunSpec], *, workers: int, threads: int, launcher: str = "inprocess",
+            accelerate_config: str | None = None, desc: str = "runs",
+            on_done: Callable[[RunSpec, dict], None] | None = None) -> dict[str, dict[str, Any]]:
+    """Train every unfinished run; returns ``{id: {"status": "ok" | "failed" | "skipped", "error"}}``."""
+    from tqdm.auto import tqdm
+
+    results: dict[str, dict[str, Any]] = {}
+    todo = []
+    for s in specs:
+        if is_finished(s):
+            results[s.id] = {"id": s.id, "status": "skipped"}
+        else:
+            todo.append(s)
+    bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc=desc, unit="run", dynamic_ncols=True,
+               file=sys.stderr)
+    n_failed = 0
+
+    def finish(spec: RunSpec, res: dict[str, Any]) -> None:
+        nonlocal n_failed
+        results[spec.id] = res
+        n_failed += res["status"] == "failed"
+        if res["status"] == "failed":
+            bar.write(f"  ! run {spec.id} failed: {res['error'][:300]} (details: {spec.dir / FAILED})")
+        bar.set_postfix_str(f"last {spec.id}" + (f", {n_failed} failed" if n_failed else ""))
+        bar.update(1)
+        if on_done is not None:
+            on_done(spec, res)
+
+    try:
+        n, th, gpus = plan_workers(workers, threads)
+        if n <= 1 or len(todo) <= 1:
+            import torch
+
+            old = torch.get_num_threads()
+            torch.set_num_threads(th)
+            _quiet()
+            try:
+                for s in todo:
+                    bar.set_postfix_str(f"training {s.id}")
+                    finish(s, train_one(s, launcher, accelerate_config))
+            finally:
+                torch.set_num_threads(old)
+        else:
+            import multiprocessing as mp
+
+            ctx = mp.get_context("spawn")  # never fork a process holding torch threads
+            devices = None
+            if gpus:
+                devices = ctx.Queue()
+                for g in gpus[:n]:
+                    devices.put(g)
+            with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(th, devices)) as pool:
+                futs = {pool.submit(_worker_train, s, launcher, accelerate_config): s for s in todo}
+                for fut in as_completed(futs):
+                    s = futs[fut]
+                    try:
+                        res = fut.result()
+                    except Exception as err:  # noqa: BLE001 - a worker that died (out of memory...)
+                        res = {"id": s.id, "status": "failed", "error": f"worker died: {type(err).__name__}: {err}"}
+                        write_json_atomic(s.dir / FAILED, {"id": s.id, "error_type": type(err).__name__,
+                                                           "error": str(err), "traceback": ""})
+                    finish(s, res)
+    finally:
+        bar.close()
+    return results
+
+
+def run_table(specs: list[RunSpec], recipe: RunRecipe) -> list[dict[str, Any]]:
+    """One row per run: plan metadata, status/error, and (when finished) its losses and benchmark scores."""
+    rows = []
+    ev = recipe.evaluate
+    for s in specs:
+        row: dict[str, Any] = {"id": s.id, **s.meta, "status": "pending", "error": None}
+        failed = s.dir / FAILED
+        if is_finished(s):
+            rec = runs.read_record(s.dir)
+            flat = runs.flatten_record(rec)
+            row.update(status="ok", domain_loss=flat.get("domain_loss"), general_loss=flat.get("general_loss"),
+                       train_loss=flat.get("train_loss"), steps=flat.get("steps"),
+                       tokens_trained=flat.get("tokens_total"), domain_epochs=flat.get("domain_epochs"),
+                       train_s=flat.get("time.train_s"),
+                       domain_bench=bench_score(rec, ev.domain_benchmarks),
+                       general_bench=bench_score(rec, ev.general_benchmarks))
+        elif failed.is_file():
+            info = json.loads(failed.read_text(encoding="utf-8"))
+            row.update(status="failed", error=f"{info.get('error_type')}: {info.get('error')}")
+        rows.append(row)
+    return rows

@@ -1,0 +1,105 @@
+"""The recipe of `pplaw run`: parsing, unknown keys at every level, overrides, the shipped recipes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pplaw.cli.run import parse_argv
+from pplaw.exceptions import ConfigError
+from pplaw.pipeline.recipe import QUICKSTART, RunRecipe, apply_overrides, describe, from_dict, load_recipe
+
+REPO = Path(__file__).resolve().parents[2]
+MICRO = Path(__file__).with_name("micro.yaml")
+
+
+def test_quickstart_is_shipped_in_the_package_and_matches_the_recipes_folder():
+    assert QUICKSTART.is_file()
+    assert QUICKSTART.read_text() == (REPO / "recipes" / "quickstart" / "run.yaml").read_text(), \
+        "python/pplaw/pipeline/quickstart.yaml and recipes/quickstart/run.yaml must be the same file"
+
+
+def test_default_recipe_is_the_quickstart():
+    r = load_recipe()
+    assert r.name == "quickstart"
+    assert r.world is not None and r.world.doc_tokens == r.scoring.chunk_tokens == r.train.max_length
+    assert len(r.select.seeds) >= 3
+    assert set(r.baselines.methods) == {"random", "lowest_ppl", "highest_ppl", "full"}
+
+
+@pytest.mark.parametrize("data, path", [
+    ({"nmae": "x"}, "nmae"),
+    ({"plan": {"sizez": [0.1]}}, "plan.sizez"),
+    ({"world": {"domain_dcos": 10}}, "world.domain_dcos"),
+    ({"train": {"epochs": 1, "lr": 1e-3}}, "train.lr"),
+])
+def test_unknown_keys_are_errors_that_name_their_path(data, path):
+    base = {"world": {}} if "world" not in data else {}
+    with pytest.raises(ConfigError, match=path.replace(".", r"\.")):
+        from_dict(RunRecipe, {**base, **data})
+
+
+def test_wrong_types_and_choices_are_errors():
+    with pytest.raises(ConfigError, match=r"plan\.sizes"):
+        from_dict(RunRecipe, {"world": {}, "plan": {"sizes": "big"}})
+    with pytest.raises(ConfigError, match=r"train\.workers: expected int"):
+        from_dict(RunRecipe, {"world": {}, "train": {"workers": 1.5}})
+    with pytest.raises(ConfigError, match=r"fit\.space: expected one of"):
+        from_dict(RunRecipe, {"world": {}, "fit": {"space": "logppl"}})
+    with pytest.raises(ConfigError, match="plan: expected a mapping"):
+        from_dict(RunRecipe, {"world": {}, "plan": [1, 2]})
+
+
+def test_inconsistent_recipes_are_refused():
+    with pytest.raises(ConfigError, match="either `world`"):
+        from_dict(RunRecipe, {})
+    with pytest.raises(ConfigError, match="world` supplies"):
+        from_dict(RunRecipe, {"world": {}, "model": {"base_model": "x"}})
+    with pytest.raises(ConfigError, match="baselines.methods"):
+        from_dict(RunRecipe, {"world": {}, "baselines": {"methods": ["lowest"]}})
+    with pytest.raises(ConfigError, match="replay"):
+        from_dict(RunRecipe, {"world": {}, "plan": {"replay_ratios": [1.0]}})
+    with pytest.raises(ConfigError, match="accelerate_config"):
+        from_dict(RunRecipe, {"world": {}, "train": {"launcher": "accelerate"}})
+
+
+def test_overrides_set_nested_values_as_yaml():
+    data = yaml.safe_load(MICRO.read_text())
+    out = apply_overrides(data, [("plan.seeds", "[0, 1]"), ("fit.space", "log_ppl"), ("name", "x")])
+    r = from_dict(RunRecipe, out)
+    assert r.plan.seeds == [0, 1] and r.fit.space == "log_ppl" and r.name == "x"
+    assert data["name"] == "micro"  # the input is not modified
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_recipe(MICRO, [("plan.nope", "1")])
+
+
+def test_command_line_forms():
+    assert parse_argv([]) == (None, None, [])
+    path, out, ov = parse_argv(["r.yaml", "--out", "d", "plan.seeds=[0]", "--fit.space", "log_ppl", "--name=z"])
+    assert (path, out) == ("r.yaml", "d")
+    assert ov == [("plan.seeds", "[0]"), ("fit.space", "log_ppl"), ("name", "z")]
+    with pytest.raises(ConfigError, match="one recipe only"):
+        parse_argv(["a.yaml", "b.yaml"])
+
+
+def test_help_lists_every_section_with_help_text():
+    text = "\n".join(describe())
+    for key in ("plan.sizes", "train.workers", "select.budget", "world.domain_docs", "baselines.methods"):
+        assert key in text
+    assert "Any other `pplaw train` option" in text
+
+
+def test_medical_recipe_parses_and_its_training_options_exist():
+    from dataclasses import fields
+
+    from pplaw import cpt
+    from pplaw.evaluate import EvalConfig
+
+    r = load_recipe(REPO / "recipes" / "medical" / "run.yaml")
+    assert r.world is None and r.model.base_model and r.corpus.domain_data
+    assert r.train.launcher == "accelerate"
+    assert (REPO / r.train.accelerate_config).is_file()
+    valid = {f.name for dc in (cpt.CPTConfig, EvalConfig, cpt.CPTTrainingArguments) for f in fields(dc)}
+    assert set(r.train.args) <= valid, f"not pplaw train options: {set(r.train.args) - valid}"

@@ -1,0 +1,162 @@
+"""`pplaw run` end to end on the micro recipe: artefacts, failed runs, resumption after a kill, launchers."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+MICRO = Path(__file__).with_name("micro.yaml")
+REPO = Path(__file__).resolve().parents[2]
+STAGES = ("world", "score", "landscape", "plan", "sweep", "fit", "select", "final")
+
+
+def _records(run_dir: Path) -> dict[str, float]:
+    """run id -> mtime of its run_record.json, for every finished run under sweep/ and final/."""
+    out = {}
+    for p in list(run_dir.glob("sweep/*/run_record.json")) + list(run_dir.glob("final/*/run_record.json")):
+        if json.loads(p.read_text())["status"] == "evaluated":
+            out[f"{p.parent.parent.name}/{p.parent.name}"] = p.stat().st_mtime_ns
+    return out
+
+
+def test_micro_run_writes_every_artefact(micro_run):
+    out, rc, seconds, stdout = micro_run
+    assert rc == 0, stdout[-3000:]
+    assert "pplaw run finished" in stdout and "report:" in stdout
+    for name in STAGES:
+        manifest = json.loads((out / name / "stage.json").read_text())
+        assert manifest["status"] == "done", name
+    md = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    for section in ("Perplexity landscape", "Fitting grid", "Sweep", "perplexity-aware law", "DOS vs baselines",
+                    "prediction for the final runs", "Time per stage"):
+        assert section in md and section in html, section
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert {"landscape/landscape.png", "plan/plan.png", "fit/fit.png", "report/comparison.png",
+            "report/kinds.png", "report/sweep.png"} <= set(images)
+    for rel in images:
+        data = (out / rel).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, rel
+        assert f"src='{rel}'" in html
+
+
+def test_micro_run_numbers_are_sane(micro_run):
+    out, rc, _, _ = micro_run
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    recipe = json.loads((out / "recipe.json").read_text())
+    seeds = recipe["select"]["seeds"]
+    comp = summary["comparison"]
+    assert set(comp) == {"dos", "random", "lowest_ppl", "highest_ppl", "full"}
+    for method, metrics in comp.items():
+        assert metrics["domain_loss"]["n"] == len(seeds)
+        for key in ("domain_loss", "general_loss", "domain_bench", "general_bench"):
+            assert math.isfinite(metrics[key]["mean"]), (method, key)
+        assert 0 <= metrics["domain_bench"]["mean"] <= 1 and metrics["domain_loss"]["mean"] > 0
+    # every final run trained on the same number of tokens; subsets hold the budget (within one chunk)
+    finals = json.loads((out / "final" / "runs.json").read_text())
+    assert len({r["tokens_trained"] for r in finals}) == 1
+    chunk = recipe["scoring"]["chunk_tokens"]
+    for r in finals:
+        if r["method"] != "full":
+            assert summary["budget"] <= r["D"] < summary["budget"] + chunk, r["id"]
+    by = {r["method"]: r for r in finals if r["seed"] == seeds[0]}
+    assert by["lowest_ppl"]["mu_ppl"] < by["random"]["mu_ppl"] < by["highest_ppl"]["mu_ppl"]
+    # the optimum lies in the region the corpus can realise at the final budget
+    from pplaw.laws import Fit
+    from pplaw.pipeline.plan import RealisableRegion
+
+    opt = summary["optimum"]
+    regions = json.loads((out / "plan" / "regions.json").read_text())
+    region = RealisableRegion.from_dict(regions[str(summary["budget"])])
+    assert region.contains([opt["mu"]], [opt["sigma"]])[0]
+    fit = Fit.from_json(out / "fit" / "fit.json")
+    assert fit.data.n == sum(r["status"] == "ok" for r in json.loads((out / "sweep" / "runs.json").read_text()))
+    assert set(summary["margins"]) >= {"random", "lowest_ppl"}
+    assert math.isfinite(summary["prediction"]["dos"]["predicted"])
+
+
+def test_a_failing_grid_point_is_reported_and_the_sweep_goes_on(micro_run):
+    out, rc, _, stdout = micro_run
+    assert rc == 0
+    rows = json.loads((out / "sweep" / "runs.json").read_text())
+    failed = [r for r in rows if r["status"] == "failed"]
+    # plan.sizes has one size (40 tokens) below one optimizer step: exactly those runs fail
+    assert failed and all(r["size_no"] == 2 for r in failed)
+    assert all(r["status"] == "ok" for r in rows if r["size_no"] != 2)
+    for r in failed:
+        info = json.loads((out / "sweep" / r["id"] / "failed.json").read_text())
+        assert info["error_type"] == "BudgetError" and "traceback" in info
+    md = (out / "report.md").read_text()
+    assert "FAILED" in md and "BudgetError" in md
+    assert "failed runs:" in stdout
+    assert {x["id"] for x in json.loads((out / "summary.json").read_text())["failed_runs"]} == {r["id"] for r in failed}
+
+
+def test_running_again_skips_finished_stages_and_runs(micro_run, model_cache, capsys):
+    from pplaw.cli.main import main
+
+    out, rc, _, _ = micro_run
+    assert rc == 0
+    before = _records(out)
+    assert main(["run", str(MICRO), "--out", str(out), f"cache_dir={model_cache}"]) == 0
+    text = capsys.readouterr().out
+    for name in ("score", "landscape", "plan", "fit", "select"):
+        assert f"[{name}] up to date" in text, name
+    assert _records(out) == before  # no finished run was trained or evaluated again
+
+
+def test_resume_after_a_kill_mid_sweep(tmp_path, model_cache):
+    """Kill `pplaw run` once the first sweep run has finished; the re-run does not redo finished runs."""
+    small = ["select.seeds=[0]", "baselines.methods=[random]", "plan.sizes=[0.1,0.2]", "fit.bootstrap=0"]
+    cmd = [sys.executable, "-m", "pplaw.cli.main", "run", str(MICRO), "--out", str(tmp_path),
+           f"cache_dir={model_cache}", *small]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "python"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None and not any(k.startswith("sweep/") for k in _records(tmp_path)):
+            time.sleep(0.2)
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    finished = _records(tmp_path)
+    assert finished and not (tmp_path / "sweep" / "stage.json").exists()
+    from pplaw.cli.main import main
+
+    assert main(["run", str(MICRO), "--out", str(tmp_path), f"cache_dir={model_cache}", *small]) == 0
+    after = _records(tmp_path)
+    assert all(after[k] == v for k, v in finished.items()), "a finished run was redone"
+    rows = json.loads((tmp_path / "sweep" / "runs.json").read_text())
+    assert all(r["status"] == "ok" for r in rows) and (tmp_path / "report.md").is_file()
+
+
+def test_the_accelerate_launcher_trains_the_same_run(micro_run, tmp_path):
+    """A sweep run trained again under `accelerate launch` (CPU config) gives the same held-out loss."""
+    from pplaw import runs
+    from pplaw.pipeline.sweep import RunSpec, train_one
+
+    out, rc, _, _ = micro_run
+    assert rc == 0
+    src = next(p for p in sorted((out / "sweep").glob("*/spec.json"))
+               if (p.parent / "run_record.json").is_file() and not (p.parent / "failed.json").exists())
+    spec = json.loads(src.read_text())
+    cpt = {**spec["cpt"], "output_dir": str(tmp_path / "run"), "run_id": "run"}
+    res = train_one(RunSpec("run", tmp_path / "run", cpt, spec["meta"]), launcher="accelerate",
+                    accelerate_config=str(REPO / "recipes" / "accelerate_configs" / "cpu.yaml"))
+    assert res["status"] == "ok", (tmp_path / "run" / "train.log").read_text()[-3000:]
+    new = runs.read_record(tmp_path / "run")["eval"]["domain"]["loss"]
+    old = runs.read_record(src.parent)["eval"]["domain"]["loss"]
+    assert new == pytest.approx(old, rel=1e-3)

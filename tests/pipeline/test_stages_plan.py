@@ -1,0 +1,102 @@
+"""Stage runner (caching, atomicity, resumption) and the realisable region (against brute force)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from pplaw.exceptions import BudgetError, ConfigError
+from pplaw.pipeline.plan import realisable_region, resolve_size
+from pplaw.pipeline.stages import Stages
+
+
+def test_a_stage_runs_once_and_reruns_when_its_inputs_change(tmp_path):
+    calls = []
+
+    def fn(d):
+        calls.append(d)
+        (d / "out.txt").write_text("x")
+        return {"file": "out.txt", "n": len(calls)}
+
+    st = Stages(tmp_path, log=lambda m: None)
+    assert st.run("a", {"k": 1}, fn) == {"file": "out.txt", "n": 1}
+    assert (tmp_path / "a" / "out.txt").read_text() == "x"
+    assert st.run("a", {"k": 1}, fn)["n"] == 1 and len(calls) == 1  # cached
+    assert Stages(tmp_path, log=lambda m: None).run("a", {"k": 1}, fn)["n"] == 1  # cached across processes
+    assert st.run("a", {"k": 2}, fn)["n"] == 2  # inputs changed
+    manifest = json.loads((tmp_path / "a" / "stage.json").read_text())
+    assert manifest["status"] == "done" and manifest["seconds"] >= 0
+    t = st.timings()
+    assert [r["cached"] for r in t] == [False, True, False] and t[1]["original_seconds"] is not None
+
+
+def test_a_failing_atomic_stage_leaves_the_previous_result_whole(tmp_path):
+    st = Stages(tmp_path, log=lambda m: None)
+    st.run("a", 1, lambda d: (d / "f").write_text("old") and {})
+
+    def boom(d):
+        (d / "f").write_text("half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        st.run("a", 2, boom)
+    assert (tmp_path / "a" / "f").read_text() == "old"
+    assert json.loads((tmp_path / "a" / "stage.json").read_text())["status"] == "done"
+
+
+def test_an_inplace_stage_resumes_its_own_work_and_is_redone_for_other_inputs(tmp_path):
+    st = Stages(tmp_path, log=lambda m: None)
+    done = []
+
+    def work(d, fail_at=None):
+        for i in range(4):
+            if (d / f"item{i}").exists():
+                continue
+            if i == fail_at:
+                raise RuntimeError("killed")
+            (d / f"item{i}").write_text("ok")
+            done.append(i)
+        return {}
+
+    with pytest.raises(RuntimeError):
+        st.run("s", 1, lambda d: work(d, fail_at=2), mode="inplace")
+    assert not (tmp_path / "s" / "stage.json").exists()
+    st.run("s", 1, work, mode="inplace")
+    assert done == [0, 1, 2, 3]  # items 0 and 1 were not redone
+    st.run("s", 2, work, mode="inplace")  # other inputs: the partial folder cannot be reused
+    assert done == [0, 1, 2, 3, 0, 1, 2, 3]
+
+
+def test_resolve_size():
+    assert resolve_size(0.25, 1000, "x") == 250
+    assert resolve_size(300, 1000, "x") == 300
+    with pytest.raises(ConfigError, match="corpus holds"):
+        resolve_size(5000, 1000, "plan.sizes")
+
+
+@pytest.mark.parametrize("space", ["ppl", "log_ppl"])
+def test_realisable_region_contains_every_subset_and_its_edges_are_attained(space):
+    rng = np.random.default_rng(0)
+    ppl = np.exp(rng.normal(3, 1, size=11))
+    tokens = np.ones(11, dtype=np.int64)
+    budget = 4
+    reg = realisable_region(ppl, tokens, budget, space)
+    x = np.log(ppl) if space == "log_ppl" else ppl
+    subsets = np.array([(x[list(c)].mean(), x[list(c)].std()) for c in itertools.combinations(range(11), budget)])
+    tol = 1e-9 * np.abs(subsets).max()
+    inside = reg.contains(subsets[:, 0], subsets[:, 1] + tol) | reg.contains(subsets[:, 0], subsets[:, 1] - tol)
+    assert inside.all(), f"{(~inside).sum()} of {len(subsets)} subsets fall outside the region"
+    # the least and most spread subsets at each mean are on the edges: the region is not loose
+    m = subsets[:, 0]
+    assert np.isclose(reg.mean_range[0], m.min()) and np.isclose(reg.mean_range[1], m.max())
+    assert np.isclose(reg.lower[:, 1].min(), subsets[:, 1].min())
+    assert np.isclose(reg.upper[:, 1].max(), subsets[:, 1].max())
+    assert not reg.contains(np.array([m.mean()]), np.array([subsets[:, 1].max() * 1.5]))[0]
+
+
+def test_realisable_region_rejects_a_budget_beyond_the_corpus():
+    with pytest.raises(BudgetError):
+        realisable_region(np.array([1.0, 2.0]), np.array([3, 3]), 7)
