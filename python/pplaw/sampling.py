@@ -92,6 +92,12 @@ def _check_window(window: Any, name: str, *, lo_min: float, hi_max: float) -> tu
     return lo, hi
 
 
+def _window_kwargs(pwin: tuple[float, float] | None, qwin: tuple[float, float] | None) -> dict[str, float | None]:
+    """The core's window arguments from checked ``ppl_window`` / ``quantile_window`` pairs."""
+    return {"ppl_min": pwin[0] if pwin else None, "ppl_max": pwin[1] if pwin else None,
+            "quantile_min": qwin[0] if qwin else None, "quantile_max": qwin[1] if qwin else None}
+
+
 def _check_seed(seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
         raise InvalidInputError(f"seed: expected an integer in [0, 2**64), got {seed!r}")
@@ -186,10 +192,7 @@ def realisable_range(
             cols.tokens,
             token_budget=budget,
             space=space,
-            ppl_min=pwin[0] if pwin else None,
-            ppl_max=pwin[1] if pwin else None,
-            quantile_min=qwin[0] if qwin else None,
-            quantile_max=qwin[1] if qwin else None,
+            **_window_kwargs(pwin, qwin),
             **cols.core_kwargs(),
         )
     )
@@ -241,10 +244,7 @@ def sample_subset(
         target_mean=mean,
         target_std=std,
         space=space,
-        ppl_min=pwin[0] if pwin else None,
-        ppl_max=pwin[1] if pwin else None,
-        quantile_min=qwin[0] if qwin else None,
-        quantile_max=qwin[1] if qwin else None,
+        **_window_kwargs(pwin, qwin),
         seed=seed,
         **cols.core_kwargs(),
     )
