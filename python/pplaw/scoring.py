@@ -69,6 +69,21 @@ from pplaw.exceptions import InvalidInputError, MissingColumnError, NotBuiltErro
 __all__ = ["PerplexityScorer", "score_perplexity"]
 
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+# True in a process made by os.fork (datasets' map(num_proc=...) workers on Linux). GNU OpenMP is not
+# fork-safe: once the parent has run a multi-threaded torch op, a forked child that starts an OpenMP
+# parallel region hangs or segfaults. Such a child scores with one torch thread on CPU (what torch's own
+# DataLoader workers do); num_proc processes then use num_proc cores.
+_FORKED_CHILD = False
+
+
+def _mark_forked_child() -> None:
+    global _FORKED_CHILD
+    _FORKED_CHILD = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_mark_forked_child)
 _CPU_HEAD_BLOCK = 1 << 22  # logits elements per fused_linear_nll call on CPU (16 MiB of fp32)
 
 
@@ -261,6 +276,8 @@ class PerplexityScorer:
             return
         import torch
 
+        if _FORKED_CHILD and self._resolve_device(rank).type == "cpu":
+            torch.set_num_threads(1)  # see _FORKED_CHILD: before any op of this process runs
         if self._given_model is not None:
             model = self._given_model
             if self.device is not None or (rank is not None and torch.cuda.is_available()):

@@ -3,6 +3,8 @@ cached by a fingerprint that never hashes weights."""
 
 from __future__ import annotations
 
+import os
+
 import pickle
 import random
 
@@ -172,6 +174,43 @@ def test_with_rank_num_proc_equals_plain(llama_path, chunk_rows, llama_scores):
     ds = datasets.Dataset.from_dict({"input_ids": chunk_rows[:16]})
     scored = ds.map(pplaw.score_perplexity(str(llama_path)), batched=True, batch_size=4, with_rank=True, num_proc=2)
     np.testing.assert_allclose(scored["nll_sum"], llama_scores["nll_sum"][:16], rtol=1e-6)
+
+
+_FORK_AFTER_OPENMP = r"""
+import json, sys
+import datasets, torch
+import pplaw
+
+model, rows = sys.argv[1], json.loads(sys.argv[2])
+torch.set_num_threads(2)
+x = torch.randn(512, 512)
+for _ in range(20):
+    (x @ x).sum()  # the parent has run multi-threaded OpenMP regions before map forks its workers
+plain = pplaw.score_perplexity(model).score_token_ids(rows)["nll_sum"].tolist()
+ds = datasets.Dataset.from_dict({"input_ids": rows})
+forked = list(ds.map(pplaw.score_perplexity(model), batched=True, batch_size=4, num_proc=2)["nll_sum"])
+print("RESULT " + json.dumps({"plain": plain, "forked": forked}))
+"""
+
+
+def test_num_proc_after_multithreaded_torch_in_the_parent(llama_path, chunk_rows):
+    """GNU OpenMP is not fork-safe: forked map workers used to hang or segfault (libgomp) once the parent
+    had run multi-threaded torch ops. Run in a child interpreter with a timeout so a hang fails, not stalls."""
+    import json
+    import subprocess
+    import sys
+
+    rows = [list(map(int, r)) for r in chunk_rows[:12]]
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    try:
+        proc = subprocess.run([sys.executable, "-c", _FORK_AFTER_OPENMP, str(llama_path), json.dumps(rows)],
+                              capture_output=True, text=True, timeout=240, env=env)
+    except subprocess.TimeoutExpired:
+        pytest.fail("map(num_proc=2) hung after multi-threaded torch work in the parent (fork after OpenMP)")
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, f"child failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}"
+    got = json.loads(lines[-1][len("RESULT "):])
+    np.testing.assert_allclose(got["forked"], got["plain"], rtol=1e-6)
 
 
 def test_scorer_pickles_without_loaded_model(llama_path, chunk_rows):
