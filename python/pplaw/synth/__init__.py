@@ -33,7 +33,7 @@ Here low PPL means "already known" (wasted budget), very high PPL means "unlearn
 the learnable facts sit in between, so a middle perplexity band beats random selection (which spends
 part of the budget on redundancy and noise) and lowest-perplexity selection (which picks the known
 text) — the regime the perplexity-aware scaling law is about. ``python -m pplaw.synth.check_world``
-measures these properties; its output is recorded in ``python/pplaw/synth/README.md``.
+measures these properties (the quickstart's report shows them for the default world).
 """
 
 from __future__ import annotations

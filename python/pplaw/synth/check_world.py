@@ -13,7 +13,8 @@ Writes ``results.json``, ``report.md`` and PNG plots to ``--out`` (the world its
 3. **Surface**: windows of the PPL ranking at several centres and budgets, and two-window mixtures (same
    mean, larger spread), one seed each: how domain loss depends on the subset's PPL mean/std and on D.
 
-The recorded output is in ``python/pplaw/synth/README.md``.
+No output is recorded in the repository; the quickstart's own report (``pplaw run``) shows the landscape per
+kind and DOS against the baselines for the default world.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from pplaw.exceptions import ConfigError
 
 # Bump when a generator or the pretraining loop changes in a way that changes its output, so caches
 # keyed by the config hash are not reused across incompatible versions.
-WORLD_VERSION = 1
+WORLD_VERSION = 2  # 2: 16 + 16 drugs by default, learnable documents name ~6 drugs (2 facts each)
 
 
 @dataclass
@@ -28,8 +28,14 @@ class WorldConfig:
     general_val_docs: int = field(default=200, metadata={"help": "Held-out general validation documents."})
     # domain world (what CPT should teach)
     n_diseases: int = field(default=16, metadata={"help": "Invented diseases (each affects one organ)."})
-    n_drugs: int = field(default=32, metadata={"help": "Drugs with learnable facts (treats, side effect, form)."})
-    n_hard_drugs: int = field(default=32, metadata={"help": "Drugs with hard facts (isoenzyme chain, dose, 2nd line)."})
+    # 16 + 16 drugs (not 32 + 32): each fact then recurs ~2x as often in the corpus, so that a CPT run of the
+    # quickstart's budget can learn it. With 32 hard drugs even subsets that were 60% hard facts left the
+    # hard-fact questions near chance (0.31-0.35, chance 0.25), so the domain benchmark could not reward the
+    # facts that dominate the held-out loss. And which drugs a learnable document names explains ~2/3 of its
+    # log-PPL variance, so a subset from a narrow PPL band covers the drugs unevenly (with 32 drugs some got
+    # 1 mention against 8+ in a random subset); with 16 every drug stays covered.
+    n_drugs: int = field(default=16, metadata={"help": "Drugs with learnable facts (treats, side effect, form)."})
+    n_hard_drugs: int = field(default=16, metadata={"help": "Drugs with hard facts (isoenzyme chain, dose, 2nd line)."})
     n_enzymes: int = field(default=8, metadata={"help": "Invented hepatic isoenzymes used by the hard facts."})
     domain_docs: int = field(default=3000, metadata={"help": "Documents in the domain corpus (one chunk each)."})
     frac_redundant: float = field(default=0.30, metadata={"help": "Share of domain documents that are general text."})
