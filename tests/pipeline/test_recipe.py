@@ -103,3 +103,13 @@ def test_medical_recipe_parses_and_its_training_options_exist():
     assert (REPO / r.train.accelerate_config).is_file()
     valid = {f.name for dc in (cpt.CPTConfig, EvalConfig, cpt.CPTTrainingArguments) for f in fields(dc)}
     assert set(r.train.args) <= valid, f"not pplaw train options: {set(r.train.args) - valid}"
+
+
+def test_readme_bring_your_own_recipe_parses(tmp_path):
+    """The README's 'Bring your own model, corpus and benchmarks' recipe must stay a valid recipe."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    start = text.index("name: law")
+    (tmp_path / "byo.yaml").write_text(text[start:text.index("```", start)], encoding="utf-8")
+    r = load_recipe(tmp_path / "byo.yaml")
+    assert r.world is None and r.model.base_model == "my-org/my-base-model"
+    assert r.evaluate.task_include_path == ["tasks/law"] and r.corpus.id_column == "doc_id"
