@@ -113,7 +113,7 @@ class Law:
 
     # ---------------------------------------------------------------- declaration
     def declare(self) -> tuple[Param, ...]:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must declare its parameters (abstract method)")
 
     @property
     def params(self) -> tuple[Param, ...]:
@@ -190,7 +190,7 @@ class Law:
 
     def forward(self, theta: np.ndarray, design: Any) -> np.ndarray:
         """Predictions of the model target: theta ``(K, P)`` -> ``(K, n)``. Must be complex-safe."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement forward (abstract method)")
 
     def log_forward(self, theta: np.ndarray, design: Any) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -291,7 +291,7 @@ class LSELaw(Law):
     """
 
     def terms(self, X: Mapping[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray | None]]:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement terms (abstract method)")
 
     def design(self, X: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         terms = self.terms(X)
