@@ -84,7 +84,6 @@ def _mark_forked_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_mark_forked_child)
-_CPU_HEAD_BLOCK = 1 << 22  # logits elements per fused_linear_nll call on CPU (16 MiB of fp32)
 
 
 def _kernels():
@@ -408,16 +407,9 @@ class PerplexityScorer:
                 h = hidden[:, :-1] if dense else hidden[:, :-1][pred]  # [B, T-1, H] view or [M, H] (no padding)
                 kw = dict(bias=head.bias, logit_scale=head.logit_scale, softcap=head.softcap, impl=self.impl,
                           check_targets=False)
-                if h.device.type == "cpu":
-                    # On CPU the head runs as matmul + log-sum-exp over [rows, V] fp32 blocks: blocks of ~16 MiB
-                    # stay in cache and in the allocator's reused heap (bigger ones are fresh zeroed pages each
-                    # time), measured ~1.5x faster than one call. GPUs take the whole micro-batch at once.
-                    h, targets = h.reshape(-1, h.shape[-1]), targets.reshape(-1)  # [M, H], [M]
-                    step = max(16, _CPU_HEAD_BLOCK // head.weight.shape[0])
-                    nll = torch.cat([fused_linear_nll(h[i:i + step], head.weight, targets[i:i + step], **kw)
-                                     for i in range(0, h.shape[0], step)])  # [M] fp32
-                else:
-                    nll = fused_linear_nll(h, head.weight, targets, **kw)  # [B, T-1] or [M] fp32
+                # One call per micro-batch: on CPU the torch path blocks the head itself into cache-sized
+                # [rows, vocab-slice] fp32 chunks (pplaw_kernels.reference), on GPU the Triton kernel tiles it.
+                nll = fused_linear_nll(h, head.weight, targets, **kw)  # [B, T-1] or [M] fp32
             else:
                 logits = model(**kwargs).logits  # [B, T, V]
                 z = logits[:, :-1] if dense else logits[:, :-1][pred]  # [B, T-1, V] or [M, V]

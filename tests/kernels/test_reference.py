@@ -157,3 +157,31 @@ def test_import_does_not_import_triton():
     code = "import sys, pplaw_kernels; assert 'triton' not in sys.modules, 'triton imported'; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_inputs_are_never_modified_by_the_in_place_chunk_passes(dtype):
+    """The torch path scales, soft-caps and exponentiates each logits chunk in place in a scratch buffer:
+    the caller's hidden, weight, bias and logits must come out bit-identical, whatever the chunking."""
+    hidden, weight, targets = make_inputs(19, 12, 130, dtype, seed=6)
+    bias = torch.randn(130, dtype=dtype)
+    logits = (hidden.float() @ weight.float().T).to(dtype)
+    before = [t.clone() for t in (hidden, weight, bias, logits)]
+    truth, _ = truth_nll(hidden, weight, targets, bias=bias, logit_scale=0.5, softcap=4.0)
+    for bm, bv in ((19, 130), (4, 32), (7, 1)):
+        nll, _ = fused_linear_nll_reference(hidden, weight, targets, bias, logit_scale=0.5, softcap=4.0,
+                                            block_m=bm, block_v=bv)
+        assert _err(nll, truth) < 1e-4
+        nll_from_logits_reference(logits, targets, logit_scale=0.5, softcap=4.0, block_m=bm, block_v=bv)
+    for t, b in zip((hidden, weight, bias, logits), before):
+        assert torch.equal(t, b)
+
+
+def test_cpu_default_blocks_are_cache_sized_and_cover_small_inputs():
+    from pplaw_kernels.reference import CPU_CHUNK_ELEMENTS, default_blocks
+
+    bm, bv = default_blocks(4096, 32000, device="cpu")
+    assert bm * bv <= CPU_CHUNK_ELEMENTS and bv < 32000 and bm > 1  # several vocab slices, many rows each
+    assert default_blocks(3, 50, device="cpu") == (3, 50)  # tiny inputs: one chunk
+    gm, gv = default_blocks(4096, 32000, device="cuda")
+    assert gv == 32000 and gm * gv > CPU_CHUNK_ELEMENTS  # GPUs keep the big chunks
