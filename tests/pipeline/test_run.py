@@ -40,6 +40,8 @@ def test_micro_run_writes_every_artefact(micro_run):
     for section in ("Perplexity landscape", "Fitting grid", "Sweep", "perplexity-aware law", "DOS vs baselines",
                     "prediction for the final runs", "Time per stage"):
         assert section in md and section in html, section
+    # budget 0.25 of the corpus vs the largest sweep size 0.2: the report says how far the law extrapolates
+    assert re.search(r"is 1\.[0-9]+x the largest sweep size: an extrapolation in D", md)
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert {"landscape/landscape.png", "plan/plan.png", "fit/fit.png", "report/comparison.png",
             "report/kinds.png", "report/sweep.png"} <= set(images)

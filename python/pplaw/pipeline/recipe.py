@@ -84,7 +84,8 @@ class PlanSection:
     """The fitting grid: (mu, sigma) regimes x sizes D (x replay ratios R x seeds)."""
 
     sizes: list[float] = _f([0.05, 0.1], "Subset sizes D: a value <= 1 is a share of the corpus tokens, > 1 a "
-                                         "token count.")
+                                         "token count. More sizes over a wider span pin the law's D exponent (the "
+                                         "report says how far select.budget extrapolates beyond the largest).")
     windows: int = _f(5, "Window regimes: contiguous runs of landscape bins, spread from low to high PPL.")
     window_bins: int = _f(0, "Bins per window (0: the fewest that hold the largest size, plus one).")
     mixtures: int = _f(2, "Mixture regimes: (mu, sigma) targets of two windows pooled (wider spread), "

@@ -258,10 +258,13 @@ def _prediction(ctx: R.ReportContext, summary: dict) -> None:
     summary["prediction"] = pred
     b = ctx.blocks
     b.append(("h2", "6. The law's prediction for the final runs vs the measurement"))
+    sizes, largest = [f"{d:,}" for d in ctx.plan["sizes"]], max(ctx.plan["sizes"])
+    where = (f"{ctx.budget / largest:.2g}x the largest sweep size: an extrapolation in D" if ctx.budget > largest
+             else "within the sweep's sizes: an interpolation in D")
     b.append(("p", f"The law fitted on the sweep predicts {ctx.recipe.fit.target} from each final subset's (mu, sigma, "
-                   f"D) (CI: bootstrap, parameter uncertainty only). D = {ctx.budget:,} may lie beyond the sweep's "
-                   f"sizes {[f'{d:,}' for d in ctx.plan['sizes']]}: then this is an extrapolation. `full` is left out "
-                   "(it trains on less than one pass over a larger set, outside the law's setting)."))
+                   f"D) (CI: bootstrap, parameter uncertainty only). D = {ctx.budget:,} against sweep sizes {sizes} "
+                   f"is {where}. `full` is left out (it trains on less than one pass over a larger set, outside the "
+                   "law's setting)."))
     if rows:
         b.append(("table", ["method", "predicted", "measured (mean ± sd)", "error (pred - meas)"], rows))
 
