@@ -107,9 +107,9 @@ class TextChunker:
         self.bos_id: int | None = None if bos is None else int(bos)
         self.stats: Counter = Counter()
         self._warned = False
-        from pplaw.scoring import _register_datasets_hashing  # datasets must hash us without .stats
+        from pplaw._fingerprint import register_datasets_hashing  # datasets must hash us without .stats
 
-        _register_datasets_hashing(type(self))
+        register_datasets_hashing(type(self))
 
     # datasets' fingerprint hashes the function's pickle: keep the mutable counters out of it, else two
     # identical ds.map calls would get different fingerprints (see pplaw.scoring for the registration)

@@ -54,9 +54,6 @@ token budget and padding side are not part of it (they do not change results).
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 import os
 import warnings
 from pathlib import Path
@@ -64,6 +61,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from pplaw._fingerprint import register_datasets_hashing, sha, tokenizer_identity, weight_sample_hash
+from pplaw._head import Head, split_head, text_config
 from pplaw.exceptions import InvalidInputError, MissingColumnError, NotBuiltError, ScoringError
 
 __all__ = ["PerplexityScorer", "score_perplexity"]
@@ -95,46 +94,6 @@ def _kernels():
             f"({err}); install the kernels distribution: pip install -e ./kernels"
         ) from err
     return fused_linear_nll, nll_from_logits
-
-
-def _sha(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _text_config(config):
-    return config.get_text_config() if hasattr(config, "get_text_config") else config
-
-
-class _Head:
-    """What turns the backbone's last hidden states into logits: weight [V, H], bias [V], scale, softcap."""
-
-    def __init__(self, backbone, weight, bias, logit_scale: float, softcap: float | None):
-        self.backbone, self.weight, self.bias = backbone, weight, bias
-        self.logit_scale, self.softcap = logit_scale, softcap
-
-
-def _split_head(model) -> tuple[_Head | None, str]:
-    """The backbone/lm_head split of a causal LM, or (None, why not)."""
-    import torch
-
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    backbone = getattr(model, "base_model", None)
-    if not isinstance(head, torch.nn.Linear):
-        return None, f"its output layer is {type(head).__name__}, not a Linear lm_head"
-    if backbone is None or backbone is model:
-        return None, "it has no separate base model (model.base_model)"
-    cfg = _text_config(model.config)
-    scale, softcap = 1.0, None
-    cap = getattr(cfg, "final_logit_softcapping", None)  # Gemma 2/3: softcap * tanh(logits / softcap)
-    if cap:
-        softcap = float(cap)
-    ls = getattr(model, "logit_scale", None)  # Cohere: logits * logit_scale
-    if isinstance(ls, (int, float)) and not isinstance(ls, bool):
-        scale *= float(ls)
-    div = getattr(cfg, "logits_scaling", None)  # Granite: logits / logits_scaling
-    if isinstance(div, (int, float)) and div:
-        scale /= float(div)
-    return _Head(backbone, head.weight, head.bias, scale, softcap), ""
 
 
 class PerplexityScorer:
@@ -206,11 +165,11 @@ class PerplexityScorer:
         self.trust_remote_code, self.check_head = trust_remote_code, check_head
         self._reset_runtime()
         self._fingerprint: str | None = None
-        _register_datasets_hashing(type(self))
+        register_datasets_hashing(type(self))
 
     def _reset_runtime(self) -> None:
         self._model = None  # the loaded model (this process)
-        self._head: _Head | None = None
+        self._head: Head | None = None
         self._vocab = 0
         self._max_positions: int | None = None
         self._forward_kwargs: set[str] | None = None
@@ -239,9 +198,9 @@ class PerplexityScorer:
                 kver = getattr(pplaw_kernels, "__version__", "?")
             except ImportError:
                 kver = None
-            self._fingerprint = _sha({
+            self._fingerprint = sha({
                 "pplaw": pplaw.__version__, "kernels": kver, "model": self._model_identity(),
-                "tokenizer": _tokenizer_identity(self.tokenizer), "dtype": self.dtype, "impl": self.impl,
+                "tokenizer": tokenizer_identity(self.tokenizer), "dtype": self.dtype, "impl": self.impl,
                 "input_column": self.input_column, "text_column": self.text_column, "max_length": self.max_length,
                 "return_token_nll": self.return_token_nll, "revision": self.revision,
             })
@@ -250,8 +209,8 @@ class PerplexityScorer:
     def _model_identity(self) -> dict[str, Any]:
         if self._given_model is not None:
             model = self._given_model
-            return {"name": getattr(model.config, "_name_or_path", ""), "config": _sha(model.config.to_dict()),
-                    "weights": _weight_sample_hash(model)}
+            return {"name": getattr(model.config, "_name_or_path", ""), "config": sha(model.config.to_dict()),
+                    "weights": weight_sample_hash(model)}
         path = Path(self.model_ref)
         if not path.is_dir():  # a Hub id: name + revision is what identifies it
             return {"name": self.model_ref, "revision": self.revision}
@@ -304,13 +263,13 @@ class PerplexityScorer:
 
     def _inspect_model(self, model) -> None:
         """Head split, vocabulary, positions and forward arguments of the loaded model; the checks."""
-        self._head, why = _split_head(model)
+        self._head, why = split_head(model)
         if self._head is None:
             warnings.warn(f"score_perplexity: scoring {type(model).__name__} from full logits (slower): {why}", stacklevel=3)
         out_emb, in_emb = model.get_output_embeddings(), model.get_input_embeddings()
         sizes = [m.weight.shape[0] for m in (out_emb, in_emb) if m is not None and hasattr(m, "weight")]
-        self._vocab = min(sizes) if sizes else int(_text_config(model.config).vocab_size)
-        cfg = _text_config(model.config)
+        self._vocab = min(sizes) if sizes else int(text_config(model.config).vocab_size)
+        cfg = text_config(model.config)
         self._max_positions = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
         tok = self._get_tokenizer(required=False)
         if tok is not None and len(tok) > self._vocab:
@@ -516,55 +475,3 @@ class PerplexityScorer:
 def score_perplexity(model: Any, tokenizer: Any = None, **kwargs: Any) -> PerplexityScorer:
     """A picklable ``datasets`` map function adding ``nll_sum``, ``n_scored``, ``ppl`` (see :class:`PerplexityScorer`)."""
     return PerplexityScorer(model, tokenizer, **kwargs)
-
-
-def _weight_sample_hash(model) -> str:
-    """A cheap signature of in-memory weights: ~1k strided values per tensor (training changes them all)."""
-    h = hashlib.sha256()
-    for name, p in model.state_dict().items():
-        flat = p.detach().reshape(-1)
-        step = max(1, flat.numel() // 1024)
-        h.update(f"{name}{tuple(p.shape)}{p.dtype}".encode())
-        h.update(flat[::step][:1024].float().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def _tokenizer_identity(tok) -> Any:
-    if tok is None or isinstance(tok, (str, os.PathLike)):
-        return None if tok is None else str(tok)
-    backend = getattr(tok, "backend_tokenizer", None)
-    spec = backend.to_str() if backend is not None else str(sorted(tok.get_vocab().items()))
-    return {"name": getattr(tok, "name_or_path", ""), "spec": hashlib.sha256(spec.encode()).hexdigest()[:16],
-            "n": len(tok)}
-
-
-_HASHED_TYPES: set[type] = set()
-
-
-def _fingerprint_token(kind: str, state: Any) -> None:  # pragma: no cover - only ever pickled, never called
-    raise RuntimeError("a pplaw fingerprint token is for hashing only")
-
-
-def _save_for_hashing(pickler, obj) -> None:
-    state = obj.fingerprint if isinstance(obj, PerplexityScorer) else obj._fingerprint_state()
-    pickler.save_reduce(_fingerprint_token, (type(obj).__qualname__, state), obj=obj)
-
-
-def _register_datasets_hashing(cls: type) -> None:
-    """Make ``datasets`` hash a scorer by its fingerprint (never the weights) and a chunker without its
-    counters. Only datasets' hashing pickler is affected; multiprocessing still pickles normally. The
-    pickler dispatches on the exact type, so each (sub)class registers itself when first instantiated."""
-    if cls in _HASHED_TYPES:
-        return
-    try:
-        import datasets  # noqa: F401
-    except ImportError:  # no datasets, no datasets hashing to steer
-        return
-    try:
-        from datasets.utils._dill import pklregister
-    except ImportError:  # a datasets release that moved its pickler: say so rather than hash weights silently
-        warnings.warn("pplaw: cannot register the scorer's fingerprint with this datasets version; ds.map() "
-                      "may hash model weights (pass new_fingerprint=scorer.fingerprint to ds.map)", stacklevel=3)
-        return
-    pklregister(cls)(_save_for_hashing)
-    _HASHED_TYPES.add(cls)
