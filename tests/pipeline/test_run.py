@@ -42,6 +42,7 @@ def test_micro_run_writes_every_artefact(micro_run):
         assert section in md and section in html, section
     # budget 0.25 of the corpus vs the largest sweep size 0.2: the report says how far the law extrapolates
     assert re.search(r"is 1\.[0-9]+x the largest sweep size: an extrapolation in D", md)
+    assert "Scaling with D: the law has one D exponent for every regime" in md
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert {"landscape/landscape.png", "plan/plan.png", "fit/fit.png", "report/comparison.png",
             "report/kinds.png", "report/sweep.png"} <= set(images)
