@@ -59,7 +59,7 @@ def test_micro_run_numbers_are_sane(micro_run):
     recipe = json.loads((out / "recipe.json").read_text())
     seeds = recipe["select"]["seeds"]
     comp = summary["comparison"]
-    assert set(comp) == {"dos", "random", "lowest_ppl", "highest_ppl", "full"}
+    assert set(comp) == {"dos", "random", "lowest_ppl", "highest_ppl", "full", "best_sweep"}
     for method, metrics in comp.items():
         assert metrics["domain_loss"]["n"] == len(seeds)
         for key in ("domain_loss", "general_loss", "domain_bench", "general_bench"):
@@ -86,6 +86,38 @@ def test_micro_run_numbers_are_sane(micro_run):
     assert fit.data.n == sum(r["status"] == "ok" for r in json.loads((out / "sweep" / "runs.json").read_text()))
     assert set(summary["margins"]) >= {"random", "lowest_ppl"}
     assert math.isfinite(summary["prediction"]["dos"]["predicted"])
+
+
+def test_micro_run_validates_the_law_on_held_out_runs(micro_run):
+    """Held-out points (plan.validation_sizes) are run but never fitted; each candidate law is scored on
+    them, the chosen one is named with its reason, and DOS picks a landscape band (or the best sweep regime)."""
+    out, rc, _, _ = micro_run
+    assert rc == 0
+    rows = json.loads((out / "sweep" / "runs.json").read_text())
+    val = [r for r in rows if r.get("role") == "validation" and r["status"] == "ok"]
+    assert len(val) == 2 and all(r["band"] is not None for r in val)
+    fit_rows = [r for r in rows if r.get("role") == "fit" and r["status"] == "ok"]
+    assert min(r["D"] for r in val) >= 2 * max(r["D"] for r in fit_rows) * 0.95
+    hold = json.loads((out / "fit" / "holdout.json").read_text())
+    assert hold["validated"] and hold["n_val"] == 2 and hold["n_fit"] == len(fit_rows)
+    assert {r["law"] for r in hold["table"]} == {"perplexity", "perplexity_regime_d"}
+    assert hold["chosen"] == min(hold["table"], key=lambda r: r["holdout_mape"])["law"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["holdout"]["chosen"] == hold["chosen"]
+    sel = summary["selection"]
+    assert sel["selected"] in ("law", "best_sweep") and sel["why"]
+    best = sel["best_sweep"]
+    top = [r for r in fit_rows if r["size_no"] == max(fit_rows, key=lambda r: r["D"])["size_no"]]
+    assert best["run"] == min(top, key=lambda r: r["domain_loss"])["id"]
+    md = (out / "report.md").read_text()
+    assert "Held-out validation" in md and hold["chosen"] in md and "fit/holdout.png" in md
+    assert (out / "fit" / "holdout.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # DOS and best_sweep train contiguous landscape bands: every subset's PPLs form one contiguous stretch
+    import pyarrow.parquet as pq
+
+    for m in ("dos", "best_sweep"):
+        t = pq.read_table(out / "select" / "subsets" / f"{m}_s0.parquet").to_pandas()
+        assert len(t) > 0
 
 
 def test_a_failing_grid_point_is_reported_and_the_sweep_goes_on(micro_run):

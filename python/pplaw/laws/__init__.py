@@ -26,13 +26,16 @@ from pplaw.laws.downstream import (
     compare_direct_two_stage,
 )
 from pplaw.laws.engine import REGISTRY, Law, LSELaw, Param, get_law
+from pplaw.laws.holdout import HoldoutComparison, compare_holdout
 from pplaw.laws.perplexity import Optimum, PerplexityLaw, Region, compare_variants
+from pplaw.laws.perplexity_ext import PerplexityLawRegimeD
 from pplaw.laws.result import Fit
 from pplaw.laws.validation import Validation
 
 __all__ = [
     "Law", "LSELaw", "Param", "Fit", "Validation", "REGISTRY", "get_law",
-    "PerplexityLaw", "Optimum", "Region", "compare_variants",
+    "PerplexityLaw", "PerplexityLawRegimeD", "Optimum", "Region", "compare_variants",
+    "HoldoutComparison", "compare_holdout",
     "Chinchilla", "DCPT",
     "CMR", "CMRFit", "RatioLaw", "DomainLossChange", "GeneralLossChange", "CMRLaw",
     "DownstreamLaw", "ComputeLossLaw", "LossToAccuracy", "TwoStage", "TwoStageFit", "compare_direct_two_stage",

@@ -112,6 +112,10 @@ class PerplexityLaw(LSELaw):
         a0, a1, b0, b1 = (np.asarray(p[k], float)[..., None] for k in ("a0", "a1", "b0", "b1"))
         return (a0 + a1 * s) * np.log(mu) + (b0 + b1 * mu) * np.log(s)
 
+    def g_at(self, p: Mapping[str, Any], mu: np.ndarray, sigma: np.ndarray, D: float | None) -> np.ndarray:
+        """What the optimum maximises at budget ``D``: ``g`` (the paper's law: the same for every ``D``)."""
+        return self.g(p, mu, sigma)
+
     def optimum(self, fit: Fit, *, region: Any = None, D: float | None = None, resolution: int = 201,
                 bbox: tuple[float, float, float, float] | None = None) -> Optimum:
         """Best ``(mu, sigma)`` inside ``region``, with a bootstrap percentile CI when the fit has draws.
@@ -126,11 +130,11 @@ class PerplexityLaw(LSELaw):
         """
         reg = Region.make(region, fit.data, bbox)
         params = fit.params
-        best = _search(lambda m, s: self.g(params, m, s), reg, resolution)[0]  # (2,)
+        best = _search(lambda m, s: self.g_at(params, m, s, D), reg, resolution)[0]  # (2,)
         draws = fit.param_draws()
         ci, dr = {}, None
         if not draws.empty:
-            dr = _search(lambda m, s: self.g({k: draws[k].to_numpy() for k in params}, m, s), reg, resolution)
+            dr = _search(lambda m, s: self.g_at({k: draws[k].to_numpy() for k in params}, m, s, D), reg, resolution)
             from pplaw.laws.result import percentile_ci
 
             lo, hi = percentile_ci(np.column_stack([dr, dr[:, 1] ** 2]), fit.level)

@@ -93,7 +93,8 @@ def make_plan(table, recipe: RunRecipe, land_dir: Path, d: Path) -> dict[str, An
 
     land = Landscape.load(land_dir / "landscape.json")
     cfg, space = recipe.plan, recipe.fit.space
-    n_jobs = (cfg.windows + cfg.mixtures) * len(cfg.sizes) * len(cfg.replay_ratios) * len(cfg.seeds)
+    n_jobs = ((cfg.windows + cfg.mixtures) * len(cfg.sizes) + min(cfg.validation_regimes, cfg.windows)
+              * len(cfg.validation_sizes)) * len(cfg.replay_ratios) * len(cfg.seeds)
     with tqdm(total=n_jobs, desc="plan: sampling subsets", unit="subset") as bar:
         out = P.build_plan(table, np.asarray(land.bin_index), land.n_bins, cfg, space=space, out_dir=d, progress=bar)
     ppl, tok = table.column("ppl").to_numpy(), table.column("n_scored").to_numpy()
@@ -115,8 +116,8 @@ def sweep_specs(recipe: RunRecipe, inp: dict, plan: dict, plan_dir: Path, d: Pat
             continue
         opts = SW.cpt_options(recipe, inp, run_dir=d / p["id"], indices=plan_dir / p["indices"], tokens=p["D"],
                               replay_ratio=p["R"], seed=p["seed"], benchmarks=recipe.evaluate.sweep_benchmarks)
-        meta = {k: p[k] for k in ("regime", "shape", "size_no", "R", "seed", "D", "mu_ppl", "sigma_ppl",
-                                  "mu_log_ppl", "sigma_log_ppl")}
+        meta = {k: p.get(k) for k in ("regime", "shape", "size_no", "role", "band", "R", "seed", "D", "mu_ppl",
+                                      "sigma_ppl", "mu_log_ppl", "sigma_log_ppl")}
         specs.append(SW.RunSpec(p["id"], d / p["id"], opts, meta, keep_model=recipe.train.keep_models))
     return specs
 
@@ -182,12 +183,13 @@ def run_pipeline(recipe: RunRecipe, out_dir: str | Path, log: Callable[[str], No
     regions = json.loads((stages.dir("plan") / "regions.json").read_text(encoding="utf-8"))
     region = P.RealisableRegion.from_dict(regions[str(budget)])
     fit = stages.run("fit", {"sweep": sw["digest"], "fit": recipe.to_dict()["fit"], "region": recipe.select.region,
-                             "budget": budget}, lambda d: S.fit_and_optimise(rows, recipe, region, d))
+                             "budget": budget}, lambda d: S.fit_and_optimise(rows, recipe, region, d, table=table, plan=plan))
 
     # 5. DOS at the final budget, and the baselines at the same budget, for every seed
-    sel = stages.run("select", {"score": score, "optimum": fit["optimum"], "select": recipe.to_dict()["select"],
+    sel = stages.run("select", {"score": score, "optimum": fit["optimum"], "best_sweep": fit.get("best_sweep"), "select": recipe.to_dict()["select"],
                                 "baselines": recipe.to_dict()["baselines"], "space": recipe.fit.space},
-                     lambda d: {"subsets": S.select_subsets(table, recipe, fit["optimum"], budget, d),
+                     lambda d: {"subsets": S.select_subsets(table, recipe, fit["optimum"], budget, d,
+                                                            best_sweep=fit.get("best_sweep")),
                                 "budget": budget})
     fspecs = final_specs(recipe, inp, sel["subsets"], stages.dir("select"), stages.dir("final"), budget)
 

@@ -212,42 +212,99 @@ def point_id(regime: str, size_no: int, r: float, seed: int) -> str:
     return f"{regime}_D{size_no}_R{r:g}_s{seed}"
 
 
+def band_window(quantiles: list[tuple[float, float]], share: float, n_bins: int,
+                extra_bins: int = 0) -> tuple[float, float]:
+    """The contiguous band of landscape bins a regime stands for, wide enough for ``share`` of the corpus.
+
+    A window's own bins when they hold ``share`` of the tokens; else the band widened symmetrically around
+    its centre (clamped to the landscape) to ``ceil(1.05 * share * n_bins) + extra_bins`` bins, snapped to
+    bin edges. A mixture's band spans its windows. This is how a regime is realised at a size larger than
+    the one its window was cut for: the validation sizes, the best-sweep-regime baseline and the band family
+    DOS selects from all use it, so every subset the loop trains on is a contiguous band of the landscape.
+    """
+    lo, hi = min(q for q, _ in quantiles), max(q for _, q in quantiles)
+    b_lo, b_hi = int(round(lo * n_bins)), int(round(hi * n_bins))
+    need = min(n_bins, max(b_hi - b_lo, math.ceil(1.05 * share * n_bins - 1e-9) + extra_bins))
+    if b_hi - b_lo < need:
+        centre = (b_lo + b_hi) / 2
+        b_lo = int(round(centre - need / 2))
+        b_lo = min(max(b_lo, 0), n_bins - need)
+        b_hi = b_lo + need
+    return b_lo / n_bins, b_hi / n_bins
+
+
+def sample_band(table: pa.Table, quantiles: list[tuple[float, float]], D: int, n_bins: int, seed: int,
+                total: int) -> tuple[np.ndarray, tuple[float, float]]:
+    """``D`` tokens sampled uniformly inside the regime's band (:func:`band_window`), widened one bin at a
+    time while the band holds too few tokens (token-weighted bins hold about their share, not exactly)."""
+    from pplaw.sampling import sample_subset
+
+    for extra in range(n_bins + 1):
+        q = band_window(quantiles, D / total, n_bins, extra)
+        try:
+            return sample_subset(table, token_budget=D, quantile_window=q, seed=seed, return_indices=True), q
+        except BudgetError:
+            if q == (0.0, 1.0):
+                raise
+    raise BudgetError(f"no band of the landscape holds {D:,} tokens")  # pragma: no cover (the whole corpus does)
+
+
+def validation_regimes(regimes: list[Regime], k: int) -> list[Regime]:
+    """``k`` window regimes spread evenly from low to high PPL (the held-out points' regimes)."""
+    windows = [r for r in regimes if r.shape == "window"]
+    pick = np.unique(np.linspace(0, len(windows) - 1, min(k, len(windows))).round().astype(int))
+    return [windows[i] for i in pick]
+
+
 def build_plan(table: pa.Table, bin_index: np.ndarray, n_bins: int, cfg: PlanSection, *, space: str,
                out_dir: Path, progress: Any = None) -> dict[str, Any]:
     """Realise every grid point; write ``points/<id>.parquet`` (rows, chunk_id, ppl, n_scored) for each.
 
-    Returns ``{"sizes": [tokens], "regimes": [...], "points": [...]}``; each point holds its request, its
-    status (``ok`` or ``unreachable`` with the reason) and its realised statistics in both spaces.
+    Returns ``{"sizes": [tokens], "validation_sizes": [tokens], "regimes": [...], "points": [...]}``; each
+    point holds its request, its role (``fit``: the law is fitted on it; ``validation``: held out, at a size
+    >= 2x the largest fitting size), its status (``ok`` or ``unreachable`` with the reason) and its realised
+    statistics in both spaces.
     """
     from pplaw.sampling import sample_subset
 
     total = int(np.asarray(table.column("n_scored")).sum())
     sizes = [resolve_size(v, total, "plan.sizes") for v in cfg.sizes]
+    vsizes = [resolve_size(v, total, "plan.validation_sizes") for v in cfg.validation_sizes]
+    for v in vsizes:
+        if v < 2 * max(sizes):
+            raise ConfigError(f"plan.validation_sizes: {v:,} tokens is less than 2x the largest fitting size "
+                              f"({max(sizes):,} tokens): a held-out point must test extrapolation in D")
     regimes = make_regimes(table, n_bins, cfg, max(sizes), total, space)
     for reg in regimes:
         if reg.shape == "mixture":
             reg.target = _mixture_target(table, bin_index, reg, space)
     (out_dir / "points").mkdir(parents=True, exist_ok=True)
     points, cache = [], {}
-    jobs = [(reg, k, D, r, seed) for reg in regimes for k, D in enumerate(sizes) for r in cfg.replay_ratios
+    jobs = [(reg, k, D, r, seed, "fit") for reg in regimes for k, D in enumerate(sizes) for r in cfg.replay_ratios
             for seed in cfg.seeds]
-    for reg, k, D, r, seed in jobs:
+    jobs += [(reg, len(sizes) + j, D, r, seed, "validation") for reg in validation_regimes(regimes,
+                                                                                         cfg.validation_regimes)
+             for j, D in enumerate(vsizes) for r in cfg.replay_ratios for seed in cfg.seeds]
+    for reg, k, D, r, seed, role in jobs:
         pid = point_id(reg.name, k, r, seed)
         pt: dict[str, Any] = {"id": pid, "regime": reg.name, "shape": reg.shape, "bins": reg.bins,
                               "quantiles": reg.quantiles, "target": reg.target, "size_no": k, "D_request": D,
-                              "R": float(r), "seed": int(seed), "status": "ok", "reason": None}
+                              "R": float(r), "seed": int(seed), "role": role, "band": None, "status": "ok",
+                              "reason": None}
         key = (reg.name, D, seed)  # the subset does not depend on R: replay is added at training time
         try:
             if key not in cache:
-                if reg.shape == "window":
+                if role == "validation":  # the regime's band, widened around its centre to hold D
+                    cache[key] = sample_band(table, reg.quantiles, D, n_bins, seed, total)
+                elif reg.shape == "window":
                     (q_lo, q_hi), = reg.quantiles
-                    idx = sample_subset(table, token_budget=D, quantile_window=(q_lo, q_hi), seed=seed,
-                                        return_indices=True)
+                    cache[key] = (sample_subset(table, token_budget=D, quantile_window=(q_lo, q_hi), seed=seed,
+                                                return_indices=True), (q_lo, q_hi))
                 else:
-                    idx = sample_subset(table, token_budget=D, target_mean=reg.target["mu"],
-                                        target_std=reg.target["sigma"], space=space, seed=seed, return_indices=True)
-                cache[key] = idx
-            idx = cache[key]
+                    cache[key] = (sample_subset(table, token_budget=D, target_mean=reg.target["mu"],
+                                                target_std=reg.target["sigma"], space=space, seed=seed,
+                                                return_indices=True), None)
+            idx, band = cache[key]
         except (UnreachableTargetError, BudgetError) as err:
             pt.update(status="unreachable", reason=str(err),
                       realisable=_plain(getattr(err, "realisable", None)))
@@ -257,12 +314,14 @@ def build_plan(table: pa.Table, bin_index: np.ndarray, n_bins: int, cfg: PlanSec
             continue
         name = f"points/{pid}.parquet"
         write_indices(table, idx, out_dir / name)
-        pt.update(indices=name, **stats_both(table, idx))
+        pt.update(indices=name, band=None if band is None else [float(band[0]), float(band[1])],
+                  **stats_both(table, idx))
         pt["D"] = pt["tokens"]
         points.append(pt)
         if progress is not None:
             progress.update(1)
-    return {"sizes": sizes, "total_tokens": total, "space": space,
+    return {"sizes": sizes, "validation_sizes": vsizes, "total_tokens": total, "space": space,
+            "n_bins": int(n_bins),
             "regimes": [{"name": r.name, "shape": r.shape, "bins": r.bins, "quantiles": r.quantiles,
                          "target": r.target} for r in regimes],
             "points": points}

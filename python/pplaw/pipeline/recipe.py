@@ -29,7 +29,7 @@ from pplaw.exceptions import ConfigError
 from pplaw.synth.world import WorldConfig
 
 QUICKSTART = Path(__file__).resolve().parent / "quickstart.yaml"
-METHODS = ("random", "lowest_ppl", "highest_ppl", "full")
+METHODS = ("random", "lowest_ppl", "highest_ppl", "full", "best_sweep")
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -93,6 +93,11 @@ class PlanSection:
     replay_ratios: list[float] = _f([0.0], "Replay ratios R (general tokens / all tokens); several fit the "
                                            "mixture laws too.")
     seeds: list[int] = _f([0], "Seeds of every grid point (sampling and training).")
+    validation_sizes: list[float] = _f([], "Held-out sizes D (share or tokens, each >= 2x the largest of `sizes`): "
+                                           "run at `validation_regimes` regimes, never fitted; the loop scores each "
+                                           "candidate law by its error there and picks the law by it.")
+    validation_regimes: int = _f(4, "Regimes (windows spread over the landscape, low to high PPL) run at each "
+                                    "validation size.")
 
 
 @dataclass
@@ -146,6 +151,11 @@ class FitSection:
                     choices=["ppl", "log_ppl"])
     sigma: str = _f("std", "Plug sigma in as the standard deviation ('std') or the variance ('var').",
                     choices=["std", "var"])
+    laws: list[str] = _f(["perplexity", "perplexity_regime_d"],
+                         "Candidate laws, first the paper's (always reported); the loop fits each on the sweep's fit "
+                         "points, scores it on the held-out validation points (plan.validation_sizes) and uses the "
+                         "one with the lowest held-out MAPE. 'perplexity_regime_d' is pplaw's extension whose data "
+                         "exponent depends on the regime: aD = d0 + d1*mu + d2*sigma.")
     bootstrap: int = _f(200, "Bootstrap resamples of runs for the CIs.")
     seed: int = _f(0, "Bootstrap seed.")
     compare_variants: bool = _f(True, "Also fit every (space, sigma) variant and report which fits best.")
@@ -164,6 +174,14 @@ class SelectSection:
     weights: list[float] | None = _f(None, "DOS weights (w_mu, w_s); default scale-free 1/mu*^2, 1/sigma*^4.")
     seeds: list[int] = _f([0, 1, 2], "Seeds of the final comparison (DOS and every baseline).")
     replay_ratio: float = _f(0.0, "Replay ratio R of the final runs.")
+    family: str = _f("band", "Subsets DOS may select: 'band' (a contiguous band of the landscape, the family the "
+                             "sweep's windows belong to, sampled uniformly; the band with the lowest predicted loss "
+                             "at the budget wins) or 'free' (any subset matching (mu*, sigma*), which can be a "
+                             "bimodal mix of the landscape's ends that no sweep run resembled).",
+                     choices=["band", "free"])
+    fallback: bool = _f(True, "Select the best sweep regime instead when the law's predicted gain over it is "
+                              "within the law's own uncertainty (bootstrap CI of the difference, or the held-out "
+                              "error when there is no bootstrap).")
 
 
 @dataclass
@@ -171,7 +189,9 @@ class BaselinesSection:
     """Baselines trained at the same budget as DOS."""
 
     methods: list[str] = _f(list(METHODS), "Any of random, lowest_ppl, highest_ppl, full (the whole corpus, "
-                                           "trained for the same number of tokens).")
+                                           "trained for the same number of tokens), best_sweep (the law-free "
+                                           "baseline: the regime of the lowest-loss sweep run at the largest "
+                                           "fitting size, as a landscape band sampled at the budget).")
 
 
 @dataclass
@@ -223,6 +243,13 @@ class RunRecipe:
             raise ConfigError("a replay ratio R > 0 needs corpus.general_data")
         if self.plan.windows < 2:
             raise ConfigError(f"plan.windows must be >= 2 (the law needs a spread of regimes), got {self.plan.windows}")
+        if any(not (v > 0) for v in self.plan.validation_sizes):
+            raise ConfigError(f"plan.validation_sizes must hold positive sizes, got {self.plan.validation_sizes}")
+        if not self.fit.laws or self.fit.laws[0] != "perplexity":
+            raise ConfigError(f"fit.laws must start with 'perplexity' (the paper's law, always reported), got "
+                              f"{self.fit.laws}")
+        if self.plan.validation_regimes < 1:
+            raise ConfigError(f"plan.validation_regimes must be >= 1, got {self.plan.validation_regimes}")
         if self.plan.mixtures < 0 or self.plan.window_bins < 0:
             raise ConfigError("plan.mixtures and plan.window_bins must be >= 0")
         if not self.plan.seeds or not self.select.seeds:

@@ -21,7 +21,7 @@ import pandas as pd
 
 from pplaw.pipeline.recipe import RunRecipe
 
-METHOD_ORDER = ("dos", "random", "lowest_ppl", "highest_ppl", "full")
+METHOD_ORDER = ("dos", "best_sweep", "random", "lowest_ppl", "highest_ppl", "full")
 METRICS = (("domain_loss", "domain loss", -1), ("domain_bench", "domain benchmark", +1),
            ("general_bench", "general benchmark", +1), ("general_loss", "general loss", -1))
 BAND_KINDS = ("learnable", "hard")

@@ -20,6 +20,7 @@ def build(ctx: R.ReportContext) -> dict[str, Any]:
     _landscape(ctx, kinds, summary)
     _plan(ctx, summary)
     _sweep(ctx, summary)
+    _holdout(ctx, summary)
     _fit(ctx, kinds, summary)
     _comparison(ctx, kinds, summary)
     _prediction(ctx, summary)
@@ -133,6 +134,29 @@ def _sweep(ctx: R.ReportContext, summary: dict) -> None:
         b.append(("table", ["failed run", "error"], [[r["id"], (r["error"] or "")[:400]] for r in failed]))
 
 
+def _holdout(ctx: R.ReportContext, summary: dict) -> None:
+    """Each candidate law's error on the validation points it never saw, before any selection."""
+    lc = ctx.fit.get("law_choice") or {}
+    summary["holdout"] = {k: lc.get(k) for k in ("chosen", "validated", "trusted", "n_fit", "n_val", "reason",
+                                                  "table")}
+    b = ctx.blocks
+    b.append(("h2", "4a. Held-out validation: does the law predict runs it never saw?"))
+    if not lc.get("validated"):
+        b.append(("p", f"**Not validated.** {lc.get('reason', 'no held-out points')}. Add "
+                       "`plan.validation_sizes` (>= 2x the largest of `plan.sizes`) to measure it."))
+        return
+    rows = [[r["law"], R._fmt(r.get("holdout_mape")), R._fmt(r.get("holdout_worst_signed")),
+             R._fmt(r.get("insample_mape")), R._fmt(r.get("r2"))] for r in lc.get("table", [])]
+    b.append(("p", f"Every candidate law was fitted on the {lc['n_fit']} fitting runs only and predicted the "
+                   f"{lc['n_val']} held-out runs (larger D). Chosen: **{lc['chosen']}**: {lc['reason']}. "
+                   "The chosen law is then refitted on every run for the optimum and the final prediction."))
+    b.append(("table", ["law", "held-out MAPE %", "worst point %", "in-sample MAPE %", "in-sample R^2"], rows))
+    b.append(("img", f"fit/{lc['plot']}", "predicted vs measured on the held-out runs"))
+    if not lc.get("trusted"):
+        b.append(("p", f"**Warning: the chosen law's held-out MAPE exceeds {10:.0f}%: its predicted losses at the "
+                       "final budget are not fit to be trusted for planning compute.**"))
+
+
 def _fit(ctx: R.ReportContext, kinds, summary: dict) -> None:
     sp, label = _space(ctx)
     f, opt = ctx.fit, ctx.fit["optimum"]
@@ -156,6 +180,16 @@ def _fit(ctx: R.ReportContext, kinds, summary: dict) -> None:
         text += (" The optimum lies ON THE EDGE of the search region: the law would prefer (mu, sigma) outside it, "
                  "so this is a constrained optimum.")
     b.append(("p", text))
+    if opt.get("selected"):
+        bs = ctx.fit.get("best_sweep") or {}
+        summary["selection"] = {"selected": opt["selected"], "why": opt.get("why"), "band": opt.get("band"),
+                                "best_sweep": bs}
+        b.append(("p", f"Selection family: contiguous bands of the landscape sampled uniformly ({opt.get('n_bands')} "
+                       f"bands hold the budget, {opt.get('n_bands_searched')} searched). Best sweep regime: "
+                       f"{bs.get('regime')} (run {bs.get('run')}, {ctx.recipe.fit.target} {bs.get('loss', float('nan')):.4f}), "
+                       f"as band {bs.get('band')} at the budget. **DOS selects "
+                       f"{'the law' + chr(39) + 's best band' if opt['selected'] == 'law' else 'the best sweep regime'}** "
+                       f"{opt.get('band')}: {opt.get('why')}."))
     if kinds is not None and any(k in set(kinds) for k in R.BAND_KINDS):
         x = ctx.table.column("ppl").to_numpy()
         x = np.log(x) if sp == "log_ppl" else x

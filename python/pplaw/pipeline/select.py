@@ -24,6 +24,7 @@ import pyarrow as pa
 from pplaw.exceptions import FitError, InvalidInputError
 from pplaw.pipeline.plan import RealisableRegion, stats_both, write_indices
 from pplaw.pipeline.recipe import RunRecipe
+from pplaw.runs import write_json_atomic
 
 SUFFIX = {"ppl": "ppl", "log_ppl": "log_ppl"}
 
@@ -67,28 +68,43 @@ def search_region(kind: str, region: RealisableRegion, df: pd.DataFrame) -> Any:
     return Region(both.contains, both.bbox, label + " within the hull of the fitted points")
 
 
-def fit_and_optimise(rows: list[dict[str, Any]], recipe: RunRecipe, region: RealisableRegion,
-                     out: Path) -> dict[str, Any]:
-    """Fit, plot, take the optimum; write ``fit.json``, ``fit_summary.txt``, PNGs; return the outputs."""
-    from pplaw.laws import PerplexityLaw, compare_variants
+def fit_and_optimise(rows: list[dict[str, Any]], recipe: RunRecipe, region: RealisableRegion, out: Path,
+                     table: pa.Table | None = None, plan: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Choose the law by held-out error, refit it on every sweep point, take the optimum; write ``fit.json``,
+    ``fit_summary.txt``, ``holdout.json``, PNGs; return the outputs.
+
+    With ``table`` and ``plan`` and ``select.family == "band"`` the selected optimum is the best contiguous
+    landscape band at the budget (or the best sweep regime, see :mod:`pplaw.pipeline.choose`); the law's
+    continuous optimum in ``region`` is reported beside it as ``law_optimum``."""
     from pplaw.laws.plotting import write_plots
+    from pplaw.pipeline import choose as C
 
     f = recipe.fit
     df = fit_frame(rows, f.space)
-    law = PerplexityLaw(sigma=f.sigma, space=f.space)
+    law_choice = C.choose_law(df, recipe, out)
+    write_json_atomic(out / "holdout.json", law_choice)
+    law = C.candidate_laws(recipe)[law_choice["chosen"]]
     fit = law.fit(df, target=f.target, mu="mu", sigma="sigma", D="D", bootstrap=f.bootstrap, seed=f.seed,
                   strict=False, progress=False)
     opt = fit.optimum(region=search_region(recipe.select.region, region, df), D=float(region.budget))
     fit.to_json(out / "fit.json")
     fit.plot(out / "fit.png", optimum=opt)
     plots = [p.name for p in write_plots(fit, out, optimum=opt, by=df["regime"].to_numpy())]
-    summary = fit.summary() + "\n\n" + str(opt)
+    summary = (f"law chosen: {law_choice['chosen']} ({law_choice['reason']})\n\n" + fit.summary() + "\n\n"
+               + str(opt))
     outputs: dict[str, Any] = {
         "fit": "fit.json", "plots": ["fit.png", *plots], "summary": "fit_summary.txt",
         "law": law.describe(), "n_runs": int(len(df)), "metrics": fit.metrics, "params": fit.params,
         "ci": {k: list(v) for k, v in fit.ci.items()}, "warnings": fit.warnings,
-        "optimum": opt.to_dict(), "region": recipe.select.region,
+        "optimum": opt.to_dict(), "law_optimum": opt.to_dict(), "region": recipe.select.region,
+        "law_choice": law_choice,
     }
+    if recipe.select.family == "band" and table is not None and plan is not None:
+        band = C.choose_band(fit, df, table, plan, recipe, int(region.budget), law_choice, out)
+        outputs.update(optimum=band["optimum"], best_sweep=band["best_sweep"], bands=band["bands"])
+        summary += (f"\n\nselected ({band['optimum']['selected']}): band {band['optimum']['band']}, "
+                    f"mu* = {band['optimum']['mu']:.5g}, sigma* = {band['optimum']['sigma']:.5g}; "
+                    f"{band['optimum']['why']}")
     if f.compare_variants:
         try:
             cmp = compare_variants(df, target=f.target, D="D", mu="mu_ppl", sigma="sigma_ppl", mu_log="mu_log_ppl",
@@ -151,7 +167,7 @@ def _extreme(ppl: np.ndarray, tokens: np.ndarray, budget: int, highest: bool) ->
 
 
 def select_subsets(table: pa.Table, recipe: RunRecipe, optimum: dict[str, Any], budget: int,
-                   out: Path) -> list[dict[str, Any]]:
+                   out: Path, best_sweep: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """DOS and the baselines at ``budget`` for every final seed; writes ``subsets/<method>_s<seed>.parquet``."""
     from pplaw.sampling import sample_subset, select_dos
 
@@ -162,7 +178,16 @@ def select_subsets(table: pa.Table, recipe: RunRecipe, optimum: dict[str, Any], 
     items = []
     for method in ["dos", *recipe.baselines.methods]:
         for seed in sel.seeds:
-            if method == "dos":
+            if method == "dos" and optimum.get("band") is not None:  # the band family (select.family = band)
+                idx = sample_subset(table, token_budget=budget, quantile_window=tuple(optimum["band"]), seed=seed,
+                                    return_indices=True)
+            elif method == "best_sweep":
+                if best_sweep is None:
+                    raise InvalidInputError("baseline best_sweep needs select.family = band (the sweep's band "
+                                            "family); drop it from baselines.methods or set select.family: band")
+                idx = sample_subset(table, token_budget=budget, quantile_window=tuple(best_sweep["band"]), seed=seed,
+                                    return_indices=True)
+            elif method == "dos":
                 idx = select_dos(table, token_budget=budget, target_mean=optimum["mu"], target_std=optimum["sigma"],
                                  space=recipe.fit.space, weights=sel.weights, seed=seed, return_indices=True)
             elif method == "random":

@@ -1,0 +1,91 @@
+"""pplaw's extension of the perplexity-aware law (NOT the paper's law): a data exponent per regime.
+
+    L(mu, sigma, D) = E + Dc / ( mu^(a0 + a1*s) * s^(b0 + b1*mu) * D^(d0 + d1*mu + d2*s) )
+
+Why: in continual pre-training, subsets of different perplexity regimes gain from more tokens at very
+different rates (text the model already knows barely improves with D; learnable text improves fast), while the
+paper's law scales every regime's reducible loss by one ``D^-aD``. Letting the exponent be a low-order
+function of the regime, ``aD(mu, s) = d0 + d1*mu + d2*s``, keeps the law LSE-linear (the extra columns are
+``-mu*log D`` and ``-s*log D``) so the same engine fits it, but the optimum ``(mu*, sigma*)`` now moves with
+``D``: :meth:`PerplexityLawRegimeD.optimum` needs the budget ``D``. With ``d1 = d2 = 0`` it is the paper's law.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+
+from pplaw.exceptions import InvalidInputError
+from pplaw.laws.engine import Param, register
+from pplaw.laws.perplexity import PerplexityLaw
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pplaw.laws.data import Data
+    from pplaw.laws.result import Fit
+
+
+@register
+class PerplexityLawRegimeD(PerplexityLaw):
+    """``L = E + Dc / (mu^(a0 + a1*s) * s^(b0 + b1*mu) * D^(d0 + d1*mu + d2*s))`` (pplaw extension)."""
+
+    name = "perplexity_regime_d"
+    formula = "L = E + Dc / (mu^(a0 + a1*s) * s^(b0 + b1*mu) * D^(d0 + d1*mu + d2*s))"
+
+    def describe(self) -> str:
+        return super().describe().replace("PerplexityLaw:", "PerplexityLawRegimeD (pplaw extension, not the "
+                                                            "paper's law):")
+
+    def declare(self) -> tuple[Param, ...]:
+        base = [p for p in super().declare() if p.name != "aD"]
+        return (*base,
+                Param("d0", (-1.0, 3.0), (0.1, 0.3, 0.6), doc="data exponent at mu = s = 0"),
+                Param("d1", (-3.0, 3.0), (), doc="data exponent's dependence on mu"),
+                Param("d2", (-3.0, 3.0), (), doc="data exponent's dependence on s"))
+
+    def terms(self, X):
+        mu, s, lD = X["mu"], self.s_of(X["sigma"]), np.log(X["D"])
+        lm, ls = np.log(mu), np.log(s)
+        z, o = np.zeros(mu.size), np.ones(mu.size)
+        return [
+            (np.column_stack([o, z, z, z, z, z, z, z, z]), None),  # e
+            (np.column_stack([z, o, -lm, -s * lm, -ls, -mu * ls, -lD, -mu * lD, -s * lD]), None),
+        ]
+
+    def starts(self, data: Data, space: str) -> np.ndarray:
+        """The paper law's scale-aware grid, with ``d1``/``d2`` on scales of ``1/median`` of mu and s."""
+        mu, s, y = data.X["mu"], self.s_of(data.X["sigma"]), self.target_to_model(data.y, data.X)
+        g = {p.name: p.grid for p in self.params}
+        ymin = float(np.min(y)) if np.min(y) > 0 else 1.0
+        g["E"] = self._grid.get("E", tuple(np.log(ymin * np.array([0.3, 0.6, 0.9]))))
+        g["a1"] = self._grid.get("a1", tuple(np.array([-1.0, 0.0, 1.0]) / np.median(s)))
+        g["b1"] = self._grid.get("b1", tuple(np.array([-1.0, 0.0, 1.0]) / np.median(mu)))
+        g["d1"] = self._grid.get("d1", tuple(np.array([-0.2, 0.0, 0.2]) / np.median(mu)))
+        g["d2"] = self._grid.get("d2", tuple(np.array([-0.2, 0.0, 0.2]) / np.median(s)))
+        names = ["E", "a0", "a1", "b0", "b1", "d0", "d1", "d2"]
+        combos = np.array(list(itertools.product(*(g[k] for k in names))), float)  # (S, 8)
+        e, a0, a1, b0, b1, d0, d1, d2 = combos.T
+        lm, ls, lD = np.log(mu), np.log(s), np.log(data.X["D"])
+        gap = np.log(np.maximum(y[None] - np.exp(e)[:, None], 1e-3 * ymin))  # (S, n)
+        expo = ((a0[:, None] + a1[:, None] * s) * lm + (b0[:, None] + b1[:, None] * mu) * ls
+                + (d0[:, None] + d1[:, None] * mu + d2[:, None] * s) * lD)
+        dc = np.mean(gap + expo, axis=1)  # Dc profiled: the log-mean matching value for each start
+        return np.column_stack([e, dc, a0, a1, b0, b1, d0, d1, d2])
+
+    def a_d(self, p: Mapping[str, Any], mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        """The data exponent of each regime, ``d0 + d1*mu + d2*s``."""
+        return p["d0"] + p["d1"] * np.asarray(mu, float) + p["d2"] * self.s_of(np.asarray(sigma, float))
+
+    def g_at(self, p: Mapping[str, Any], mu: np.ndarray, sigma: np.ndarray, D: float | None) -> np.ndarray:
+        if D is None:
+            raise InvalidInputError("PerplexityLawRegimeD.optimum needs D (the budget in tokens): its data exponent "
+                                    "depends on (mu, sigma), so the optimum moves with D")
+        d1, d2 = (np.asarray(p[k], float)[..., None] for k in ("d1", "d2"))
+        return self.g(p, mu, sigma) + (d1 * mu + d2 * self.s_of(sigma)) * np.log(float(D))
+
+    def optimum(self, fit: Fit, *, region: Any = None, D: float | None = None, **kwargs: Any):
+        if D is None:
+            raise InvalidInputError("PerplexityLawRegimeD.optimum needs D (the budget in tokens): its data exponent "
+                                    "depends on (mu, sigma), so the optimum moves with D")
+        return super().optimum(fit, region=region, D=D, **kwargs)
