@@ -73,6 +73,20 @@ class PerplexityLawRegimeD(PerplexityLaw):
         dc = np.mean(gap + expo, axis=1)  # Dc profiled: the log-mean matching value for each start
         return np.column_stack([e, dc, a0, a1, b0, b1, d0, d1, d2])
 
+    def fit(self, table: Any, **kwargs: Any) -> Fit:
+        """As :meth:`Law.fit`; the fit's warnings also say when the fitted ``aD(mu, s)`` is negative at any fitted
+        point (loss growing with ``D`` there: the linear exponent is extrapolating outside what the data support)."""
+        fit = super().fit(table, **kwargs)
+        a_d = self.a_d(fit.params, fit.data.X["mu"], fit.data.X["sigma"])
+        if np.any(a_d < 0):
+            k = int(np.argmin(a_d))
+            msg = (f"the fitted data exponent aD(mu, s) = d0 + d1*mu + d2*s is negative at {int(np.sum(a_d < 0))} of "
+                   f"{a_d.size} fitted points (min {a_d[k]:.4g} at mu={fit.data.X['mu'][k]:.4g}, "
+                   f"sigma={fit.data.X['sigma'][k]:.4g}): the law predicts loss rising with D there")
+            fit._fit_warnings.append(msg)
+            fit.warnings.append(msg)
+        return fit
+
     def a_d(self, p: Mapping[str, Any], mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
         """The data exponent of each regime, ``d0 + d1*mu + d2*s``."""
         return p["d0"] + p["d1"] * np.asarray(mu, float) + p["d2"] * self.s_of(np.asarray(sigma, float))
