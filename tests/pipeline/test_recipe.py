@@ -26,7 +26,8 @@ def test_default_recipe_is_the_quickstart():
     assert r.name == "quickstart"
     assert r.world is not None and r.world.doc_tokens == r.scoring.chunk_tokens == r.train.max_length
     assert len(r.select.seeds) >= 3
-    assert set(r.baselines.methods) == {"random", "lowest_ppl", "highest_ppl", "full"}
+    assert set(r.baselines.methods) == {"random", "lowest_ppl", "highest_ppl", "full", "best_sweep"}
+    assert r.plan.validation_sizes and r.plan.validation_sizes[0] >= 2 * max(r.plan.sizes)
 
 
 @pytest.mark.parametrize("data, path", [

@@ -76,6 +76,7 @@ def fit_and_optimise(rows: list[dict[str, Any]], recipe: RunRecipe, region: Real
     With ``table`` and ``plan`` and ``select.family == "band"`` the selected optimum is the best contiguous
     landscape band at the budget (or the best sweep regime, see :mod:`pplaw.pipeline.choose`); the law's
     continuous optimum in ``region`` is reported beside it as ``law_optimum``."""
+    from pplaw.laws import compare_variants
     from pplaw.laws.plotting import write_plots
     from pplaw.pipeline import choose as C
 
