@@ -39,7 +39,7 @@ def load_table(path: str | Path, *, what: str):
     """
     import datasets
 
-    from pplaw.cli.landscape import PARQUET_SUFFIXES, scored_files
+    from pplaw.io import PARQUET_SUFFIXES, scored_files
 
     if path in (None, ""):
         raise ConfigError(f"{what}: no path given")
@@ -63,50 +63,6 @@ def load_table(path: str | Path, *, what: str):
     if len(kinds) > 1:
         raise InvalidInputError(f"{what} {str(p)!r} mixes Parquet and JSONL files; keep one format per folder")
     return datasets.load_dataset(kinds.pop(), data_files=[str(f) for f in files], split="train")
-
-
-def read_indices(path: str | Path, column: str, dataset) -> tuple[np.ndarray, Any]:
-    """Row positions of a subset, from a Parquet file written by ``pplaw sample``; returns (rows, table).
-
-    ``column="auto"`` takes the first of ``index`` / ``row`` (``pplaw sample`` writes ``row``: positions in
-    its input, which must be ``domain_data``); without either, a ``chunk_id`` column is matched against
-    the dataset's ``chunk_id`` column, which does not depend on row order.
-    """
-    import pyarrow.parquet as pq
-
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise InvalidInputError(f"domain_indices file {str(p)!r} does not exist (expected a Parquet file from `pplaw sample`)")
-    table = pq.read_table(p)
-    n = len(dataset)
-    if column == "auto":
-        column = next((c for c in ("index", "row") if c in table.column_names), None)
-    if column is not None and column in table.column_names:
-        idx = table.column(column).to_numpy(zero_copy_only=False)
-    elif column is None and "chunk_id" in table.column_names and "chunk_id" in dataset.column_names:
-        wanted = table.column("chunk_id").to_numpy(zero_copy_only=False)
-        ids = np.asarray(dataset.with_format("numpy")["chunk_id"])
-        order = np.argsort(ids, kind="stable")
-        pos = np.minimum(np.searchsorted(ids[order], wanted), max(n - 1, 0))
-        ok = ids[order][pos] == wanted if n else np.zeros(len(wanted), bool)
-        if not ok.all():
-            raise InvalidInputError(f"domain_indices {str(p)!r}: {int((~ok).sum())} chunk_id(s) are not in domain_data, "
-                                    f"e.g. {wanted[~ok][:5].tolist()}")
-        idx = order[pos]
-    else:
-        raise MissingColumnError(
-            f"domain_indices {str(p)!r} has no column {column or 'index/row'!r} of row positions"
-            + ("" if column else " and no 'chunk_id' column matching domain_data")
-            + f"; columns found: {table.column_names}")
-    if len(idx) == 0:
-        raise EmptyInputError(f"domain_indices {str(p)!r} selects no rows: the subset is empty")
-    if not np.issubdtype(idx.dtype, np.integer):
-        raise InvalidInputError(f"domain_indices {str(p)!r}: column {column!r} must hold integers, got {idx.dtype}")
-    bad = (idx < 0) | (idx >= n)
-    if bad.any():
-        raise InvalidInputError(f"domain_indices {str(p)!r}: {int(bad.sum())} index(es) outside [0, {n}) of domain_data, "
-                                f"e.g. {idx[bad][:5].tolist()}")
-    return idx.astype(np.int64), table
 
 
 def subset_stats(rows, space: str) -> tuple[float | None, float | None]:

@@ -45,6 +45,10 @@ from typing import Any
 from pplaw.exceptions import EmptyInputError, InvalidInputError, SerializationError
 
 RECORD_NAME = "run_record.json"
+# The layout of a run directory (``output_dir`` of :mod:`pplaw.cpt`): the record, the final model and
+# tokenizer, the training curve; ``checkpoint-N/`` folders while training.
+FINAL_DIR = "model"
+CURVE_PNG = "training_curve.png"
 SCHEMA_VERSION = 1
 SECTIONS = ("config", "model", "subset", "training", "eval", "benchmarks", "wall_times", "environment")
 _PACKAGES = (
@@ -318,6 +322,6 @@ def load_runs(directory: str | Path, *, include_incomplete: bool = False, recurs
 
 
 __all__ = [
-    "RECORD_NAME", "SCHEMA_VERSION", "load_runs", "read_record", "update_record", "new_record", "save_record",
+    "RECORD_NAME", "FINAL_DIR", "CURVE_PNG", "SCHEMA_VERSION", "load_runs", "read_record", "update_record", "new_record", "save_record",
     "write_json_atomic", "flatten_record", "environment",
 ]

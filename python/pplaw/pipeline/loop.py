@@ -51,26 +51,23 @@ def resolve_inputs(recipe: RunRecipe, stages: Stages) -> dict[str, Any]:
 
 
 def score_corpus(recipe: RunRecipe, inp: dict[str, Any], d: Path) -> dict[str, Any]:
-    """Chunk and score the domain corpus with the base model (``pplaw score``: sharded, resumable)."""
-    from pplaw.cli import score
+    """Chunk and score the domain corpus with the base model (the ``pplaw score`` job: sharded, resumable)."""
+    from pplaw.score_job import ScoreConfig, run_score, summary_lines
 
     s = recipe.scoring
-    argv = ["--model", inp["base_model"], "--data", inp["domain_data"], "--out", str(d / "chunks"),
-            "--text_column", inp["text_column"], "--chunk_tokens", str(s.chunk_tokens), "--dtype", s.dtype,
-            "--max_tokens_per_batch", str(s.max_tokens_per_batch), "--shard_docs", str(s.shard_docs)]
-    for flag, value in (("--id_column", inp.get("id_column")), ("--tokenizer", inp.get("tokenizer")),
-                        ("--min_tail_tokens", s.min_tail_tokens)):
-        if value is not None:
-            argv += [flag, str(value)]
-    if score.main(argv) != 0:
-        raise RuntimeError("pplaw score failed")
-    summary = yaml.safe_load((d / "chunks" / "summary.yaml").read_text(encoding="utf-8"))
+    cfg = ScoreConfig(model=inp["base_model"], data=inp["domain_data"], out=str(d / "chunks"),
+                      text_column=inp["text_column"], chunk_tokens=s.chunk_tokens, dtype=s.dtype,
+                      max_tokens_per_batch=s.max_tokens_per_batch, shard_docs=s.shard_docs,
+                      id_column=inp.get("id_column"), tokenizer=inp.get("tokenizer"),
+                      min_tail_tokens=s.min_tail_tokens)
+    summary = run_score(cfg)
+    print("\n".join(summary_lines(summary, d / "chunks")))
     return {"chunks": "chunks", "summary": summary}
 
 
 def read_chunks(score_dir: Path):
     """The scored chunks' statistics (ppl, n_scored, chunk_id, doc_id) in the row order runs index."""
-    from pplaw.cli.landscape import read_scored
+    from pplaw.io import read_scored
 
     table, _, _ = read_scored(score_dir / "chunks", ["ppl", "n_scored"], ["chunk_id", "doc_id"], progress=False)
     return table

@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from pplaw.exceptions import BudgetError, ConfigError, UnreachableTargetError
+from pplaw.io import write_indices
 from pplaw.pipeline.recipe import PlanSection
 
 SPACES = ("ppl", "log_ppl")
@@ -325,26 +326,6 @@ def build_plan(table: pa.Table, bin_index: np.ndarray, n_bins: int, cfg: PlanSec
             "regimes": [{"name": r.name, "shape": r.shape, "bins": r.bins, "quantiles": r.quantiles,
                          "target": r.target} for r in regimes],
             "points": points}
-
-
-def write_indices(table: pa.Table, idx: np.ndarray, path: Path) -> None:
-    """The selected rows as ``pplaw sample`` writes them: ``row`` (+ chunk_id, ppl, n_scored)."""
-    import pyarrow.parquet as pq
-
-    from pplaw.landscape import atomic_write
-
-    sel = pa.array(np.asarray(idx, dtype=np.uint64), type=pa.uint64())
-    cols = {"row": sel}
-    for c in ("chunk_id", "ppl", "n_scored"):
-        if c in table.column_names:
-            cols[c] = table.column(c).take(sel)
-    atomic_write(Path(path), lambda tmp: pq.write_table(pa.table(cols), tmp))
-
-
-def read_indices(path: Path) -> np.ndarray:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(path, columns=["row"]).column("row").to_numpy().astype(np.int64)
 
 
 def _plain(obj: Any) -> Any:

@@ -395,7 +395,7 @@ def apply_overrides(data: dict, overrides: list[tuple[str, str]]) -> dict:
 
 def load_recipe(path: str | Path | None = None, overrides: list[tuple[str, str]] | None = None) -> RunRecipe:
     """Read a recipe (default: the embedded quickstart) and apply ``key=value`` overrides."""
-    from pplaw.cli._config import load_yaml
+    from pplaw.config import load_yaml
 
     data = load_yaml(path if path is not None else QUICKSTART)
     if overrides:

@@ -10,7 +10,7 @@ type, message, traceback), the others go on, and the next ``pplaw run`` retries 
 Runs are trained one after another in this process (``workers <= 1``), or by a pool of worker processes
 (``workers > 1``): one per GPU (each sees only its own through ``CUDA_VISIBLE_DEVICES``) or, on a CPU, each
 with ``threads_per_worker`` torch threads. With ``launcher="accelerate"`` every run is a subprocess
-``accelerate launch --config_file CFG -m pplaw.cpt --config spec.yaml``, for multi-GPU runs.
+``accelerate launch --config_file CFG -m pplaw.cli.train --config spec.yaml``, for multi-GPU runs.
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def train_one(spec: RunSpec, launcher: str = "inprocess", accelerate_config: str
             cfg = spec.dir / "spec.yaml"
             cfg.write_text(yaml.safe_dump(spec.cpt, sort_keys=True), encoding="utf-8")
             cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config),
-                   "-m", "pplaw.cpt", "--config", str(cfg)]
+                   "-m", "pplaw.cli.train", "--config", str(cfg)]
             with open(spec.dir / LOG, "a", encoding="utf-8") as fh:
                 proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=False)
             if proc.returncode != 0:

@@ -1,4 +1,5 @@
-"""TRL-style configuration parsing: dataclass configs with help metadata, ``--config recipe.yaml``.
+"""TRL-style configuration parsing: dataclass configs with help metadata, ``--config recipe.yaml``, and the
+YAML loader every config and recipe goes through.
 
 Precedence is defaults < YAML < command line, as in TRL's ``TrlParser``. Unknown YAML keys are an error
 (a typo in a recipe must not be silently ignored). Built on ``transformers.HfArgumentParser``.
