@@ -30,6 +30,7 @@ from typing import Any
 from trl import SFTConfig
 
 from pplaw import runs
+from pplaw._io import jsonable
 from pplaw.cpt_data import build_mixture, check_ratio, load_table, subset_stats
 from pplaw.evaluate import EvalConfig, evaluate_run, wants_evaluation
 from pplaw.exceptions import ConfigError
@@ -138,7 +139,7 @@ def parse_args(argv: list[str] | None = None, yaml_overrides: dict | None = None
 
 def _config_dict(cfg: CPTConfig, ecfg: EvalConfig, targs: CPTTrainingArguments) -> dict[str, Any]:
     return {"cpt": dataclasses.asdict(cfg), "eval": dataclasses.asdict(ecfg),
-            "training_args": {k: runs._jsonable(v) for k, v in targs.to_dict().items()}}
+            "training_args": {k: jsonable(v) for k, v in targs.to_dict().items()}}
 
 
 def _check_same_run(old: dict, new: dict, run_dir: Path) -> None:

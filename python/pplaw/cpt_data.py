@@ -24,7 +24,6 @@ from pplaw.exceptions import (
     EmptyInputError,
     InvalidInputError,
     MissingColumnError,
-    NotBuiltError,
 )
 
 log = logging.getLogger(__name__)
@@ -69,27 +68,22 @@ def subset_stats(rows, space: str) -> tuple[float | None, float | None]:
     """(mu, sigma) of the subset's chunk perplexities, when the rows carry a ``ppl`` column (from scoring).
 
     ``rows``: a ``datasets.Dataset`` or a ``pyarrow.Table`` (the indices file of ``pplaw sample`` has them).
+    The statistics are :func:`pplaw.sampling.subset_stats`' (docs/architecture.md, Definitions); rows without
+    a token-count column count once each.
     """
     if rows is None or "ppl" not in rows.column_names:
         return None, None
-    tokens_column = next((c for c in ("n_scored", "n_tokens") if c in rows.column_names), None)
-    try:
-        from pplaw.sampling import subset_stats as core_stats
+    from pplaw.sampling import subset_stats as core_stats
 
-        if tokens_column is None:
-            raise NotBuiltError("no token-count column")
-        st = core_stats(rows, np.arange(rows.num_rows if hasattr(rows, "num_rows") else len(rows)), space=space, ppl_column="ppl", tokens_column=tokens_column)
-        return float(st["mean"]), float(st["std"])
-    except (ImportError, NotBuiltError):
-        # Same definition as pplaw.sampling (DESIGN.md): unweighted when chunks are equally long, else
-        # token-weighted; population std. Used when the Rust core is not built.
-        ppl = np.asarray(rows["ppl"], dtype=np.float64)  # Dataset column or pyarrow ChunkedArray
-        x = np.log(ppl) if space == "log_ppl" else ppl
-        w = np.asarray(rows[tokens_column], dtype=np.float64) if tokens_column else np.ones_like(x)
-        if np.all(w == w[0]):
-            w = np.ones_like(x)
-        mu = float(np.average(x, weights=w))
-        return mu, float(math.sqrt(np.average((x - mu) ** 2, weights=w)))
+    n = rows.num_rows if hasattr(rows, "num_rows") else len(rows)
+    tokens_column = next((c for c in ("n_scored", "n_tokens") if c in rows.column_names), None)
+    if tokens_column is None:
+        import pyarrow as pa
+
+        rows = pa.table({"ppl": np.asarray(rows["ppl"], dtype=np.float64), "n_tokens": np.ones(n, dtype=np.int64)})
+        tokens_column = "n_tokens"
+    st = core_stats(rows, np.arange(n), space=space, ppl_column="ppl", tokens_column=tokens_column)
+    return float(st["mean"]), float(st["std"])
 
 
 def _tokenized(ds, tokenizer, text_column: str, what: str):

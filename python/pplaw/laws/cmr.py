@@ -10,7 +10,7 @@ least squares by default: with residuals of ~1e-3 a Huber delta of 1e-3 would ac
   fitted with ``s3 = s2 + ds``, ``ds > 0``, so the two terms cannot swap between bootstrap refits
 - :class:`CMRLaw`            ``R_CMR(T) = a4*T^s4 + b3``          the critical ratio vs the token budget
 
-and :class:`CMR`, which chains them. Choices made here (the paper's details are not in DESIGN.md):
+and :class:`CMR`, which chains them. Choices made here (the paper's details are not in docs/architecture.md):
 
 - tokens are measured in units of ``t_unit`` (``"auto"``: the power of ten nearest the geometric mean of the
   fitted T, recorded in the law's options) so that coefficients are O(1);

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from pplaw._io import jsonable
 from pplaw.exceptions import BudgetError, ConfigError, UnreachableTargetError
 from pplaw.io import write_indices
 from pplaw.pipeline.recipe import PlanSection
@@ -308,7 +309,7 @@ def build_plan(table: pa.Table, bin_index: np.ndarray, n_bins: int, cfg: PlanSec
             idx, band = cache[key]
         except (UnreachableTargetError, BudgetError) as err:
             pt.update(status="unreachable", reason=str(err),
-                      realisable=_plain(getattr(err, "realisable", None)))
+                      realisable=jsonable(getattr(err, "realisable", None)))
             points.append(pt)
             if progress is not None:
                 progress.update(1)
@@ -328,19 +329,6 @@ def build_plan(table: pa.Table, bin_index: np.ndarray, n_bins: int, cfg: PlanSec
             "points": points}
 
 
-def _plain(obj: Any) -> Any:
-    """JSON-able copy of a realisable-range dict (tuples -> lists, numpy -> float)."""
-    if obj is None:
-        return None
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    return obj
-
-
 def plot_plan(plan: dict[str, Any], regions: dict[int, RealisableRegion], path: Path) -> Path:
     """The planned points in the (mu, sigma) plane over the realisable region at each size."""
     import matplotlib
@@ -348,7 +336,7 @@ def plot_plan(plan: dict[str, Any], regions: dict[int, RealisableRegion], path: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pplaw.landscape import atomic_write
+    from pplaw._io import atomic_write
 
     space = plan["space"]
     key = "log_ppl" if space == "log_ppl" else "ppl"
