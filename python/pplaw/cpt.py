@@ -35,6 +35,7 @@ from pplaw.cpt_data import build_mixture, check_ratio, load_table, subset_stats
 from pplaw.evaluate import EvalConfig, evaluate_run, wants_evaluation
 from pplaw.exceptions import ConfigError
 from pplaw.io import read_indices
+from pplaw.runs import CURVE_PNG, FINAL_DIR  # noqa: F401  (the run-directory layout, defined in runs.py)
 
 log = logging.getLogger("pplaw.cpt")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
