@@ -56,6 +56,9 @@ class ScoreConfig:
     keep_input_ids: bool = field(default=True, metadata={"help": "store each chunk's token ids in the shards (needed to train on them)"})
     overwrite: bool = field(default=False, metadata={"help": "delete previous results in --out instead of resuming"})
 
+    def __post_init__(self) -> None:
+        check_config(self)
+
 
 def check_config(cfg: ScoreConfig) -> None:
     """Raise ConfigError on a missing or out-of-range option (messages name ``pplaw score``'s flags)."""
@@ -246,7 +249,6 @@ def run_score(cfg: ScoreConfig, *, log: Callable[[str], None] = _stderr) -> dict
     from pplaw.chunking import chunk_texts
     from pplaw.scoring import PerplexityScorer
 
-    check_config(cfg)
     ds, files = load_corpus(cfg)
 
     from transformers import AutoTokenizer

@@ -52,14 +52,12 @@ def resolve_inputs(recipe: RunRecipe, stages: Stages) -> dict[str, Any]:
 
 def score_corpus(recipe: RunRecipe, inp: dict[str, Any], d: Path) -> dict[str, Any]:
     """Chunk and score the domain corpus with the base model (the ``pplaw score`` job: sharded, resumable)."""
+    from pplaw.config import shared_options
     from pplaw.score_job import ScoreConfig, run_score, summary_lines
 
-    s = recipe.scoring
     cfg = ScoreConfig(model=inp["base_model"], data=inp["domain_data"], out=str(d / "chunks"),
-                      text_column=inp["text_column"], chunk_tokens=s.chunk_tokens, dtype=s.dtype,
-                      max_tokens_per_batch=s.max_tokens_per_batch, shard_docs=s.shard_docs,
-                      id_column=inp.get("id_column"), tokenizer=inp.get("tokenizer"),
-                      min_tail_tokens=s.min_tail_tokens)
+                      text_column=inp["text_column"], id_column=inp.get("id_column"), tokenizer=inp.get("tokenizer"),
+                      **shared_options(recipe.scoring, ScoreConfig))
     summary = run_score(cfg)
     print("\n".join(summary_lines(summary, d / "chunks")))
     return {"chunks": "chunks", "summary": summary}

@@ -1,5 +1,10 @@
 """The recipe of ``pplaw run``: nested dataclass sections with help metadata, read from YAML.
 
+Options a section shares with a command's config are not declared twice: the section borrows them
+(:func:`pplaw.config.borrow`: the same default and help) from :class:`~pplaw.score_job.ScoreConfig` (scoring,
+the corpus' columns) and :class:`~pplaw.evaluate.EvalConfig` (evaluation), and the stages build those
+configs from the section (:func:`pplaw.config.shared_options`).
+
 A recipe is a YAML mapping whose top-level keys are the sections of :class:`RunRecipe` (``world``,
 ``model``, ``corpus``, ``scoring``, ``landscape``, ``plan``, ``train``, ``evaluate``, ``fit``, ``select``,
 ``baselines``, ``report``). Every level is checked: an unknown key is a :class:`~pplaw.exceptions.ConfigError`
@@ -25,7 +30,10 @@ from typing import Any, Union
 
 import yaml
 
+from pplaw.config import borrow
+from pplaw.evaluate import EvalConfig
 from pplaw.exceptions import ConfigError
+from pplaw.score_job import ScoreConfig
 from pplaw.synth.world import WorldConfig
 
 QUICKSTART = Path(__file__).resolve().parent / "quickstart.yaml"
@@ -51,8 +59,8 @@ class CorpusSection:
     """The domain corpus, general replay data and held-out sets (unset when ``world`` supplies them)."""
 
     domain_data: str | None = _f(None, "Domain corpus: a .jsonl/.parquet/.txt file or folder, one document a row.")
-    text_column: str = _f("text", "Column holding the documents.")
-    id_column: str | None = _f(None, "Column with document ids (stable chunk ids); default: row position.")
+    text_column: str = borrow(ScoreConfig, "text_column")
+    id_column: str | None = borrow(ScoreConfig, "id_column")
     general_data: str | None = _f(None, "General text for replay (needed when plan.replay_ratios has R > 0).")
     domain_eval_data: str | None = _f(None, "Held-out domain text for the domain loss (never in domain_data).")
     general_eval_data: str | None = _f(None, "Held-out general text for the general loss.")
@@ -65,11 +73,11 @@ class CorpusSection:
 class ScoringSection:
     """Chunking and perplexity scoring of the domain corpus with the base model (``pplaw score``)."""
 
-    chunk_tokens: int = _f(1024, "Tokens per chunk (BOS included when the tokenizer adds one).")
-    min_tail_tokens: int | None = _f(None, "Shortest document tail kept as a chunk (default chunk_tokens // 4).")
-    dtype: str = _f("auto", "Scoring dtype: auto, float32, bfloat16, float16.")
-    max_tokens_per_batch: int = _f(16384, "Padded tokens per forward pass.")
-    shard_docs: int = _f(10000, "Documents per scored shard (the unit of resumption).")
+    chunk_tokens: int = borrow(ScoreConfig, "chunk_tokens")
+    min_tail_tokens: int | None = borrow(ScoreConfig, "min_tail_tokens")
+    dtype: str = borrow(ScoreConfig, "dtype")
+    max_tokens_per_batch: int = borrow(ScoreConfig, "max_tokens_per_batch")
+    shard_docs: int = borrow(ScoreConfig, "shard_docs")
 
 
 @dataclass
@@ -132,14 +140,14 @@ class EvaluateSection:
                                           "the mean accuracy over them.")
     general_benchmarks: list[str] = _f([], "General benchmark: suites (e.g. general) or lm-eval tasks.")
     sweep_benchmarks: bool = _f(False, "Also run the benchmarks on sweep runs (the law is fitted on losses).")
-    task_source: str = _f("auto", "online, local or auto (see `pplaw evaluate --help`).")
-    task_data: str | None = _f(None, "Local task data directory (task_source=local).")
-    task_include_path: list[str] = _f([], "More lm-eval task folders.")
-    num_fewshot: int | None = _f(None, "Few-shot examples (default: each task's own).")
-    bench_limit: float | None = _f(None, "At most N examples per task (smoke tests only).")
-    bench_batch_size: int = _f(8, "lm-eval batch size.")
-    eval_max_chunks: int | None = _f(None, "Score at most this many held-out chunks.")
-    eval_tokens_per_batch: int = _f(16384, "Scorer micro-batch size in padded tokens.")
+    task_source: str = borrow(EvalConfig, "task_source")
+    task_data: str | None = borrow(EvalConfig, "task_data")
+    task_include_path: list[str] = borrow(EvalConfig, "task_include_path")
+    num_fewshot: int | None = borrow(EvalConfig, "num_fewshot")
+    bench_limit: float | None = borrow(EvalConfig, "bench_limit")
+    bench_batch_size: int = borrow(EvalConfig, "bench_batch_size")
+    eval_max_chunks: int | None = borrow(EvalConfig, "eval_max_chunks")
+    eval_tokens_per_batch: int = borrow(EvalConfig, "eval_tokens_per_batch")
 
 
 @dataclass
