@@ -31,64 +31,24 @@ from trl import SFTConfig
 
 from pplaw import runs
 from pplaw._io import jsonable
+from pplaw.config import borrow
 from pplaw.cpt_data import build_mixture, check_ratio, load_table, subset_stats
+from pplaw.cpt_options import DTYPES, CPTConfig, TrainingDefaults  # noqa: F401  (re-exported)
 from pplaw.evaluate import EvalConfig, evaluate_run, wants_evaluation
 from pplaw.exceptions import ConfigError
 from pplaw.io import read_indices
 from pplaw.runs import CURVE_PNG, FINAL_DIR  # noqa: F401  (the run-directory layout, defined in runs.py)
 
 log = logging.getLogger("pplaw.cpt")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-@dataclass
-class CPTConfig:
-    """What one CPT run trains on."""
-
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Base model: a local folder or a Hugging Face Hub id (required)."})
-    tokenizer_name_or_path: str | None = field(
-        default=None, metadata={"help": "Tokenizer, if not the model's own."})
-    model_dtype: str = field(
-        default="float32", metadata={"help": "dtype of the loaded weights; bf16 mixed precision is set by `bf16`.",
-                                     "choices": list(DTYPES)})
-    domain_data: str | None = field(
-        default=None, metadata={"help": "Domain corpus: Parquet/JSONL file or folder, or a saved dataset, with an "
-                                        "'input_ids' column (chunks from `pplaw score`) or a text column (required)."})
-    domain_indices: str | None = field(
-        default=None, metadata={"help": "Parquet file from `pplaw sample` selecting the subset of domain_data (row "
-                                        "positions, see indices_column). Unset: all rows."})
-    indices_column: str = field(
-        default="auto", metadata={"help": "Column of domain_indices with row positions; 'auto': 'index', else 'row' "
-                                          "(what `pplaw sample` writes), else match 'chunk_id'."})
-    text_column: str = field(default="text", metadata={"help": "Text column of the corpora when they hold text."})
-    general_data: str | None = field(
-        default=None, metadata={"help": "General replay corpus (same formats as domain_data)."})
-    replay_ratio: float = field(
-        default=0.0, metadata={"help": "R = general tokens / total tokens trained on, in [0, 1)."})
-    budget_tokens: int | None = field(
-        default=None, metadata={"help": "Total tokens to train on (domain + general); sets the steps: budget // "
-                                        "(max_length x global batch). Unset: one pass over the domain subset."})
-    allow_repeat: bool = field(
-        default=False, metadata={"help": "Allow more than one epoch over a source when the budget needs it."})
-    run_id: str | None = field(default=None, metadata={"help": "Run id in the record; default: output_dir's name."})
-    subset_mu: float | None = field(
-        default=None, metadata={"help": "PPL mean of the subset for the record; default: from a 'ppl' column."})
-    subset_sigma: float | None = field(
-        default=None, metadata={"help": "PPL std of the subset for the record; default: from a 'ppl' column."})
-    ppl_space: str = field(default="ppl", metadata={"help": "Space of mu/sigma.", "choices": ["ppl", "log_ppl"]})
-    resume: bool = field(default=True, metadata={"help": "Resume from the last checkpoint in output_dir."})
-    delete_checkpoints: bool = field(
-        default=True, metadata={"help": "Delete checkpoint-* folders once the final model and record are saved."})
-
-
 @dataclass
 class CPTTrainingArguments(SFTConfig):
     """TRL's SFTConfig with continual pre-training defaults."""
 
     output_dir: str | None = field(
         default=None, metadata={"help": "The run directory: checkpoints, final model, run_record.json (required)."})
-    max_length: int | None = field(default=1024, metadata={"help": "Packed sequence length in tokens."})
+    max_length: int | None = borrow(TrainingDefaults, "max_length")
+    per_device_train_batch_size: int = borrow(TrainingDefaults, "per_device_train_batch_size")
+    gradient_accumulation_steps: int = borrow(TrainingDefaults, "gradient_accumulation_steps")
     packing: bool = field(default=True, metadata={"help": "Pack into fixed-length sequences (always, for CPT)."})
     packing_strategy: str = field(
         default="wrapped", metadata={"help": "'wrapped': concatenate documents and cut every max_length tokens.",
@@ -101,10 +61,10 @@ class CPTTrainingArguments(SFTConfig):
         default=None, metadata={"help": "Deprecated alias of activation_checkpointing (transformers 5)."})
     bf16: bool | None = field(
         default=None, metadata={"help": "bf16 mixed precision; unset: on when a bf16-capable GPU is used."})
-    learning_rate: float = field(default=2e-5, metadata={"help": "Peak learning rate."})
-    lr_scheduler_type: str = field(
-        default="cosine", metadata={"help": "'cosine' or 'constant_with_warmup' (any transformers scheduler)."})
-    warmup_steps: float = field(default=0.05, metadata={"help": "Warmup steps (>= 1) or fraction of steps (< 1)."})
+    learning_rate: float = borrow(TrainingDefaults, "learning_rate")
+    lr_scheduler_type: str = borrow(TrainingDefaults, "lr_scheduler_type")
+    warmup_steps: float = borrow(TrainingDefaults, "warmup_steps")
+    weight_decay: float = borrow(TrainingDefaults, "weight_decay")
     logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
     save_steps: float = field(default=200, metadata={"help": "Checkpoint every N steps."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept."})

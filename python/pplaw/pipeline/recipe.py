@@ -2,8 +2,8 @@
 
 Options a section shares with a command's config are not declared twice: the section borrows them
 (:func:`pplaw.config.borrow`: the same default and help) from :class:`~pplaw.score_job.ScoreConfig` (scoring,
-the corpus' columns) and :class:`~pplaw.evaluate.EvalConfig` (evaluation), and the stages build those
-configs from the section (:func:`pplaw.config.shared_options`).
+the corpus' columns), :class:`~pplaw.evaluate.EvalConfig` (evaluation) and :mod:`pplaw.cpt_options` (training),
+and the stages build those configs from the section (:func:`pplaw.config.shared_options`).
 
 A recipe is a YAML mapping whose top-level keys are the sections of :class:`RunRecipe` (``world``,
 ``model``, ``corpus``, ``scoring``, ``landscape``, ``plan``, ``train``, ``evaluate``, ``fit``, ``select``,
@@ -31,6 +31,7 @@ from typing import Any, Union
 import yaml
 
 from pplaw.config import borrow
+from pplaw.cpt_options import CPTConfig, TrainingDefaults
 from pplaw.evaluate import EvalConfig
 from pplaw.exceptions import ConfigError
 from pplaw.score_job import ScoreConfig
@@ -120,14 +121,14 @@ class TrainSection:
                          "gets its own.")
     threads_per_worker: int = _f(0, "torch threads per worker (0: CPU cores / workers).")
     epochs: float = _f(1.0, "Passes over the selected subset: each run trains on epochs x D domain tokens.")
-    max_length: int = _f(1024, "Packed sequence length in tokens.")
-    per_device_train_batch_size: int = _f(8, "Sequences per device per step.")
-    gradient_accumulation_steps: int = _f(1, "Gradient accumulation steps.")
-    learning_rate: float = _f(2e-5, "Peak learning rate.")
-    lr_scheduler_type: str = _f("cosine", "Learning-rate schedule (any transformers scheduler).")
-    warmup_steps: float = _f(0.05, "Warmup steps (>= 1) or share of steps (< 1).")
-    weight_decay: float = _f(0.0, "AdamW weight decay.")
-    model_dtype: str = _f("float32", "dtype of the loaded weights (auto, float32, bfloat16, float16).")
+    max_length: int = borrow(TrainingDefaults, "max_length")
+    per_device_train_batch_size: int = borrow(TrainingDefaults, "per_device_train_batch_size")
+    gradient_accumulation_steps: int = borrow(TrainingDefaults, "gradient_accumulation_steps")
+    learning_rate: float = borrow(TrainingDefaults, "learning_rate")
+    lr_scheduler_type: str = borrow(TrainingDefaults, "lr_scheduler_type")
+    warmup_steps: float = borrow(TrainingDefaults, "warmup_steps")
+    weight_decay: float = borrow(TrainingDefaults, "weight_decay")
+    model_dtype: str = borrow(CPTConfig, "model_dtype")
     keep_models: bool = _f(True, "Keep each sweep run's final model (False: delete it once evaluated).")
     args: dict = _f({}, "Any other `pplaw train` option (e.g. bf16, max_grad_norm, report_to).")
 
