@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pplaw.pipeline.artefacts import Inputs
 from pplaw.pipeline.recipe import RunRecipe
 
 METHOD_ORDER = ("dos", "best_sweep", "random", "lowest_ppl", "highest_ppl", "full")
@@ -23,7 +24,7 @@ BAND_KINDS = ("learnable", "hard")
 class ReportContext:
     out: Path
     recipe: RunRecipe
-    inputs: dict[str, Any]
+    inputs: Inputs
     table: Any  # pyarrow Table of scored chunks (ppl, n_scored, chunk_id, doc_id)
     landscape: dict[str, Any]
     plan: dict[str, Any]
@@ -61,11 +62,11 @@ def mean_sd(vals: list[float], nd: int = 4) -> str:
 
 def kinds_of(ctx: ReportContext) -> np.ndarray | None:
     """Each chunk's kind from the diagnostics file (None without one). For the report only."""
-    path, col = ctx.inputs.get("diagnostics"), ctx.inputs.get("kind_column") or "kind"
+    path, col = ctx.inputs.diagnostics, ctx.inputs.kind_column or "kind"
     if not path or "doc_id" not in ctx.table.column_names or not Path(path).is_file():
         return None
     diag = pd.read_json(path, lines=True) if str(path).endswith((".jsonl", ".json")) else pd.read_parquet(path)
-    id_col = ctx.inputs.get("id_column") or "doc_id"
+    id_col = ctx.inputs.id_column or "doc_id"
     if id_col not in diag.columns or col not in diag.columns:
         return None
     mapping = dict(zip(diag[id_col].tolist(), diag[col].astype(str).tolist()))

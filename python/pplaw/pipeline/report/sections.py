@@ -48,7 +48,7 @@ def _space(ctx) -> tuple[str, str]:
 def _intro(ctx: ReportContext) -> None:
     rc, t = ctx.recipe, ctx.table
     n_tok = int(np.asarray(t.column("n_scored")).sum())
-    src = (f"a synthetic world (`pplaw.synth`, hash {ctx.inputs.get('world_hash')})" if rc.world is not None
+    src = (f"a synthetic world (`pplaw.synth`, hash {ctx.inputs.world_hash})" if rc.world is not None
            else f"base model `{rc.model.base_model}`, corpus `{rc.corpus.domain_data}`")
     b = ctx.blocks
     b.append(("h1", rc.report.title))
