@@ -108,7 +108,8 @@ def build_world(config: WorldConfig | None = None, out_dir: str | Path = "pplaw_
 
     taken: set[str] = set()
     gkb = T.make_general_kb(seed, config.n_countries, config.n_cities, config.n_people, taken)
-    dkb = T.make_domain_kb(seed, config.n_diseases, config.n_drugs, config.n_hard_drugs, config.n_enzymes, taken)
+    dkb = T.make_domain_kb(seed, config.n_diseases, config.n_drugs, config.n_hard_drugs, config.n_enzymes, taken,
+                            zipf=config.fact_zipf)
     reserved = frozenset(taken)  # every invented entity name of the world
     n_sent = max(4, config.doc_tokens // 5)  # more sentences than fit: documents are then cut to `limit` tokens
     rng = T.stream(seed, "general-corpus")
@@ -170,7 +171,7 @@ def build_world(config: WorldConfig | None = None, out_dir: str | Path = "pplaw_
     write_jsonl(world.root / "diagnostics" / "domain_val_kinds.jsonl",
                 ({"doc_id": i, "kind": k} for i, k in enumerate(val_kinds)))
 
-    write_jsonl(world.domain_mcq, TK.domain_questions(dkb, seed))
+    write_jsonl(world.domain_mcq, TK.domain_questions(dkb, seed, config.mcq_drugs))
     write_jsonl(world.general_mcq, TK.general_questions(gkb, seed))
     TK.render_tasks(world.tasks_dir, world.root, {"domain": world.domain_mcq, "general": world.general_mcq})
     import dataclasses

@@ -68,12 +68,29 @@ def general_questions(kb: T.GeneralKB, seed: int) -> list[dict]:
     return out
 
 
-def domain_questions(kb: T.DomainKB, seed: int) -> list[dict]:
-    """One question per learnable fact and per hard fact (kinds ``learnable`` and ``hard``)."""
+def asked_drugs(kb: T.DomainKB, seed: int, n: int) -> tuple[list[str], list[str]]:
+    """The learnable and hard drugs the benchmark asks about: all of them (``n`` 0 or >= the count), else
+    ``n`` of each drawn by popularity without replacement, kept in list order (a benchmark asks mostly about
+    what text often talks about, and sometimes about the long tail)."""
+    rng = T.stream(seed, "domain-mcq-drugs")
+    picks = []
+    for drugs, weights in ((kb.drugs, kb.drug_weight), (kb.hard_drugs, kb.hard_weight)):
+        if n <= 0 or n >= len(drugs):
+            picks.append(list(drugs))
+        else:
+            chosen = set(T.weighted_sample(rng, drugs, weights or [1.0] * len(drugs), n))
+            picks.append([d for d in drugs if d in chosen])
+    return picks[0], picks[1]
+
+
+def domain_questions(kb: T.DomainKB, seed: int, n_drugs: int = 0) -> list[dict]:
+    """One question per learnable fact and per hard fact (kinds ``learnable`` and ``hard``) of the drugs
+    :func:`asked_drugs` picks, plus every disease's organ and every enzyme's inhibitor."""
+    drugs, hard_drugs = asked_drugs(kb, seed, n_drugs)
     rng = T.stream(seed, "domain-mcq")
     out = []
     pools = {"disease": kb.diseases, "symptom": T.SYMPTOMS, "form": T.FORMS, "organ": list(T.ORGANS)}
-    for drug in kb.drugs:
+    for drug in drugs:
         for rel, slots in T.learnable_facts(kb, drug):
             if rel != "organ":  # organ facts belong to diseases: asked once per disease below
                 spec = LEARNABLE_MC[rel]
@@ -82,7 +99,7 @@ def domain_questions(kb: T.DomainKB, seed: int) -> list[dict]:
         out.append(_question(rng, f"learnable-organ-{disease}", "learnable", "organ", LEARNABLE_MC["organ"],
                              {"disease": disease, "organ": kb.organ[disease]}, pools["organ"]))
     pools = {"enzyme": kb.enzymes, "dose": T.HARD_DOSES, "disease": kb.diseases}
-    for hard in kb.hard_drugs:
+    for hard in hard_drugs:
         for rel, slots in T.hard_facts(kb, hard):
             if rel != "inhibitor":  # inhibitor facts belong to enzymes: asked once per enzyme below
                 spec = HARD_MC[rel]

@@ -105,6 +105,24 @@ class DomainKB:
     dose: dict[str, str]             # hard drug -> dose in mg
     second_line: dict[str, str]      # hard drug -> disease it is reserved for (after that disease's first-line drug)
     first_line: dict[str, str] = field(default_factory=dict)  # disease -> first learnable drug treating it
+    # Popularity of each drug in text (a Zipf law over the list order, which is random): how often documents
+    # (corpus, held-out text) name it. Lists parallel to ``drugs`` / ``hard_drugs``; they sum to 1 each.
+    drug_weight: list[float] = field(default_factory=list)
+    hard_weight: list[float] = field(default_factory=list)
+
+
+def zipf_weights(n: int, exponent: float) -> list[float]:
+    """Normalised Zipf weights ``k**-exponent`` for ranks k = 1..n (``exponent`` 0: uniform)."""
+    w = [(k + 1) ** -exponent for k in range(n)]
+    total = sum(w)
+    return [x / total for x in w]
+
+
+def weighted_sample(rng: random.Random, items: list[str], weights: list[float], k: int) -> list[str]:
+    """``k`` distinct items drawn with probability proportional to ``weights`` (Efraimidis-Spirakis keys
+    ``u**(1/w)``: the top-k keys are a weighted sample without replacement)."""
+    keys = sorted(((rng.random() ** (1.0 / w), i) for i, w in enumerate(weights)), reverse=True)
+    return [items[i] for _, i in keys[:k]]
 
 
 def stream(seed: int, name: str) -> random.Random:
@@ -146,7 +164,7 @@ def make_general_kb(seed: int, n_countries: int, n_cities: int, n_people: int, t
 
 
 def make_domain_kb(seed: int, n_diseases: int, n_drugs: int, n_hard_drugs: int, n_enzymes: int,
-                   taken: set[str]) -> DomainKB:
+                   taken: set[str], zipf: float = 0.0) -> DomainKB:
     rng = stream(seed, "domain-kb")
     diseases = _names(rng, n_diseases, (2, 2), ["itis", "osis", "emia", "oma", "algia"], taken)
     drugs = _names(rng, n_drugs, (2, 2), ["mab", "nib", "pril", "lol", "vir", "zole", "cin", "tide"], taken)
@@ -172,6 +190,7 @@ def make_domain_kb(seed: int, n_diseases: int, n_drugs: int, n_hard_drugs: int, 
         hard_drugs=hard_drugs, enzyme={h: rng.choice(enzymes) for h in hard_drugs},
         dose={h: rng.choice(HARD_DOSES) for h in hard_drugs},
         second_line={h: rng.choice(treated) for h in hard_drugs}, first_line=first_line,
+        drug_weight=zipf_weights(n_drugs, zipf), hard_weight=zipf_weights(n_hard_drugs, zipf),
     )
 
 
@@ -328,7 +347,7 @@ def learnable_doc(kb: DomainKB, rng: random.Random, n_sentences: int) -> str:
     """
     out: list[str] = []
     while len(out) < n_sentences:
-        facts = learnable_facts(kb, rng.choice(kb.drugs))
+        facts = learnable_facts(kb, rng.choices(kb.drugs, weights=kb.drug_weight or None)[0])
         rng.shuffle(facts)
         out.extend(rng.choice(LEARNABLE_TEMPLATES[rel]).format(**slots)
                    for rel, slots in facts[:LEARNABLE_FACTS_PER_DRUG])
@@ -340,7 +359,10 @@ def hard_doc(kb: DomainKB, rng: random.Random, n_sentences: int) -> str:
     a document (nothing to copy from context): more surprise per token than a learnable document, while
     each fact still recurs across documents and can be learned."""
     out: list[str] = []
-    for hard in rng.sample(kb.hard_drugs, min(n_sentences, len(kb.hard_drugs))):
+    k = min(n_sentences, len(kb.hard_drugs))
+    picks = (weighted_sample(rng, kb.hard_drugs, kb.hard_weight, k) if kb.hard_weight
+             else rng.sample(kb.hard_drugs, k))
+    for hard in picks:
         rel, slots = rng.choice(hard_facts(kb, hard))
         out.append(rng.choice(HARD_TEMPLATES[rel]).format(**slots))
     return " ".join(out)

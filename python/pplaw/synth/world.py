@@ -12,7 +12,7 @@ from pplaw.exceptions import ConfigError
 
 # Bump when a generator or the pretraining loop changes in a way that changes its output, so caches
 # keyed by the config hash are not reused across incompatible versions.
-WORLD_VERSION = 2  # 2: 16 + 16 drugs by default, learnable documents name ~6 drugs (2 facts each)
+WORLD_VERSION = 3  # 3: drug popularity (fact_zipf), benchmark over popular drugs (mcq_drugs)
 
 
 @dataclass
@@ -28,15 +28,21 @@ class WorldConfig:
     general_val_docs: int = field(default=200, metadata={"help": "Held-out general validation documents."})
     # domain world (what CPT should teach)
     n_diseases: int = field(default=16, metadata={"help": "Invented diseases (each affects one organ)."})
-    # 16 + 16 drugs (not 32 + 32): each fact then recurs ~2x as often in the corpus, so that a CPT run of the
-    # quickstart's budget can learn it. With 32 hard drugs even subsets that were 60% hard facts left the
-    # hard-fact questions near chance (0.31-0.35, chance 0.25), so the domain benchmark could not reward the
-    # facts that dominate the held-out loss. And which drugs a learnable document names explains ~2/3 of its
-    # log-PPL variance, so a subset from a narrow PPL band covers the drugs unevenly (with 32 drugs some got
-    # 1 mention against 8+ in a random subset); with 16 every drug stays covered.
-    n_drugs: int = field(default=16, metadata={"help": "Drugs with learnable facts (treats, side effect, form)."})
-    n_hard_drugs: int = field(default=16, metadata={"help": "Drugs with hard facts (isoenzyme chain, dose, 2nd line)."})
+    # 128 + 128 drugs named with Zipf popularity (fact_zipf ~1, as entity mentions in real text): a few drugs
+    # are in most documents, most drugs in few. A CPT run then keeps learning tail facts as its budget grows,
+    # so held-out loss falls with D roughly as a power law towards a floor (Hutter 2021; Michaud et al. 2023's
+    # quantization model), instead of the cliff of a small, uniformly repeated fact set (with 16 + 16 drugs
+    # every fact was seen often enough at ~20% of the corpus and loss then stopped falling). A document
+    # still names ~6 drugs, so within-kind PPL stays about value rather than about which names it holds.
+    n_drugs: int = field(default=128, metadata={"help": "Drugs with learnable facts (treats, side effect, form)."})
+    n_hard_drugs: int = field(default=128, metadata={"help": "Drugs with hard facts (isoenzyme chain, dose, 2nd line)."})
     n_enzymes: int = field(default=8, metadata={"help": "Invented hepatic isoenzymes used by the hard facts."})
+    fact_zipf: float = field(
+        default=1.1, metadata={"help": "Zipf exponent of how often documents name each drug (rank k is named "
+                                       "in proportion to k**-fact_zipf; 0: every drug equally often)."})
+    mcq_drugs: int = field(
+        default=32, metadata={"help": "Drugs of each kind asked about in the domain benchmark, drawn by "
+                                     "popularity without replacement (0: every drug)."})
     domain_docs: int = field(default=3000, metadata={"help": "Documents in the domain corpus (one chunk each)."})
     frac_redundant: float = field(default=0.30, metadata={"help": "Share of domain documents that are general text."})
     frac_learnable: float = field(default=0.25, metadata={"help": "Share of domain documents with learnable facts."})
