@@ -40,7 +40,7 @@ def corpus(n, *, equal, seed, sigma=0.6):
 
 
 def stats(table, idx, space="ppl"):
-    """numpy reference of DESIGN.md's subset statistics (unweighted iff all chunks have equal length)."""
+    """numpy reference of the subset statistics of docs/architecture.md (unweighted iff all chunks have equal length)."""
     ppl = table.column("ppl").to_numpy()[idx]
     tok = table.column("n_scored").to_numpy()[idx]
     x = np.log(ppl) if space == "log_ppl" else ppl

@@ -12,10 +12,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
 # public name -> module that defines it
 _LAZY = {
+    "__version__": "pplaw._core",  # one version: rust/Cargo.toml's, compiled into the core
     "Landscape": "pplaw.landscape",
     "sample_subset": "pplaw.sampling",
     "select_dos": "pplaw.sampling",

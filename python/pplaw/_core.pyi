@@ -1,4 +1,5 @@
-"""Type stubs of the Rust extension ``pplaw._core`` (rust/src/py/mod.rs).
+"""Type stubs of the Rust extension ``pplaw._core`` (rust/src/py/), checked against it by
+``mypy.stubtest`` (tests/test_core_stub.py).
 
 Array arguments accept anything exporting the Arrow PyCapsule interface (``__arrow_c_array__`` or
 ``__arrow_c_stream__``): pyarrow Array/ChunkedArray, polars Series, nanoarrow, arro3. The Python layer
@@ -9,19 +10,23 @@ reads physical row ``rows[i]``. Errors are raised as :mod:`pplaw.exceptions` cla
 while computing; a Rust panic surfaces as ``pplaw.exceptions.PplawError``, never an abort.
 """
 
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, final
 
 import pyarrow as pa
+
+__all__ = ["LandscapeCore", "GridCore", "build_landscape", "build_grid", "subset_stats", "sample_subset",
+           "select_dos", "dos_objective", "realisable_range", "chunk_key", "__version__"]
 
 __version__: str
 
 class _ArrowArrayLike(Protocol):
     def __arrow_c_array__(self, requested_schema: Any = None) -> tuple[Any, Any]: ...
 
-ArrayLike = _ArrowArrayLike | pa.Array | pa.ChunkedArray | Any
-Space = Literal["ppl", "log_ppl"]
-GridSpecTuple = tuple[float, float, int]  # (log_lo, log_hi, n_cells)
+_ArrayLike = _ArrowArrayLike | pa.Array | pa.ChunkedArray | Any
+_Space = Literal["ppl", "log_ppl"]
+_GridSpecTuple = tuple[float, float, int]  # (log_lo, log_hi, n_cells)
 
+@final
 class GridCore:
     """Fixed fine grid over ln PPL with integer counts and fixed-point moment sums: merges exactly,
     associatively and commutatively (bit-identical in any order)."""
@@ -31,7 +36,7 @@ class GridCore:
     @property
     def n_tokens(self) -> int: ...
     @property
-    def spec(self) -> GridSpecTuple: ...
+    def spec(self) -> _GridSpecTuple: ...
     def merge(self, other: GridCore) -> GridCore:
         """Raises InvalidInputError when the two grids have different specs."""
     def quantiles(self, n_bins: int) -> list[float]:
@@ -44,6 +49,7 @@ class GridCore:
     def from_json(s: str) -> GridCore:
         """Raises SerializationError on a corrupt document."""
 
+@final
 class LandscapeCore:
     """Exact token-weighted quantile bins, per-bin and overall statistics, each chunk's bin, fine grid."""
 
@@ -67,87 +73,87 @@ class LandscapeCore:
     def from_json(s: str) -> LandscapeCore: ...
 
 def build_landscape(
-    ppl: ArrayLike,
-    tokens: ArrayLike,
+    ppl: _ArrayLike,
+    tokens: _ArrayLike,
     *,
     n_bins: int = 100,
-    rows: ArrayLike | None = None,
-    grid: GridSpecTuple | None = None,
+    rows: _ArrayLike | None = None,
+    grid: _GridSpecTuple | None = None,
 ) -> LandscapeCore: ...
 def build_grid(
-    ppl: ArrayLike,
-    tokens: ArrayLike,
+    ppl: _ArrayLike,
+    tokens: _ArrayLike,
     *,
-    rows: ArrayLike | None = None,
+    rows: _ArrayLike | None = None,
     log_lo: float | None = None,
     log_hi: float | None = None,
     n_cells: int | None = None,
 ) -> GridCore: ...
 def subset_stats(
-    ppl: ArrayLike,
-    tokens: ArrayLike,
-    selection: ArrayLike,
+    ppl: _ArrayLike,
+    tokens: _ArrayLike,
+    selection: _ArrayLike,
     *,
-    rows: ArrayLike | None = None,
-    space: Space = "ppl",
+    rows: _ArrayLike | None = None,
+    space: _Space = "ppl",
     weighting: Literal["auto", "chunks", "tokens"] = "auto",
 ) -> dict[str, Any]:
     """``selection``: integer logical row indices or a boolean mask. Returns count, tokens, mean, std, weighted."""
 def sample_subset(
-    ppl: ArrayLike,
-    tokens: ArrayLike,
-    chunk_id: ArrayLike | None = None,
+    ppl: _ArrayLike,
+    tokens: _ArrayLike,
+    chunk_id: _ArrayLike | None = None,
     *,
     token_budget: int,
     target_mean: float | None = None,
     target_std: float | None = None,
-    space: Space = "ppl",
+    space: _Space = "ppl",
     ppl_min: float | None = None,
     ppl_max: float | None = None,
     quantile_min: float | None = None,
     quantile_max: float | None = None,
-    rows: ArrayLike | None = None,
+    rows: _ArrayLike | None = None,
     seed: int = 0,
 ) -> pa.Array:
     """Sorted uint64 logical row indices; BudgetError / UnreachableTargetError (with ``.realisable``)."""
 def select_dos(
-    ppl: ArrayLike,
-    tokens: ArrayLike,
+    ppl: _ArrayLike,
+    tokens: _ArrayLike,
     *,
     token_budget: int,
     target_mean: float,
     target_std: float,
-    space: Space = "ppl",
+    space: _Space = "ppl",
     w_mu: float | None = None,
     w_s: float | None = None,
-    chunk_id: ArrayLike | None = None,
-    rows: ArrayLike | None = None,
+    chunk_id: _ArrayLike | None = None,
+    rows: _ArrayLike | None = None,
     seed: int = 0,
 ) -> pa.Array:
     """Sorted uint64 logical row indices of the Distance-to-Optimum subset (rust/src/dos.rs)."""
 def dos_objective(
-    ppl: ArrayLike,
-    tokens: ArrayLike,
-    selection: ArrayLike,
+    ppl: _ArrayLike,
+    tokens: _ArrayLike,
+    selection: _ArrayLike,
     *,
     target_mean: float,
     target_std: float,
-    space: Space = "ppl",
+    space: _Space = "ppl",
     w_mu: float | None = None,
     w_s: float | None = None,
-    rows: ArrayLike | None = None,
+    rows: _ArrayLike | None = None,
 ) -> float: ...
 def realisable_range(
-    ppl: ArrayLike,
-    tokens: ArrayLike,
+    ppl: _ArrayLike,
+    tokens: _ArrayLike,
     *,
     token_budget: int,
-    space: Space = "ppl",
+    space: _Space = "ppl",
     ppl_min: float | None = None,
     ppl_max: float | None = None,
     quantile_min: float | None = None,
     quantile_max: float | None = None,
-    rows: ArrayLike | None = None,
+    rows: _ArrayLike | None = None,
 ) -> dict[str, Any]: ...
 def chunk_key(seed: int, chunk_id: int) -> int:
     """The 64-bit random key of a chunk (hash of seed and chunk_id) that sampling orders by."""

@@ -2,7 +2,7 @@
 
 Run it as::
 
-    accelerate launch --config_file recipes/accelerate_configs/cpu.yaml -m pplaw.cpt --config recipe.yaml
+    accelerate launch --config_file recipes/accelerate_configs/cpu.yaml -m pplaw.cli.train --config recipe.yaml
     pplaw train --config recipe.yaml            # same thing, one process
 
 The recipe holds three groups of options (all flat keys; see ``pplaw train --help``): :class:`CPTConfig`
@@ -10,8 +10,8 @@ The recipe holds three groups of options (all flat keys; see ``pplaw train --hel
 suites run after training) and :class:`CPTTrainingArguments` (TRL's ``SFTConfig`` with CPT defaults: loss on
 every token, wrapped packing to ``max_length`` tokens, cosine schedule with warmup, bf16 only on a GPU).
 
-The run directory is ``output_dir``: ``checkpoint-N/`` while training, ``model/`` (the final model and
-tokenizer), ``run_record.json`` (:mod:`pplaw.runs`) and ``training_curve.png``. A killed run resumes from
+The run directory is ``output_dir`` (its layout: :mod:`pplaw.runs`): ``checkpoint-N/`` while training,
+``model/`` (the final model and tokenizer), ``run_record.json`` and ``training_curve.png``. A killed run resumes from
 its last checkpoint when started again with the same recipe; a finished run is not trained again (only
 missing evaluation runs).
 """
@@ -22,7 +22,6 @@ import dataclasses
 import logging
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,64 +30,25 @@ from typing import Any
 from trl import SFTConfig
 
 from pplaw import runs
-from pplaw.cpt_data import build_mixture, check_ratio, load_table, read_indices, subset_stats
-from pplaw.evaluate import EvalConfig, evaluate_model, wants_evaluation
-from pplaw.exceptions import ConfigError, InvalidInputError
+from pplaw._io import jsonable
+from pplaw.config import borrow
+from pplaw.cpt_data import build_mixture, check_ratio, load_table, subset_stats
+from pplaw.cpt_options import DTYPES, CPTConfig, TrainingDefaults  # noqa: F401  (re-exported)
+from pplaw.evaluate import EvalConfig, evaluate_run, wants_evaluation
+from pplaw.exceptions import ConfigError
+from pplaw.io import read_indices
+from pplaw.runs import CURVE_PNG, FINAL_DIR  # noqa: F401  (the run-directory layout, defined in runs.py)
 
 log = logging.getLogger("pplaw.cpt")
-FINAL_DIR = "model"
-CURVE_PNG = "training_curve.png"
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-@dataclass
-class CPTConfig:
-    """What one CPT run trains on."""
-
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Base model: a local folder or a Hugging Face Hub id (required)."})
-    tokenizer_name_or_path: str | None = field(
-        default=None, metadata={"help": "Tokenizer, if not the model's own."})
-    model_dtype: str = field(
-        default="float32", metadata={"help": "dtype of the loaded weights; bf16 mixed precision is set by `bf16`.",
-                                     "choices": list(DTYPES)})
-    domain_data: str | None = field(
-        default=None, metadata={"help": "Domain corpus: Parquet/JSONL file or folder, or a saved dataset, with an "
-                                        "'input_ids' column (chunks from `pplaw score`) or a text column (required)."})
-    domain_indices: str | None = field(
-        default=None, metadata={"help": "Parquet file from `pplaw sample` selecting the subset of domain_data (row "
-                                        "positions, see indices_column). Unset: all rows."})
-    indices_column: str = field(
-        default="auto", metadata={"help": "Column of domain_indices with row positions; 'auto': 'index', else 'row' "
-                                          "(what `pplaw sample` writes), else match 'chunk_id'."})
-    text_column: str = field(default="text", metadata={"help": "Text column of the corpora when they hold text."})
-    general_data: str | None = field(
-        default=None, metadata={"help": "General replay corpus (same formats as domain_data)."})
-    replay_ratio: float = field(
-        default=0.0, metadata={"help": "R = general tokens / total tokens trained on, in [0, 1)."})
-    budget_tokens: int | None = field(
-        default=None, metadata={"help": "Total tokens to train on (domain + general); sets the steps: budget // "
-                                        "(max_length x global batch). Unset: one pass over the domain subset."})
-    allow_repeat: bool = field(
-        default=False, metadata={"help": "Allow more than one epoch over a source when the budget needs it."})
-    run_id: str | None = field(default=None, metadata={"help": "Run id in the record; default: output_dir's name."})
-    subset_mu: float | None = field(
-        default=None, metadata={"help": "PPL mean of the subset for the record; default: from a 'ppl' column."})
-    subset_sigma: float | None = field(
-        default=None, metadata={"help": "PPL std of the subset for the record; default: from a 'ppl' column."})
-    ppl_space: str = field(default="ppl", metadata={"help": "Space of mu/sigma.", "choices": ["ppl", "log_ppl"]})
-    resume: bool = field(default=True, metadata={"help": "Resume from the last checkpoint in output_dir."})
-    delete_checkpoints: bool = field(
-        default=True, metadata={"help": "Delete checkpoint-* folders once the final model and record are saved."})
-
-
 @dataclass
 class CPTTrainingArguments(SFTConfig):
     """TRL's SFTConfig with continual pre-training defaults."""
 
     output_dir: str | None = field(
         default=None, metadata={"help": "The run directory: checkpoints, final model, run_record.json (required)."})
-    max_length: int | None = field(default=1024, metadata={"help": "Packed sequence length in tokens."})
+    max_length: int | None = borrow(TrainingDefaults, "max_length")
+    per_device_train_batch_size: int = borrow(TrainingDefaults, "per_device_train_batch_size")
+    gradient_accumulation_steps: int = borrow(TrainingDefaults, "gradient_accumulation_steps")
     packing: bool = field(default=True, metadata={"help": "Pack into fixed-length sequences (always, for CPT)."})
     packing_strategy: str = field(
         default="wrapped", metadata={"help": "'wrapped': concatenate documents and cut every max_length tokens.",
@@ -101,10 +61,10 @@ class CPTTrainingArguments(SFTConfig):
         default=None, metadata={"help": "Deprecated alias of activation_checkpointing (transformers 5)."})
     bf16: bool | None = field(
         default=None, metadata={"help": "bf16 mixed precision; unset: on when a bf16-capable GPU is used."})
-    learning_rate: float = field(default=2e-5, metadata={"help": "Peak learning rate."})
-    lr_scheduler_type: str = field(
-        default="cosine", metadata={"help": "'cosine' or 'constant_with_warmup' (any transformers scheduler)."})
-    warmup_steps: float = field(default=0.05, metadata={"help": "Warmup steps (>= 1) or fraction of steps (< 1)."})
+    learning_rate: float = borrow(TrainingDefaults, "learning_rate")
+    lr_scheduler_type: str = borrow(TrainingDefaults, "lr_scheduler_type")
+    warmup_steps: float = borrow(TrainingDefaults, "warmup_steps")
+    weight_decay: float = borrow(TrainingDefaults, "weight_decay")
     logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
     save_steps: float = field(default=200, metadata={"help": "Checkpoint every N steps."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept."})
@@ -132,7 +92,7 @@ _TRAINING_KEYS = ("max_length", "per_device_train_batch_size", "gradient_accumul
 
 def parse_args(argv: list[str] | None = None, yaml_overrides: dict | None = None):
     """(CPTConfig, EvalConfig, CPTTrainingArguments) from ``--config recipe.yaml`` and flags."""
-    from pplaw.cli._config import parse_config
+    from pplaw.config import parse_config
 
     return parse_config(CONFIG_TYPES, argv, prog="pplaw train", description=__doc__.split("\n\n")[0],
                         yaml_overrides=yaml_overrides)
@@ -140,7 +100,7 @@ def parse_args(argv: list[str] | None = None, yaml_overrides: dict | None = None
 
 def _config_dict(cfg: CPTConfig, ecfg: EvalConfig, targs: CPTTrainingArguments) -> dict[str, Any]:
     return {"cpt": dataclasses.asdict(cfg), "eval": dataclasses.asdict(ecfg),
-            "training_args": {k: runs._jsonable(v) for k, v in targs.to_dict().items()}}
+            "training_args": {k: jsonable(v) for k, v in targs.to_dict().items()}}
 
 
 def _check_same_run(old: dict, new: dict, run_dir: Path) -> None:
@@ -219,7 +179,7 @@ def build_trainer(cfg: CPTConfig, targs: CPTTrainingArguments, model, tokenizer,
 
 def _finish_training(trainer, run_dir: Path, is_main: bool) -> Path:
     """Save the final model atomically: into model.tmp, then rename (a reader never sees half a model)."""
-    final, tmp = run_dir / FINAL_DIR, run_dir / (FINAL_DIR + ".tmp")
+    final, tmp = run_dir / runs.FINAL_DIR, run_dir / (runs.FINAL_DIR + ".tmp")
     if is_main and tmp.exists():
         shutil.rmtree(tmp)
     trainer.accelerator.wait_for_everyone()
@@ -248,7 +208,7 @@ def train(cfg: CPTConfig, ecfg: EvalConfig, targs: CPTTrainingArguments, *, call
     rec = runs.read_record(run_dir) if runs.record_path(run_dir).is_file() else None
     if rec is not None:
         _check_same_run(rec["config"], config, run_dir)
-    finished = rec is not None and rec["status"] in ("trained", "evaluated") and (run_dir / FINAL_DIR).is_dir()
+    finished = rec is not None and rec["status"] in ("trained", "evaluated") and (run_dir / runs.FINAL_DIR).is_dir()
 
     model = None
     if not finished:
@@ -263,7 +223,7 @@ def train(cfg: CPTConfig, ecfg: EvalConfig, targs: CPTTrainingArguments, *, call
             rec = rec or runs.new_record(run_id, run_dir, config)
             rec.update(status="training", config=config, subset=subset)
             n_params, n_non_emb = _n_params(model)
-            rec["model"] = {"base": cfg.model_name_or_path, "final_dir": FINAL_DIR, "n_params": n_params,
+            rec["model"] = {"base": cfg.model_name_or_path, "final_dir": runs.FINAL_DIR, "n_params": n_params,
                             "n_params_non_embedding": n_non_emb}
             rec["environment"] = runs.environment(device=str(targs.device), world_size=targs.world_size)
             runs.save_record(run_dir, rec)
@@ -297,7 +257,7 @@ def train(cfg: CPTConfig, ecfg: EvalConfig, targs: CPTTrainingArguments, *, call
             model = trainer.model
         trainer.accelerator.wait_for_everyone()
     elif state.is_main_process:
-        log.info("run %s is already trained (%s); not training again", run_id, run_dir / FINAL_DIR)
+        log.info("run %s is already trained (%s); not training again", run_id, run_dir / runs.FINAL_DIR)
 
     if not state.is_main_process:
         return {}
@@ -305,47 +265,5 @@ def train(cfg: CPTConfig, ecfg: EvalConfig, targs: CPTTrainingArguments, *, call
     if wants_evaluation(ecfg) and ecfg.eval_after_train and (rec["status"] != "evaluated" or not finished):
         rec = evaluate_run(run_dir, ecfg, model=model, seq_len=targs.max_length)
     if not finished:
-        runs.plot_training_curve(rec, run_dir / CURVE_PNG)
+        runs.plot_training_curve(rec, run_dir / runs.CURVE_PNG)
     return rec
-
-
-def evaluate_run(run_dir: str | Path, ecfg: EvalConfig, *, model=None, tokenizer=None, seq_len: int | None = None):
-    """Evaluate a run's final model (or ``model``) and merge the results into its record."""
-    from transformers import AutoTokenizer
-
-    run_dir = Path(run_dir)
-    rec = runs.read_record(run_dir)
-    final = run_dir / (rec.get("model") or {}).get("final_dir", FINAL_DIR)
-    if model is None and (rec["status"] not in ("trained", "evaluated") or not final.is_dir()):
-        raise InvalidInputError(f"run {str(run_dir)!r} has not finished training (status {rec['status']!r}, no "
-                                f"{final.name}/): run `pplaw train` with its recipe again to resume it first")
-    if tokenizer is None:
-        tokenizer = AutoTokenizer.from_pretrained(final)
-    result = evaluate_model(model if model is not None else str(final), tokenizer, ecfg, seq_len=seq_len)
-    bench = dict(rec.get("benchmarks") or {})
-    new = result["benchmarks"]
-    if new:  # a later evaluation with other tasks adds to the earlier results instead of dropping them
-        bench.update({k: v for k, v in new.items() if k not in ("tasks", "suites")})
-        for key in ("tasks", "suites"):
-            bench[key] = {**(bench.get(key) or {}), **(new.get(key) or {})}
-    return runs.update_record(run_dir, status="evaluated", eval=result["eval"], benchmarks=bench,
-                              wall_times=result["wall_times"])
-
-
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg, ecfg, targs = parse_args(sys.argv[1:] if argv is None else argv)
-    rec = train(cfg, ecfg, targs)
-    if rec:
-        ev, tr = rec.get("eval", {}), rec.get("training", {})
-        print(f"run {rec['run_id']}: {rec['status']}; {tr.get('steps')} steps, {tr.get('tokens_total')} tokens "
-              f"(domain {tr.get('tokens_domain')}, R={rec['subset'].get('R_actual')}); "
-              + ", ".join(f"{k}_loss={v.get('loss'):.4f}" for k, v in ev.items() if v and v.get("loss") is not None)
-              + f"; record: {runs.record_path(targs.output_dir)}")
-    return 0
-
-
-if __name__ == "__main__":
-    from pplaw.cli.main import main as _cli_main
-
-    sys.exit(_cli_main(["train", *sys.argv[1:]]))

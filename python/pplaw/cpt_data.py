@@ -24,7 +24,6 @@ from pplaw.exceptions import (
     EmptyInputError,
     InvalidInputError,
     MissingColumnError,
-    NotBuiltError,
 )
 
 log = logging.getLogger(__name__)
@@ -39,7 +38,7 @@ def load_table(path: str | Path, *, what: str):
     """
     import datasets
 
-    from pplaw.cli.landscape import PARQUET_SUFFIXES, scored_files
+    from pplaw.io import PARQUET_SUFFIXES, scored_files
 
     if path in (None, ""):
         raise ConfigError(f"{what}: no path given")
@@ -65,75 +64,26 @@ def load_table(path: str | Path, *, what: str):
     return datasets.load_dataset(kinds.pop(), data_files=[str(f) for f in files], split="train")
 
 
-def read_indices(path: str | Path, column: str, dataset) -> tuple[np.ndarray, Any]:
-    """Row positions of a subset, from a Parquet file written by ``pplaw sample``; returns (rows, table).
-
-    ``column="auto"`` takes the first of ``index`` / ``row`` (``pplaw sample`` writes ``row``: positions in
-    its input, which must be ``domain_data``); without either, a ``chunk_id`` column is matched against
-    the dataset's ``chunk_id`` column, which does not depend on row order.
-    """
-    import pyarrow.parquet as pq
-
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise InvalidInputError(f"domain_indices file {str(p)!r} does not exist (expected a Parquet file from `pplaw sample`)")
-    table = pq.read_table(p)
-    n = len(dataset)
-    if column == "auto":
-        column = next((c for c in ("index", "row") if c in table.column_names), None)
-    if column is not None and column in table.column_names:
-        idx = table.column(column).to_numpy(zero_copy_only=False)
-    elif column is None and "chunk_id" in table.column_names and "chunk_id" in dataset.column_names:
-        wanted = table.column("chunk_id").to_numpy(zero_copy_only=False)
-        ids = np.asarray(dataset.with_format("numpy")["chunk_id"])
-        order = np.argsort(ids, kind="stable")
-        pos = np.minimum(np.searchsorted(ids[order], wanted), max(n - 1, 0))
-        ok = ids[order][pos] == wanted if n else np.zeros(len(wanted), bool)
-        if not ok.all():
-            raise InvalidInputError(f"domain_indices {str(p)!r}: {int((~ok).sum())} chunk_id(s) are not in domain_data, "
-                                    f"e.g. {wanted[~ok][:5].tolist()}")
-        idx = order[pos]
-    else:
-        raise MissingColumnError(
-            f"domain_indices {str(p)!r} has no column {column or 'index/row'!r} of row positions"
-            + ("" if column else " and no 'chunk_id' column matching domain_data")
-            + f"; columns found: {table.column_names}")
-    if len(idx) == 0:
-        raise EmptyInputError(f"domain_indices {str(p)!r} selects no rows: the subset is empty")
-    if not np.issubdtype(idx.dtype, np.integer):
-        raise InvalidInputError(f"domain_indices {str(p)!r}: column {column!r} must hold integers, got {idx.dtype}")
-    bad = (idx < 0) | (idx >= n)
-    if bad.any():
-        raise InvalidInputError(f"domain_indices {str(p)!r}: {int(bad.sum())} index(es) outside [0, {n}) of domain_data, "
-                                f"e.g. {idx[bad][:5].tolist()}")
-    return idx.astype(np.int64), table
-
-
 def subset_stats(rows, space: str) -> tuple[float | None, float | None]:
     """(mu, sigma) of the subset's chunk perplexities, when the rows carry a ``ppl`` column (from scoring).
 
     ``rows``: a ``datasets.Dataset`` or a ``pyarrow.Table`` (the indices file of ``pplaw sample`` has them).
+    The statistics are :func:`pplaw.sampling.subset_stats`' (docs/architecture.md, Definitions); rows without
+    a token-count column count once each.
     """
     if rows is None or "ppl" not in rows.column_names:
         return None, None
-    tokens_column = next((c for c in ("n_scored", "n_tokens") if c in rows.column_names), None)
-    try:
-        from pplaw.sampling import subset_stats as core_stats
+    from pplaw.sampling import subset_stats as core_stats
 
-        if tokens_column is None:
-            raise NotBuiltError("no token-count column")
-        st = core_stats(rows, np.arange(rows.num_rows if hasattr(rows, "num_rows") else len(rows)), space=space, ppl_column="ppl", tokens_column=tokens_column)
-        return float(st["mean"]), float(st["std"])
-    except (ImportError, NotBuiltError):
-        # Same definition as pplaw.sampling (DESIGN.md): unweighted when chunks are equally long, else
-        # token-weighted; population std. Used when the Rust core is not built.
-        ppl = np.asarray(rows["ppl"], dtype=np.float64)  # Dataset column or pyarrow ChunkedArray
-        x = np.log(ppl) if space == "log_ppl" else ppl
-        w = np.asarray(rows[tokens_column], dtype=np.float64) if tokens_column else np.ones_like(x)
-        if np.all(w == w[0]):
-            w = np.ones_like(x)
-        mu = float(np.average(x, weights=w))
-        return mu, float(math.sqrt(np.average((x - mu) ** 2, weights=w)))
+    n = rows.num_rows if hasattr(rows, "num_rows") else len(rows)
+    tokens_column = next((c for c in ("n_scored", "n_tokens") if c in rows.column_names), None)
+    if tokens_column is None:
+        import pyarrow as pa
+
+        rows = pa.table({"ppl": np.asarray(rows["ppl"], dtype=np.float64), "n_tokens": np.ones(n, dtype=np.int64)})
+        tokens_column = "n_tokens"
+    st = core_stats(rows, np.arange(n), space=space, ppl_column="ppl", tokens_column=tokens_column)
+    return float(st["mean"]), float(st["std"])
 
 
 def _tokenized(ds, tokenizer, text_column: str, what: str):

@@ -7,7 +7,7 @@
     land.bin_index        # each chunk's bin (numpy uint32, logical row order)
     land.plot("landscape.png"); land.save("landscape.json")
 
-Definitions (DESIGN.md; computed exactly by the Rust core, ``pplaw._core``):
+Definitions (docs/architecture.md; computed exactly by the Rust core, ``pplaw._core``):
 
 - **Edges.** ``edges[0]`` is the smallest PPL, ``edges[n_bins]`` the largest; for ``0 < k < n_bins``,
   ``edges[k]`` is the smallest PPL ``x`` present in the data such that chunks with ``ppl <= x`` hold at
@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ import numpy as np
 import pyarrow as pa
 
 from pplaw import _columns
+from pplaw._io import atomic_write, atomic_write_text
 from pplaw.exceptions import InvalidInputError, SerializationError
 
 FILE_FORMAT = "pplaw.Landscape"
@@ -245,7 +245,7 @@ class Landscape:
         unless ``include_bin_index`` (they are as long as the corpus)."""
         path = Path(path)
         text = self.to_json(include_bin_index=include_bin_index)
-        atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        atomic_write_text(path, text)
         return path
 
     @classmethod
@@ -311,21 +311,6 @@ class Landscape:
 
 # ----------------------------------------------------------------------------------------------------------
 # helpers
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` on a temp file in ``path``'s directory, then rename it over ``path``, so a
-    reader never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _check_grid_spec(grid: Any) -> tuple[float, float, int]:

@@ -32,19 +32,21 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
-import os
 import platform
 import subprocess
 import sys
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pplaw._io import atomic_write_json, save_figure
 from pplaw.exceptions import EmptyInputError, InvalidInputError, SerializationError
 
 RECORD_NAME = "run_record.json"
+# The layout of a run directory (``output_dir`` of :mod:`pplaw.cpt`): the record, the final model and
+# tokenizer, the training curve; ``checkpoint-N/`` folders while training.
+FINAL_DIR = "model"
+CURVE_PNG = "training_curve.png"
 SCHEMA_VERSION = 1
 SECTIONS = ("config", "model", "subset", "training", "eval", "benchmarks", "wall_times", "environment")
 _PACKAGES = (
@@ -57,38 +59,10 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _jsonable(value: Any) -> Any:
-    """JSON-safe copy: NaN/inf become null (JSON has no NaN), numpy scalars become Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
-        value = value.item()  # numpy / torch scalar
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, Path):
-        return str(value)
-    return repr(value)
-
-
 def write_json_atomic(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` as JSON to ``path`` atomically (temp file in the same directory, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(_jsonable(obj), fh, indent=2, allow_nan=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``obj`` as strict JSON to ``path`` atomically (temp file in the same directory, fsync, then
+    ``os.replace``): :func:`pplaw._io.atomic_write_json`."""
+    return atomic_write_json(path, obj, fsync=True)
 
 
 def package_versions() -> dict[str, str | None]:
@@ -216,16 +190,11 @@ def plot_training_curve(rec: dict[str, Any], path: str | Path) -> Path | None:
            title=f"run {rec.get('run_id')}: R={subset.get('R')}, D={(rec.get('training') or {}).get('tokens_domain')}")
     ax.legend()
     fig.tight_layout()
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        save_figure(fig, path, dpi=110, bbox_inches=None)
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -318,6 +287,6 @@ def load_runs(directory: str | Path, *, include_incomplete: bool = False, recurs
 
 
 __all__ = [
-    "RECORD_NAME", "SCHEMA_VERSION", "load_runs", "read_record", "update_record", "new_record", "save_record",
+    "RECORD_NAME", "FINAL_DIR", "CURVE_PNG", "SCHEMA_VERSION", "load_runs", "read_record", "update_record", "new_record", "save_record",
     "write_json_atomic", "flatten_record", "environment",
 ]

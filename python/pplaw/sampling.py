@@ -5,7 +5,7 @@ All three take the same inputs as :class:`pplaw.Landscape` (a ``datasets.Dataset
 mapping of column name -> array) and do their work in the Rust core (:mod:`pplaw._core`) with the GIL
 released.
 
-Statistics of a subset S follow DESIGN.md: ``mean``/``std`` of chunk PPL (``space="ppl"``, the default, as
+Statistics of a subset S follow docs/architecture.md (Definitions): ``mean``/``std`` of chunk PPL (``space="ppl"``, the default, as
 in the paper) or of log-PPL (``space="log_ppl"``); unweighted over chunks when they all have the same
 token count, token-weighted otherwise (``weighting="auto"``).
 
@@ -267,7 +267,7 @@ def select_dos(
 ) -> Any:
     """Distance-to-Optimum Selection: the subset within ``token_budget`` closest to ``(mu*, sigma*)``.
 
-    Minimises ``w_mu*(mu(S)-mu*)^2 + w_s*(sigma(S)^2-sigma*^2)^2`` (DESIGN.md) with ``mu* = target_mean``,
+    Minimises ``w_mu*(mu(S)-mu*)^2 + w_s*(sigma(S)^2-sigma*^2)^2`` (docs/architecture.md) with ``mu* = target_mean``,
     ``sigma* = target_std`` in ``space``. ``weights=(w_mu, w_s)`` (or ``{"mu": .., "sigma": ..}``) default
     to the scale-free ``1/mu*^2`` and ``1/sigma*^4``. Unlike :func:`sample_subset` an unreachable optimum is
     not an error: DOS returns the closest realisable subset. The algorithm is described in the Rust core

@@ -1,6 +1,6 @@
 """Per-chunk perplexity of a corpus under the base model: ``nll_sum``, ``n_scored``, ``ppl``.
 
-Definitions (DESIGN.md): a chunk's ``nll_sum`` is the sum in nats of ``-log p(token | prefix)`` over its
+Definitions (docs/architecture.md): a chunk's ``nll_sum`` is the sum in nats of ``-log p(token | prefix)`` over its
 predicted tokens (every token but the first of the chunk), ``n_scored`` counts them and
 ``ppl = exp(nll_sum / n_scored)``. Per-token NLL is computed with fp32 accumulation (the lm_head matmul
 and log-sum-exp of :func:`pplaw_kernels.fused_linear_nll`), summed per chunk in float64 and stored as

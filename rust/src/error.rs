@@ -1,5 +1,6 @@
-//! The typed error of the core. Every variant maps 1:1 onto a class of `pplaw.exceptions`
-//! (see `py/errors.rs`), so a Python user sees the same error whichever layer detected it.
+//! The typed error of the core. Every variant maps 1:1 onto a class of `pplaw.exceptions` in the bindings
+//! (`py/errors.rs`; the core names no Python class), so a Python user sees the same error whichever layer
+//! detected it.
 
 use std::fmt;
 
@@ -69,21 +70,6 @@ pub enum Error {
     /// A serialised landscape/grid cannot be read (corrupt, truncated or another version).
     #[error("{0}")]
     Serialization(String),
-}
-
-impl Error {
-    /// Name of the matching class in `pplaw.exceptions`.
-    pub fn class_name(&self) -> &'static str {
-        match self {
-            Error::InvalidInput(_) => "InvalidInputError",
-            Error::MissingColumn(_) => "MissingColumnError",
-            Error::LengthMismatch(_) => "LengthMismatchError",
-            Error::EmptyInput(_) => "EmptyInputError",
-            Error::Budget(_) => "BudgetError",
-            Error::UnreachableTarget { .. } => "UnreachableTargetError",
-            Error::Serialization(_) => "SerializationError",
-        }
-    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from pplaw.cli import main as cli
-from pplaw.cli import score as score_cli
+from pplaw import score_job  # the job behind `pplaw score`
 from pplaw.scoring import PerplexityScorer
 
 from ._tiny import synthetic_corpus
@@ -60,7 +60,7 @@ def test_interrupted_run_resumes_and_matches_a_clean_run(tmp_path, corpus_jsonl,
     clean = tmp_path / "clean"
     assert _run(*args, "--out", clean) == 0
 
-    real = score_cli._score_shard
+    real = score_job._score_shard
     calls = []
 
     def flaky(ds, start, stop, *rest):
@@ -69,7 +69,7 @@ def test_interrupted_run_resumes_and_matches_a_clean_run(tmp_path, corpus_jsonl,
             raise KeyboardInterrupt
         return real(ds, start, stop, *rest)
 
-    monkeypatch.setattr(score_cli, "_score_shard", flaky)
+    monkeypatch.setattr(score_job, "_score_shard", flaky)
     out = tmp_path / "out"
     assert _run(*args, "--out", out) == 130
     assert sorted(p.name for p in out.glob("scores-*.parquet")) == ["scores-00000-of-00004.parquet",

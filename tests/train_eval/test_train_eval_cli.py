@@ -1,4 +1,4 @@
-"""Command lines as a user runs them: `accelerate launch -m pplaw.cpt`, `pplaw train`, `pplaw evaluate`, `pplaw tasks`."""
+"""Command lines as a user runs them: `accelerate launch -m pplaw.cli.train`, `pplaw train`, `pplaw evaluate`, `pplaw tasks`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def test_accelerate_launch_runs_the_quickstart_recipe_on_cpu(world, tmp_path, ch
     run = tmp_path / "run"
     cmd = [
         venv_bin("accelerate"), "launch", "--config_file", str(REPO / "recipes/accelerate_configs/cpu.yaml"),
-        "-m", "pplaw.cpt", "--config", str(REPO / "recipes/quickstart/cpt.yaml"),
+        "-m", "pplaw.cli.train", "--config", str(REPO / "recipes/quickstart/cpt.yaml"),
         # the recipe's data lives in pplaw_runs/ after prepare.py; point it at the test world instead
         "--model_name_or_path", str(world["model"]), "--domain_data", str(world["domain"]), "--domain_indices", "",
         "--general_data", str(world["general"]), "--domain_eval_data", str(world["domain_eval"]),

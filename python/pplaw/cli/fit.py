@@ -243,7 +243,7 @@ def run(cfg: FitConfig) -> int:
 
 
 def main(argv: list[str]) -> int:
-    from pplaw.cli._config import parse_config
+    from pplaw.config import parse_config
 
     argv = list(argv)
     if argv and not argv[0].startswith("-"):  # RUNS as the first positional argument

@@ -18,11 +18,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
-from pplaw.cli.landscape import read_scored, require, with_positional_input, write_table
-from pplaw.landscape import atomic_write
+from pplaw._io import atomic_write_text
+from pplaw.cli.landscape import require, with_positional_input
 from pplaw.exceptions import ConfigError
+from pplaw.io import read_scored, write_indices
 
 
 @dataclass
@@ -73,7 +73,7 @@ def _check(cfg: SampleConfig) -> None:
 
 
 def main(argv: list[str]) -> int:
-    from pplaw.cli._config import parse_config
+    from pplaw.config import parse_config
     from pplaw.sampling import sample_subset, select_dos, subset_stats
 
     (cfg,) = parse_config([SampleConfig], with_positional_input(argv), prog="pplaw sample",
@@ -94,20 +94,9 @@ def main(argv: list[str]) -> int:
         method = "target" if cfg.target_mean is not None else "random"
 
     # the selected rows, with where they came from
-    sel = pa.array(idx, type=pa.uint64())
-    out_cols = {"row": sel}
-    if has_cid:
-        out_cols["chunk_id"] = table.column(cid).take(sel)
-    if len(files) > 1:
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.uint64)
-        file_no = np.searchsorted(np.cumsum(counts), idx, side="right")
-        names = pa.array([str(f) for f in files])
-        out_cols["file"] = pa.DictionaryArray.from_arrays(pa.array(file_no, type=pa.int32()), names)
-        out_cols["file_row"] = pa.array(idx - starts[file_no], type=pa.uint64())
-    out_cols[cfg.ppl_column] = table.column(cfg.ppl_column).take(sel)
-    out_cols[cfg.tokens_column] = table.column(cfg.tokens_column).take(sel)
     out = Path(cfg.out)
-    write_table(pa.table(out_cols), out)
+    write_indices(table, idx, out, chunk_id_column=cid if has_cid else None,
+                  stats_columns=(cfg.ppl_column, cfg.tokens_column), files=files, counts=counts)
 
     stats = {space: subset_stats(table, idx, space=space, **columns) for space in ("ppl", "log_ppl")}
     corpus = {space: subset_stats(table, np.ones(table.num_rows, dtype=bool), space=space, **columns)
@@ -122,7 +111,7 @@ def main(argv: list[str]) -> int:
         "input_files": [str(f) for f in files],
     }
     stats_path = out.with_suffix(".json")
-    atomic_write(stats_path, lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8"))
+    atomic_write_text(stats_path, json.dumps(report, indent=2) + "\n")
 
     got = stats[cfg.space]
     print(f"{method}: selected {got['count']:,} of {table.num_rows:,} chunks, {got['tokens']:,} tokens "

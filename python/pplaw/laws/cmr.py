@@ -10,7 +10,7 @@ least squares by default: with residuals of ~1e-3 a Huber delta of 1e-3 would ac
   fitted with ``s3 = s2 + ds``, ``ds > 0``, so the two terms cannot swap between bootstrap refits
 - :class:`CMRLaw`            ``R_CMR(T) = a4*T^s4 + b3``          the critical ratio vs the token budget
 
-and :class:`CMR`, which chains them. Choices made here (the paper's details are not in DESIGN.md):
+and :class:`CMR`, which chains them. Choices made here (the paper's details are not in docs/architecture.md):
 
 - tokens are measured in units of ``t_unit`` (``"auto"``: the power of ten nearest the geometric mean of the
   fitted T, recorded in the law's options) so that coefficients are O(1);
@@ -34,7 +34,8 @@ import pandas as pd
 from pplaw.exceptions import FitError, InvalidInputError, MissingColumnError
 from pplaw.laws.data import Data, numeric_column, to_frame
 from pplaw.laws.engine import Law, Param, register
-from pplaw.laws.fitting import FitOptions, Problem, fit_data, single_thread, solve
+from pplaw.laws.fitting import fit_data
+from pplaw.laws.solver import FitOptions, Problem, single_thread, solve
 from pplaw.laws.result import Fit, percentile_ci
 
 
@@ -365,7 +366,7 @@ class CMR:
     def _bootstrap(self, rows_of, groups, Tv, gl, gfits, base, budgets, ratio_thetas, n, seed, progress):
         """Warm-started refits of every general-loss curve on resampled runs/checkpoints, then the critical
         ratio per budget -> draws ``(n, len(budgets))``, NaN where a resample failed."""
-        from pplaw.laws.fitting import _progress
+        from pplaw.laws.solver import _progress
 
         rng = np.random.default_rng(seed)
         draws = np.full((n, len(budgets)), np.nan)

@@ -5,7 +5,7 @@
 
 Fitted separately for the domain loss against the domain-corpus ratio (``form="domain"``) and for the general
 loss against the general-corpus ratio (``form="general"``). Choices made here, where the paper's details are not
-in DESIGN.md:
+in docs/architecture.md:
 
 - ``ratio`` says what the ``r`` column holds; by default the *domain* ratio (what a data plan records), and
   ``form="general"`` then uses ``1 - r``; pass ``ratio="general"`` if the column already is the general ratio.

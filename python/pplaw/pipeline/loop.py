@@ -4,12 +4,12 @@
 
 Every stage writes into its own folder of the run directory and is skipped when re-run with the same
 inputs (:mod:`pplaw.pipeline.stages`); the sweep and the final comparison skip their finished runs one by
-one (:mod:`pplaw.pipeline.sweep`). So a killed ``pplaw run`` picks up where it stopped.
+one (:mod:`pplaw.pipeline.sweep`). So a killed ``pplaw run`` picks up where it stopped. Each stage hands
+the next a typed value (:mod:`pplaw.pipeline.artefacts`), the same whether it ran or was up to date.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -21,12 +21,13 @@ from pplaw.pipeline import plan as P
 from pplaw.pipeline import report as RP
 from pplaw.pipeline import select as S
 from pplaw.pipeline import sweep as SW
+from pplaw.pipeline.artefacts import FitArtefact, Inputs, PlanArtefact, RunTable, ScoredChunks, Selection
 from pplaw.pipeline.recipe import RunRecipe, digest
 from pplaw.pipeline.stages import Stages
 from pplaw.runs import write_json_atomic
 
 
-def resolve_inputs(recipe: RunRecipe, stages: Stages) -> dict[str, Any]:
+def resolve_inputs(recipe: RunRecipe, stages: Stages) -> Inputs:
     """Paths of the base model, corpora, held-out sets and benchmark tasks: the synthetic world's (built
     or reused in ``<run>/world``) or the recipe's own."""
     if recipe.world is not None:
@@ -42,38 +43,26 @@ def resolve_inputs(recipe: RunRecipe, stages: Stages) -> dict[str, Any]:
 
         # always: build_world is idempotent and cheap once built, and re-renders the task YAMLs (absolute
         # paths) so a moved run directory keeps working
-        return stages.run("world", recipe.world.to_dict(), build, mode="always")
+        return stages.run("world", recipe.world.to_dict(), build, mode="always",
+                          load=lambda d, outputs: Inputs.from_dict(outputs))
     m, c = recipe.model, recipe.corpus
-    return {"base_model": m.base_model, "tokenizer": m.tokenizer, "domain_data": c.domain_data,
-            "text_column": c.text_column, "id_column": c.id_column, "general_data": c.general_data,
-            "domain_eval_data": c.domain_eval_data, "general_eval_data": c.general_eval_data,
-            "diagnostics": c.diagnostics, "kind_column": c.diagnostics_kind_column, "task_include_path": []}
+    return Inputs(base_model=m.base_model, tokenizer=m.tokenizer, domain_corpus=c.domain_data,
+                  text_column=c.text_column, id_column=c.id_column, general_data=c.general_data,
+                  domain_eval_data=c.domain_eval_data, general_eval_data=c.general_eval_data,
+                  diagnostics=c.diagnostics, kind_column=c.diagnostics_kind_column, task_include_path=[])
 
 
-def score_corpus(recipe: RunRecipe, inp: dict[str, Any], d: Path) -> dict[str, Any]:
-    """Chunk and score the domain corpus with the base model (``pplaw score``: sharded, resumable)."""
-    from pplaw.cli import score
+def score_corpus(recipe: RunRecipe, inp: Inputs, d: Path) -> dict[str, Any]:
+    """Chunk and score the domain corpus with the base model (the ``pplaw score`` job: sharded, resumable)."""
+    from pplaw.config import shared_options
+    from pplaw.score_job import ScoreConfig, run_score, summary_lines
 
-    s = recipe.scoring
-    argv = ["--model", inp["base_model"], "--data", inp["domain_data"], "--out", str(d / "chunks"),
-            "--text_column", inp["text_column"], "--chunk_tokens", str(s.chunk_tokens), "--dtype", s.dtype,
-            "--max_tokens_per_batch", str(s.max_tokens_per_batch), "--shard_docs", str(s.shard_docs)]
-    for flag, value in (("--id_column", inp.get("id_column")), ("--tokenizer", inp.get("tokenizer")),
-                        ("--min_tail_tokens", s.min_tail_tokens)):
-        if value is not None:
-            argv += [flag, str(value)]
-    if score.main(argv) != 0:
-        raise RuntimeError("pplaw score failed")
-    summary = yaml.safe_load((d / "chunks" / "summary.yaml").read_text(encoding="utf-8"))
+    cfg = ScoreConfig(model=inp.base_model, data=inp.domain_corpus, out=str(d / "chunks"),
+                      text_column=inp.text_column, id_column=inp.id_column, tokenizer=inp.tokenizer,
+                      **shared_options(recipe.scoring, ScoreConfig))
+    summary = run_score(cfg)
+    print("\n".join(summary_lines(summary, d / "chunks")))
     return {"chunks": "chunks", "summary": summary}
-
-
-def read_chunks(score_dir: Path):
-    """The scored chunks' statistics (ppl, n_scored, chunk_id, doc_id) in the row order runs index."""
-    from pplaw.cli.landscape import read_scored
-
-    table, _, _ = read_scored(score_dir / "chunks", ["ppl", "n_scored"], ["chunk_id", "doc_id"], progress=False)
-    return table
 
 
 def make_landscape(table, recipe: RunRecipe, d: Path) -> dict[str, Any]:
@@ -108,29 +97,31 @@ def make_plan(table, recipe: RunRecipe, land_dir: Path, d: Path) -> dict[str, An
         "points": [{k: p.get(k) for k in ("id", "status", "reason")} for p in out["points"]], "plan": "plan.json"}
 
 
-def sweep_specs(recipe: RunRecipe, inp: dict, plan: dict, plan_dir: Path, d: Path) -> list[SW.RunSpec]:
+def sweep_specs(recipe: RunRecipe, inp: Inputs, chunks: ScoredChunks, bench: dict[str, Any], plan: PlanArtefact,
+                d: Path) -> list[SW.RunSpec]:
     """One run per reachable grid point, trained on ``epochs x D`` tokens of its subset."""
     specs = []
-    for p in plan["points"]:
+    for p in plan.plan["points"]:
         if p["status"] != "ok":
             continue
-        opts = SW.cpt_options(recipe, inp, run_dir=d / p["id"], indices=plan_dir / p["indices"], tokens=p["D"],
-                              replay_ratio=p["R"], seed=p["seed"], benchmarks=recipe.evaluate.sweep_benchmarks)
+        opts = SW.cpt_options(recipe, inp, train_data=chunks.dir, run_dir=d / p["id"], indices=plan.dir / p["indices"],
+                              tokens=p["D"], replay_ratio=p["R"], seed=p["seed"],
+                              bench=bench if recipe.evaluate.sweep_benchmarks else None)
         meta = {k: p.get(k) for k in ("regime", "shape", "size_no", "role", "band", "R", "seed", "D", "mu_ppl",
                                       "sigma_ppl", "mu_log_ppl", "sigma_log_ppl")}
         specs.append(SW.RunSpec(p["id"], d / p["id"], opts, meta, keep_model=recipe.train.keep_models))
     return specs
 
 
-def final_specs(recipe: RunRecipe, inp: dict, subsets: list[dict], sel_dir: Path, d: Path,
-                budget: int) -> list[SW.RunSpec]:
+def final_specs(recipe: RunRecipe, inp: Inputs, chunks: ScoredChunks, bench: dict[str, Any], sel: Selection,
+                d: Path) -> list[SW.RunSpec]:
     """DOS and every baseline, each seed: the same budget (``epochs x D`` tokens), benchmarks on."""
     specs = []
-    for s in subsets:
+    for s in sel.subsets:
         rid = f"{s['method']}_s{s['seed']}"
-        idx = sel_dir / s["indices"] if s["indices"] else None
-        opts = SW.cpt_options(recipe, inp, run_dir=d / rid, indices=idx, tokens=budget,
-                              replay_ratio=recipe.select.replay_ratio, seed=s["seed"], benchmarks=True)
+        idx = sel.dir / s["indices"] if s["indices"] else None
+        opts = SW.cpt_options(recipe, inp, train_data=chunks.dir, run_dir=d / rid, indices=idx, tokens=sel.budget,
+                              replay_ratio=recipe.select.replay_ratio, seed=s["seed"], bench=bench)
         meta = {k: s[k] for k in ("method", "seed", "D", "mu_ppl", "sigma_ppl", "mu_log_ppl", "sigma_log_ppl")}
         specs.append(SW.RunSpec(rid, d / rid, opts, meta, keep_model=True))
     return specs
@@ -147,24 +138,20 @@ def run_pipeline(recipe: RunRecipe, out_dir: str | Path, log: Callable[[str], No
 
     # 1. the inputs, then the perplexity of every chunk of the domain corpus under the base model
     inp = resolve_inputs(recipe, stages)
-    inp["bench_options"] = SW.bench_options(recipe, inp)
-    score = stages.run("score", {"inp": {k: inp.get(k) for k in ("base_model", "tokenizer", "domain_data",
-                                                                  "text_column", "id_column", "world_hash")},
-                                 "scoring": recipe.to_dict()["scoring"]},
-                       lambda d: score_corpus(recipe, inp, d), mode="inplace")
-    inp["domain_data"] = str(stages.dir("score") / "chunks")  # runs train on the scored chunks
-    table = read_chunks(stages.dir("score"))
+    bench = SW.bench_options(recipe, inp)
+    chunks = stages.run("score", {"inp": inp.score_key(), "scoring": recipe.to_dict()["scoring"]},
+                        lambda d: score_corpus(recipe, inp, d), mode="inplace", load=ScoredChunks.load)
+    score, table = chunks.outputs, chunks.table
 
     # 2. the landscape and the fitting grid
     land = stages.run("landscape", {"score": score, "landscape": recipe.to_dict()["landscape"]},
                       lambda d: make_landscape(table, recipe, d))
-    plan_out = stages.run("plan", {"score": score, "land": land["edges"], "plan": recipe.to_dict()["plan"],
-                                   "space": recipe.fit.space, "budget": recipe.select.budget},
-                          lambda d: make_plan(table, recipe, stages.dir("landscape"), d))
-    plan = json.loads((stages.dir("plan") / "plan.json").read_text(encoding="utf-8"))
+    plan = stages.run("plan", {"score": score, "land": land["edges"], "plan": recipe.to_dict()["plan"],
+                               "space": recipe.fit.space, "budget": recipe.select.budget},
+                      lambda d: make_plan(table, recipe, stages.dir("landscape"), d), load=PlanArtefact.load)
 
     # 3. the sweep: one CPT run per reachable grid point (finished runs are skipped)
-    specs = sweep_specs(recipe, inp, plan, stages.dir("plan"), stages.dir("sweep"))
+    specs = sweep_specs(recipe, inp, chunks, bench, plan, stages.dir("sweep"))
 
     def sweep(d: Path) -> dict[str, Any]:
         res = SW.run_all(specs, workers=t.workers, threads=t.threads_per_worker, launcher=t.launcher,
@@ -175,23 +162,24 @@ def run_pipeline(recipe: RunRecipe, out_dir: str | Path, log: Callable[[str], No
                 "n_failed": sum(r["status"] == "failed" for r in rows), "digest": digest(rows),
                 "skipped": sum(v["status"] == "skipped" for v in res.values())}
 
-    sw = stages.run("sweep", {"plan": plan_out, "specs": [s.key for s in specs]}, sweep, mode="always")
-    rows = json.loads((stages.dir("sweep") / "runs.json").read_text(encoding="utf-8"))
+    sw = stages.run("sweep", {"plan": plan.outputs, "specs": [s.key for s in specs]}, sweep, mode="always",
+                    load=RunTable.load)
 
     # 4. fit the perplexity-aware law; the optimum inside what the corpus can realise at the final budget
-    budget = plan["final_budget"]
-    regions = json.loads((stages.dir("plan") / "regions.json").read_text(encoding="utf-8"))
-    region = P.RealisableRegion.from_dict(regions[str(budget)])
-    fit = stages.run("fit", {"sweep": sw["digest"], "fit": recipe.to_dict()["fit"], "region": recipe.select.region,
-                             "budget": budget}, lambda d: S.fit_and_optimise(rows, recipe, region, d, table=table, plan=plan))
+    budget, region = plan.budget, plan.region
+    fit = stages.run("fit", {"sweep": sw.digest, "fit": recipe.to_dict()["fit"], "region": recipe.select.region,
+                             "budget": budget},
+                     lambda d: S.fit_and_optimise(sw.rows, recipe, region, d, table=table, plan=plan.plan),
+                     load=FitArtefact.load)
 
     # 5. DOS at the final budget, and the baselines at the same budget, for every seed
-    sel = stages.run("select", {"score": score, "optimum": fit["optimum"], "best_sweep": fit.get("best_sweep"), "select": recipe.to_dict()["select"],
-                                "baselines": recipe.to_dict()["baselines"], "space": recipe.fit.space},
-                     lambda d: {"subsets": S.select_subsets(table, recipe, fit["optimum"], budget, d,
-                                                            best_sweep=fit.get("best_sweep")),
-                                "budget": budget})
-    fspecs = final_specs(recipe, inp, sel["subsets"], stages.dir("select"), stages.dir("final"), budget)
+    sel = stages.run("select", {"score": score, "optimum": fit.optimum, "best_sweep": fit.best_sweep,
+                                "select": recipe.to_dict()["select"], "baselines": recipe.to_dict()["baselines"],
+                                "space": recipe.fit.space},
+                     lambda d: {"subsets": S.select_subsets(table, recipe, fit.optimum, budget, d,
+                                                            best_sweep=fit.best_sweep),
+                                "budget": budget}, load=Selection.load)
+    fspecs = final_specs(recipe, inp, chunks, bench, sel, stages.dir("final"))
 
     def final(d: Path) -> dict[str, Any]:
         SW.run_all(fspecs, workers=t.workers, threads=t.threads_per_worker, launcher=t.launcher,
@@ -201,15 +189,16 @@ def run_pipeline(recipe: RunRecipe, out_dir: str | Path, log: Callable[[str], No
         return {"runs": "runs.json", "n_ok": sum(r["status"] == "ok" for r in frows),
                 "n_failed": sum(r["status"] == "failed" for r in frows), "digest": digest(frows)}
 
-    stages.run("final", {"select": sel, "specs": [s.key for s in fspecs]}, final, mode="always")
-    frows = json.loads((stages.dir("final") / "runs.json").read_text(encoding="utf-8"))
+    finals = stages.run("final", {"select": sel.outputs, "specs": [s.key for s in fspecs]}, final, mode="always",
+                        load=RunTable.load)
 
     # 6. the report
     t_report = time.perf_counter()
     timings = stages.timings()
     timings.append({"stage": "report", "seconds": None, "cached": False, "original_seconds": None})
-    ctx = RP.ReportContext(out=out, recipe=recipe, inputs=inp, table=table, landscape=land, plan=plan, sweep=rows,
-                           fit=fit, budget=budget, region=region, finals=frows, timings=timings,
+    ctx = RP.ReportContext(out=out, recipe=recipe, inputs=inp, table=table, landscape=land, plan=plan.plan,
+                           sweep=sw.rows, fit=fit.outputs, budget=budget, region=region, finals=finals.rows,
+                           timings=timings,
                            total_seconds=time.perf_counter() - t_start)
     summary = RP.write_report(ctx)
     timings[-1]["seconds"] = time.perf_counter() - t_report

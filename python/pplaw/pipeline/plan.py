@@ -29,7 +29,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from pplaw._io import jsonable
 from pplaw.exceptions import BudgetError, ConfigError, UnreachableTargetError
+from pplaw.io import write_indices
 from pplaw.pipeline.recipe import PlanSection
 
 SPACES = ("ppl", "log_ppl")
@@ -307,7 +309,7 @@ def build_plan(table: pa.Table, bin_index: np.ndarray, n_bins: int, cfg: PlanSec
             idx, band = cache[key]
         except (UnreachableTargetError, BudgetError) as err:
             pt.update(status="unreachable", reason=str(err),
-                      realisable=_plain(getattr(err, "realisable", None)))
+                      realisable=jsonable(getattr(err, "realisable", None)))
             points.append(pt)
             if progress is not None:
                 progress.update(1)
@@ -327,39 +329,6 @@ def build_plan(table: pa.Table, bin_index: np.ndarray, n_bins: int, cfg: PlanSec
             "points": points}
 
 
-def write_indices(table: pa.Table, idx: np.ndarray, path: Path) -> None:
-    """The selected rows as ``pplaw sample`` writes them: ``row`` (+ chunk_id, ppl, n_scored)."""
-    import pyarrow.parquet as pq
-
-    from pplaw.landscape import atomic_write
-
-    sel = pa.array(np.asarray(idx, dtype=np.uint64), type=pa.uint64())
-    cols = {"row": sel}
-    for c in ("chunk_id", "ppl", "n_scored"):
-        if c in table.column_names:
-            cols[c] = table.column(c).take(sel)
-    atomic_write(Path(path), lambda tmp: pq.write_table(pa.table(cols), tmp))
-
-
-def read_indices(path: Path) -> np.ndarray:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(path, columns=["row"]).column("row").to_numpy().astype(np.int64)
-
-
-def _plain(obj: Any) -> Any:
-    """JSON-able copy of a realisable-range dict (tuples -> lists, numpy -> float)."""
-    if obj is None:
-        return None
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    return obj
-
-
 def plot_plan(plan: dict[str, Any], regions: dict[int, RealisableRegion], path: Path) -> Path:
     """The planned points in the (mu, sigma) plane over the realisable region at each size."""
     import matplotlib
@@ -367,7 +336,7 @@ def plot_plan(plan: dict[str, Any], regions: dict[int, RealisableRegion], path: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pplaw.landscape import atomic_write
+    from pplaw._io import atomic_write
 
     space = plan["space"]
     key = "log_ppl" if space == "log_ppl" else "ppl"

@@ -1,5 +1,10 @@
 """The recipe of ``pplaw run``: nested dataclass sections with help metadata, read from YAML.
 
+Options a section shares with a command's config are not declared twice: the section borrows them
+(:func:`pplaw.config.borrow`: the same default and help) from :class:`~pplaw.score_job.ScoreConfig` (scoring,
+the corpus' columns), :class:`~pplaw.evaluate.EvalConfig` (evaluation) and :mod:`pplaw.cpt_options` (training),
+and the stages build those configs from the section (:func:`pplaw.config.shared_options`).
+
 A recipe is a YAML mapping whose top-level keys are the sections of :class:`RunRecipe` (``world``,
 ``model``, ``corpus``, ``scoring``, ``landscape``, ``plan``, ``train``, ``evaluate``, ``fit``, ``select``,
 ``baselines``, ``report``). Every level is checked: an unknown key is a :class:`~pplaw.exceptions.ConfigError`
@@ -25,7 +30,11 @@ from typing import Any, Union
 
 import yaml
 
+from pplaw.config import borrow
+from pplaw.cpt_options import CPTConfig, TrainingDefaults
+from pplaw.evaluate import EvalConfig
 from pplaw.exceptions import ConfigError
+from pplaw.score_job import ScoreConfig
 from pplaw.synth.world import WorldConfig
 
 QUICKSTART = Path(__file__).resolve().parent / "quickstart.yaml"
@@ -51,8 +60,8 @@ class CorpusSection:
     """The domain corpus, general replay data and held-out sets (unset when ``world`` supplies them)."""
 
     domain_data: str | None = _f(None, "Domain corpus: a .jsonl/.parquet/.txt file or folder, one document a row.")
-    text_column: str = _f("text", "Column holding the documents.")
-    id_column: str | None = _f(None, "Column with document ids (stable chunk ids); default: row position.")
+    text_column: str = borrow(ScoreConfig, "text_column")
+    id_column: str | None = borrow(ScoreConfig, "id_column")
     general_data: str | None = _f(None, "General text for replay (needed when plan.replay_ratios has R > 0).")
     domain_eval_data: str | None = _f(None, "Held-out domain text for the domain loss (never in domain_data).")
     general_eval_data: str | None = _f(None, "Held-out general text for the general loss.")
@@ -65,11 +74,11 @@ class CorpusSection:
 class ScoringSection:
     """Chunking and perplexity scoring of the domain corpus with the base model (``pplaw score``)."""
 
-    chunk_tokens: int = _f(1024, "Tokens per chunk (BOS included when the tokenizer adds one).")
-    min_tail_tokens: int | None = _f(None, "Shortest document tail kept as a chunk (default chunk_tokens // 4).")
-    dtype: str = _f("auto", "Scoring dtype: auto, float32, bfloat16, float16.")
-    max_tokens_per_batch: int = _f(16384, "Padded tokens per forward pass.")
-    shard_docs: int = _f(10000, "Documents per scored shard (the unit of resumption).")
+    chunk_tokens: int = borrow(ScoreConfig, "chunk_tokens")
+    min_tail_tokens: int | None = borrow(ScoreConfig, "min_tail_tokens")
+    dtype: str = borrow(ScoreConfig, "dtype")
+    max_tokens_per_batch: int = borrow(ScoreConfig, "max_tokens_per_batch")
+    shard_docs: int = borrow(ScoreConfig, "shard_docs")
 
 
 @dataclass
@@ -112,14 +121,14 @@ class TrainSection:
                          "gets its own.")
     threads_per_worker: int = _f(0, "torch threads per worker (0: CPU cores / workers).")
     epochs: float = _f(1.0, "Passes over the selected subset: each run trains on epochs x D domain tokens.")
-    max_length: int = _f(1024, "Packed sequence length in tokens.")
-    per_device_train_batch_size: int = _f(8, "Sequences per device per step.")
-    gradient_accumulation_steps: int = _f(1, "Gradient accumulation steps.")
-    learning_rate: float = _f(2e-5, "Peak learning rate.")
-    lr_scheduler_type: str = _f("cosine", "Learning-rate schedule (any transformers scheduler).")
-    warmup_steps: float = _f(0.05, "Warmup steps (>= 1) or share of steps (< 1).")
-    weight_decay: float = _f(0.0, "AdamW weight decay.")
-    model_dtype: str = _f("float32", "dtype of the loaded weights (auto, float32, bfloat16, float16).")
+    max_length: int = borrow(TrainingDefaults, "max_length")
+    per_device_train_batch_size: int = borrow(TrainingDefaults, "per_device_train_batch_size")
+    gradient_accumulation_steps: int = borrow(TrainingDefaults, "gradient_accumulation_steps")
+    learning_rate: float = borrow(TrainingDefaults, "learning_rate")
+    lr_scheduler_type: str = borrow(TrainingDefaults, "lr_scheduler_type")
+    warmup_steps: float = borrow(TrainingDefaults, "warmup_steps")
+    weight_decay: float = borrow(TrainingDefaults, "weight_decay")
+    model_dtype: str = borrow(CPTConfig, "model_dtype")
     keep_models: bool = _f(True, "Keep each sweep run's final model (False: delete it once evaluated).")
     args: dict = _f({}, "Any other `pplaw train` option (e.g. bf16, max_grad_norm, report_to).")
 
@@ -132,14 +141,14 @@ class EvaluateSection:
                                           "the mean accuracy over them.")
     general_benchmarks: list[str] = _f([], "General benchmark: suites (e.g. general) or lm-eval tasks.")
     sweep_benchmarks: bool = _f(False, "Also run the benchmarks on sweep runs (the law is fitted on losses).")
-    task_source: str = _f("auto", "online, local or auto (see `pplaw evaluate --help`).")
-    task_data: str | None = _f(None, "Local task data directory (task_source=local).")
-    task_include_path: list[str] = _f([], "More lm-eval task folders.")
-    num_fewshot: int | None = _f(None, "Few-shot examples (default: each task's own).")
-    bench_limit: float | None = _f(None, "At most N examples per task (smoke tests only).")
-    bench_batch_size: int = _f(8, "lm-eval batch size.")
-    eval_max_chunks: int | None = _f(None, "Score at most this many held-out chunks.")
-    eval_tokens_per_batch: int = _f(16384, "Scorer micro-batch size in padded tokens.")
+    task_source: str = borrow(EvalConfig, "task_source")
+    task_data: str | None = borrow(EvalConfig, "task_data")
+    task_include_path: list[str] = borrow(EvalConfig, "task_include_path")
+    num_fewshot: int | None = borrow(EvalConfig, "num_fewshot")
+    bench_limit: float | None = borrow(EvalConfig, "bench_limit")
+    bench_batch_size: int = borrow(EvalConfig, "bench_batch_size")
+    eval_max_chunks: int | None = borrow(EvalConfig, "eval_max_chunks")
+    eval_tokens_per_batch: int = borrow(EvalConfig, "eval_tokens_per_batch")
 
 
 @dataclass
@@ -395,7 +404,7 @@ def apply_overrides(data: dict, overrides: list[tuple[str, str]]) -> dict:
 
 def load_recipe(path: str | Path | None = None, overrides: list[tuple[str, str]] | None = None) -> RunRecipe:
     """Read a recipe (default: the embedded quickstart) and apply ``key=value`` overrides."""
-    from pplaw.cli._config import load_yaml
+    from pplaw.config import load_yaml
 
     data = load_yaml(path if path is not None else QUICKSTART)
     if overrides:

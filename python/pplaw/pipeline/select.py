@@ -22,7 +22,8 @@ import pandas as pd
 import pyarrow as pa
 
 from pplaw.exceptions import FitError, InvalidInputError
-from pplaw.pipeline.plan import RealisableRegion, stats_both, write_indices
+from pplaw.io import write_indices
+from pplaw.pipeline.plan import RealisableRegion, stats_both
 from pplaw.pipeline.recipe import RunRecipe
 from pplaw.runs import write_json_atomic
 

@@ -23,13 +23,14 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from pplaw.exceptions import SerializationError
 from pplaw.pipeline.recipe import digest
 from pplaw.runs import write_json_atomic
 
 MANIFEST = "stage.json"
+T = TypeVar("T")
 
 
 def _now() -> str:
@@ -71,9 +72,12 @@ class Stages:
             raise SerializationError(f"stage manifest {str(path)!r} is corrupt ({err}); delete the folder "
                                      f"{str(self.dir(name))!r} to redo that stage") from err
 
-    def run(self, name: str, inputs: Any, fn: Callable[[Path], dict[str, Any]], *,
-            mode: str = "atomic") -> dict[str, Any]:
+    def run(self, name: str, inputs: Any, fn: Callable[[Path], dict[str, Any]], *, mode: str = "atomic",
+            load: Callable[[Path, dict[str, Any]], T] | None = None) -> dict[str, Any] | T:
         """Run ``fn(stage_dir) -> outputs`` unless a finished manifest with the same key exists.
+
+        Returns ``outputs``, or with ``load`` the stage's typed value ``load(stage_dir, outputs)``
+        (:mod:`pplaw.pipeline.artefacts`): the same whether the stage ran or was up to date.
 
         ``outputs`` is a JSON-able dict; file names in it are relative to the stage folder (which is a
         temporary folder while ``fn`` runs), so a run directory can be moved.
@@ -92,7 +96,7 @@ class Stages:
         if mode != "always" and old and old.get("status") == "done" and old.get("key") == key:
             self.log(f"[{name}] up to date (finished {old.get('finished_at')}, took {old.get('seconds', 0):.1f} s)")
             self.results.append(StageResult(name, old["outputs"], 0.0, True, key, old.get("seconds")))
-            return old["outputs"]
+            return old["outputs"] if load is None else load(final, old["outputs"])
         started, t0 = _now(), time.perf_counter()
         self.log(f"[{name}] running")
         if mode != "atomic":
@@ -115,7 +119,7 @@ class Stages:
         write_json_atomic(final / MANIFEST, manifest)
         self.log(f"[{name}] done in {seconds:.1f} s")
         self.results.append(StageResult(name, outputs, seconds, False, key))
-        return outputs
+        return outputs if load is None else load(final, outputs)
 
     def timings(self) -> list[dict[str, Any]]:
         """One row per stage run in this invocation: stage, seconds, cached (skipped as up to date)."""

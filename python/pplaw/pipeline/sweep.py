@@ -10,7 +10,7 @@ type, message, traceback), the others go on, and the next ``pplaw run`` retries 
 Runs are trained one after another in this process (``workers <= 1``), or by a pool of worker processes
 (``workers > 1``): one per GPU (each sees only its own through ``CUDA_VISIBLE_DEVICES``) or, on a CPU, each
 with ``threads_per_worker`` torch threads. With ``launcher="accelerate"`` every run is a subprocess
-``accelerate launch --config_file CFG -m pplaw.cpt --config spec.yaml``, for multi-GPU runs.
+``accelerate launch --config_file CFG -m pplaw.cli.train --config spec.yaml``, for multi-GPU runs.
 """
 
 from __future__ import annotations
@@ -25,13 +25,16 @@ import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
 
 from pplaw import runs
 from pplaw.pipeline.recipe import RunRecipe, digest
 from pplaw.runs import write_json_atomic
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pplaw.pipeline.artefacts import Inputs
 
 SPEC = "spec.json"
 FAILED = "failed.json"
@@ -53,23 +56,24 @@ class RunSpec:
         return digest({"cpt": self.cpt, "meta": self.meta})
 
 
-def cpt_options(recipe: RunRecipe, inp: dict[str, Any], *, run_dir: Path, indices: Path | None, tokens: int,
-                replay_ratio: float, seed: int, benchmarks: bool) -> dict[str, Any]:
+def cpt_options(recipe: RunRecipe, inp: Inputs, *, train_data: Path, run_dir: Path, indices: Path | None,
+                tokens: int, replay_ratio: float, seed: int, bench: dict[str, Any] | None) -> dict[str, Any]:
     """The flat ``pplaw train`` options of one run (``pplaw.cpt.CPTConfig``, ``EvalConfig``, training args).
 
-    ``inp``: the resolved inputs (``base_model``, ``tokenizer``, ``domain_data`` = the scored chunks,
-    ``general_data``, held-out sets, benchmark settings). The run trains on ``epochs x tokens`` domain tokens
-    (plus replay at ``replay_ratio``), so every run of a comparison sees the same number of tokens.
+    ``inp``: the resolved inputs (base model, tokenizer, general data, held-out sets); ``train_data``: the
+    scored chunks the run's ``indices`` select from; ``bench``: the benchmark options (:func:`bench_options`)
+    or None (no benchmarks). The run trains on ``epochs x tokens`` domain tokens (plus replay at
+    ``replay_ratio``), so every run of a comparison sees the same number of tokens.
     """
     import torch
 
     t, ev = recipe.train, recipe.evaluate
     budget = int(round(t.epochs * tokens / (1.0 - replay_ratio)))
     opts: dict[str, Any] = {
-        "model_name_or_path": inp["base_model"], "tokenizer_name_or_path": inp.get("tokenizer"),
-        "model_dtype": t.model_dtype, "domain_data": inp["domain_data"],
+        "model_name_or_path": inp.base_model, "tokenizer_name_or_path": inp.tokenizer,
+        "model_dtype": t.model_dtype, "domain_data": str(train_data),
         "domain_indices": str(indices) if indices is not None else None, "indices_column": "row",
-        "general_data": inp.get("general_data") if replay_ratio > 0 else None, "replay_ratio": float(replay_ratio),
+        "general_data": inp.general_data if replay_ratio > 0 else None, "replay_ratio": float(replay_ratio),
         "budget_tokens": budget, "allow_repeat": True, "run_id": run_dir.name,
         "output_dir": str(run_dir), "max_length": t.max_length,
         "per_device_train_batch_size": t.per_device_train_batch_size,
@@ -77,17 +81,17 @@ def cpt_options(recipe: RunRecipe, inp: dict[str, Any], *, run_dir: Path, indice
         "lr_scheduler_type": t.lr_scheduler_type, "warmup_steps": t.warmup_steps, "weight_decay": t.weight_decay,
         "seed": int(seed), "report_to": "none", "disable_tqdm": True, "save_steps": 100_000,
         "logging_steps": 10, "use_cpu": not torch.cuda.is_available(),
-        "domain_eval_data": inp.get("domain_eval_data"), "general_eval_data": inp.get("general_eval_data"),
+        "domain_eval_data": inp.domain_eval_data, "general_eval_data": inp.general_eval_data,
         "eval_chunk_tokens": recipe.scoring.chunk_tokens, "eval_max_chunks": ev.eval_max_chunks,
         "eval_tokens_per_batch": ev.eval_tokens_per_batch,
     }
-    if benchmarks:
-        opts.update(inp.get("bench_options") or {})
+    if bench:
+        opts.update(bench)
     opts.update(t.args)  # the recipe's extra `pplaw train` options win
     return {k: v for k, v in opts.items() if v is not None}
 
 
-def bench_options(recipe: RunRecipe, inp: dict[str, Any]) -> dict[str, Any]:
+def bench_options(recipe: RunRecipe, inp: Inputs) -> dict[str, Any]:
     """EvalConfig options for the domain and general benchmarks: suites by name, other entries as tasks."""
     from pplaw import tasks as T
 
@@ -98,7 +102,7 @@ def bench_options(recipe: RunRecipe, inp: dict[str, Any]) -> dict[str, Any]:
     known = set(T.suites())
     return {"suites": [n for n in names if n in known], "tasks": [n for n in names if n not in known],
             "task_source": ev.task_source, "task_data": ev.task_data,
-            "task_include_path": list(ev.task_include_path) + list(inp.get("task_include_path") or []),
+            "task_include_path": list(ev.task_include_path) + list(inp.task_include_path or []),
             "num_fewshot": ev.num_fewshot, "bench_limit": ev.bench_limit, "bench_batch_size": ev.bench_batch_size}
 
 
@@ -181,7 +185,7 @@ def train_one(spec: RunSpec, launcher: str = "inprocess", accelerate_config: str
             cfg = spec.dir / "spec.yaml"
             cfg.write_text(yaml.safe_dump(spec.cpt, sort_keys=True), encoding="utf-8")
             cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config),
-                   "-m", "pplaw.cpt", "--config", str(cfg)]
+                   "-m", "pplaw.cli.train", "--config", str(cfg)]
             with open(spec.dir / LOG, "a", encoding="utf-8") as fh:
                 proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=False)
             if proc.returncode != 0:

@@ -318,7 +318,7 @@ def check_world(world_config: WorldConfig, cfg: CheckConfig, progress: bool = Tr
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pplaw.cli._config import parse_config
+    from pplaw.config import parse_config
 
     world_config, cfg = parse_config([WorldConfig, CheckConfig], argv if argv is not None else sys.argv[1:],
                                      prog="python -m pplaw.synth.check_world")

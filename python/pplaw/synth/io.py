@@ -1,28 +1,13 @@
-"""Atomic file writes and JSONL helpers for the synthetic world."""
+"""JSONL helpers for the synthetic world (the atomic writes are :mod:`pplaw._io`'s, re-exported here)."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
+from pplaw._io import atomic_write_text  # noqa: F401  (re-exported)
 from pplaw.exceptions import SerializationError
-
-
-def atomic_write_text(path: str | Path, content: str) -> None:
-    """Write ``content`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(content)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:

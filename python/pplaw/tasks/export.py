@@ -9,12 +9,12 @@ file behind, and finished files are skipped on a re-run (``overwrite=False``).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 from tqdm.auto import tqdm
 
+from pplaw._io import atomic_write
 from pplaw.exceptions import ConfigError, PplawError
 from pplaw.tasks import catalog, leaf_tasks, online_name, suites
 
@@ -48,15 +48,7 @@ def export_tasks(names: list[str], out_dir: str | os.PathLike, *, overwrite: boo
                 f"cannot download {task.hub_path!r} (config {task.hub_name!r}, split {hub_split!r}) for task "
                 f"{task.online}: {type(err).__name__}: {err}. `pplaw tasks export` needs the Hugging Face Hub"
             ) from err
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        os.close(fd)
-        try:
-            ds.to_json(tmp, lines=True, force_ascii=False)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(target, lambda tmp: ds.to_json(str(tmp), lines=True, force_ascii=False))
         written.append(target)
     return written
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from pplaw._io import atomic_write_lines
 from pplaw.exceptions import EmptyInputError, InvalidInputError, SerializationError
 
 FIELDS = ("QUESTION", "CONTEXTS", "LABELS", "MESHES", "YEAR", "reasoning_required_pred", "reasoning_free_pred",
@@ -66,15 +66,7 @@ def build_pubmedqa(source: str | os.PathLike, out_dir: str | os.PathLike) -> Pat
     target_dir = Path(out_dir) / "pubmedqa"
     target_dir.mkdir(parents=True, exist_ok=True)
     target = target_dir / "test.jsonl"
-    fd, tmp = tempfile.mkstemp(prefix=".test.jsonl.", dir=target_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_lines(target, rows)
     licence = Path(source) / "LICENSE"
     if licence.is_file():  # MIT: copies keep the notice
         shutil.copyfile(licence, target_dir / "LICENSE")

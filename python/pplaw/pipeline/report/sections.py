@@ -1,4 +1,5 @@
-"""The sections of the ``pplaw run`` report, in reading order (see :mod:`pplaw.pipeline.report`)."""
+"""The sections of the ``pplaw run`` report, in reading order (see :mod:`pplaw.pipeline.report`), and the
+machine-readable summary they fill in."""
 
 from __future__ import annotations
 
@@ -7,13 +8,24 @@ from typing import Any
 
 import numpy as np
 
-from pplaw.pipeline import report as R
-from pplaw.pipeline.plan import read_indices
+from pplaw.io import read_indices
+from pplaw.pipeline.report import plots
+from pplaw.pipeline.report.context import (
+    BAND_KINDS,
+    METHOD_ORDER,
+    METRICS,
+    ReportContext,
+    compare,
+    composition,
+    fmt,
+    kinds_of,
+    mean_sd,
+)
 
 
-def build(ctx: R.ReportContext) -> dict[str, Any]:
+def build(ctx: ReportContext) -> dict[str, Any]:
     """Fill ``ctx.blocks``; return the machine-readable summary (also ``summary.json``)."""
-    kinds = R.kinds_of(ctx)
+    kinds = kinds_of(ctx)
     summary: dict[str, Any] = {"name": ctx.recipe.name, "budget": ctx.budget}
     _intro(ctx)
     _headline(ctx, summary)
@@ -24,7 +36,7 @@ def build(ctx: R.ReportContext) -> dict[str, Any]:
     _fit(ctx, kinds, summary)
     _comparison(ctx, kinds, summary)
     _prediction(ctx, summary)
-    _timings(ctx)
+    timings(ctx)
     return summary
 
 
@@ -33,10 +45,10 @@ def _space(ctx) -> tuple[str, str]:
     return sp, ("log-PPL" if sp == "log_ppl" else "PPL")
 
 
-def _intro(ctx: R.ReportContext) -> None:
+def _intro(ctx: ReportContext) -> None:
     rc, t = ctx.recipe, ctx.table
     n_tok = int(np.asarray(t.column("n_scored")).sum())
-    src = (f"a synthetic world (`pplaw.synth`, hash {ctx.inputs.get('world_hash')})" if rc.world is not None
+    src = (f"a synthetic world (`pplaw.synth`, hash {ctx.inputs.world_hash})" if rc.world is not None
            else f"base model `{rc.model.base_model}`, corpus `{rc.corpus.domain_data}`")
     b = ctx.blocks
     b.append(("h1", rc.report.title))
@@ -46,15 +58,15 @@ def _intro(ctx: R.ReportContext) -> None:
                    f"{list(rc.select.seeds)}. Law: {ctx.fit.get('law', '-')}."))
 
 
-def _headline(ctx: R.ReportContext, summary: dict) -> None:
+def _headline(ctx: ReportContext, summary: dict) -> None:
     lines = []
     for base in ("random", "lowest_ppl", "highest_ppl", "full"):
-        cmp = R.compare(ctx.finals, base)
+        cmp = compare(ctx.finals, base)
         if not cmp:
             continue
         summary.setdefault("margins", {})[base] = cmp
         parts = []
-        for key, label, sign in R.METRICS[:3]:
+        for key, label, sign in METRICS[:3]:
             c = cmp.get(key)
             if c:
                 parts.append(f"{label} {c['mean']:+.4f} ({c['verdict']})")
@@ -68,7 +80,7 @@ def _headline(ctx: R.ReportContext, summary: dict) -> None:
         ctx.blocks.append(("p", "No final comparison finished (see the failed runs below)."))
 
 
-def _landscape(ctx: R.ReportContext, kinds, summary: dict) -> None:
+def _landscape(ctx: ReportContext, kinds, summary: dict) -> None:
     b, s = ctx.blocks, ctx.landscape["summary"]
     b.append(("h2", "1. Perplexity landscape"))
     b.append(("p", f"Chunk PPL under the base model: mean {s['mean']:.4g}, std {s['std']:.4g}; log-PPL mean "
@@ -79,13 +91,13 @@ def _landscape(ctx: R.ReportContext, kinds, summary: dict) -> None:
     if kinds is None:
         return
     ppl = ctx.table.column("ppl").to_numpy()
-    name = R.plot_kinds(ppl, kinds, ctx.landscape["edges"], ctx.out / "report" / "kinds.png")
+    name = plots.plot_kinds(ppl, kinds, ctx.landscape["edges"], ctx.out / "report" / "kinds.png")
     rows, per_kind = [], {}
     for k in sorted(set(kinds)):
         p = ppl[kinds == k]
         q = np.quantile(p, [0.05, 0.25, 0.5, 0.75, 0.95])
         per_kind[k] = {"n": int(p.size), "q05": q[0], "median": q[2], "q95": q[4]}
-        rows.append([k, f"{p.size:,}", *(R._fmt(float(v)) for v in q)])
+        rows.append([k, f"{p.size:,}", *(fmt(float(v)) for v in q)])
     order = sorted(per_kind, key=lambda k: per_kind[k]["median"])
     overlaps = [f"{a} above {c}'s 5% quantile: {np.mean(ppl[kinds == a] > per_kind[c]['q05']):.1%}"
                 for a, c in zip(order, order[1:])]
@@ -97,7 +109,7 @@ def _landscape(ctx: R.ReportContext, kinds, summary: dict) -> None:
     b.append(("img", f"report/{name}", "Per-kind PPL histograms and the kind mix of each landscape bin."))
 
 
-def _plan(ctx: R.ReportContext, summary: dict) -> None:
+def _plan(ctx: ReportContext, summary: dict) -> None:
     sp, label = _space(ctx)
     pts = ctx.plan["points"]
     bad = [p for p in pts if p["status"] != "ok"]
@@ -113,7 +125,7 @@ def _plan(ctx: R.ReportContext, summary: dict) -> None:
         b.append(("table", ["point", "reason"], [[p["id"], p["reason"]] for p in bad]))
 
 
-def _sweep(ctx: R.ReportContext, summary: dict) -> None:
+def _sweep(ctx: ReportContext, summary: dict) -> None:
     sp, label = _space(ctx)
     rows = ctx.sweep
     target = ctx.recipe.fit.target
@@ -124,17 +136,17 @@ def _sweep(ctx: R.ReportContext, summary: dict) -> None:
     n_ok = sum(r["status"] == "ok" for r in rows)
     b.append(("p", f"{n_ok} of {len(rows)} runs finished" + (f"; {len(failed)} FAILED (listed below; the sweep went "
                                                              "on without them)." if failed else ".")))
-    b.append(("img", f"report/{R.plot_sweep(rows, sp, target, ctx.out / 'report' / 'sweep.png')}",
+    b.append(("img", f"report/{plots.plot_sweep(rows, sp, target, ctx.out / 'report' / 'sweep.png')}",
               f"{target} of every sweep run against its subset's statistics."))
-    table = [[r["id"], r["shape"], f"{r['D']:,}", R._fmt(r["R"]), R._fmt(r[f"mu_{sp}"]), R._fmt(r[f"sigma_{sp}"]),
-              R._fmt(r.get("domain_loss")), R._fmt(r.get("general_loss")), r["status"]] for r in rows]
+    table = [[r["id"], r["shape"], f"{r['D']:,}", fmt(r["R"]), fmt(r[f"mu_{sp}"]), fmt(r[f"sigma_{sp}"]),
+              fmt(r.get("domain_loss")), fmt(r.get("general_loss")), r["status"]] for r in rows]
     b.append(("table", ["run", "shape", "D", "R", f"mu ({label})", f"sigma ({label})", "domain loss", "general loss",
                         "status"], table))
     if failed:
         b.append(("table", ["failed run", "error"], [[r["id"], (r["error"] or "")[:400]] for r in failed]))
 
 
-def _holdout(ctx: R.ReportContext, summary: dict) -> None:
+def _holdout(ctx: ReportContext, summary: dict) -> None:
     """Each candidate law's error on the validation points it never saw, before any selection."""
     lc = ctx.fit.get("law_choice") or {}
     summary["holdout"] = {k: lc.get(k) for k in ("chosen", "validated", "trusted", "n_fit", "n_val", "reason",
@@ -145,8 +157,8 @@ def _holdout(ctx: R.ReportContext, summary: dict) -> None:
         b.append(("p", f"**Not validated.** {lc.get('reason', 'no held-out points')}. Add "
                        "`plan.validation_sizes` (>= 2x the largest of `plan.sizes`) to measure it."))
         return
-    rows = [[r["law"], R._fmt(r.get("holdout_mape")), R._fmt(r.get("holdout_worst_signed")),
-             R._fmt(r.get("insample_mape")), R._fmt(r.get("r2"))] for r in lc.get("table", [])]
+    rows = [[r["law"], fmt(r.get("holdout_mape")), fmt(r.get("holdout_worst_signed")),
+             fmt(r.get("insample_mape")), fmt(r.get("r2"))] for r in lc.get("table", [])]
     b.append(("p", f"Every candidate law was fitted on the {lc['n_fit']} fitting runs only and predicted the "
                    f"{lc['n_val']} held-out runs (larger D). Chosen: **{lc['chosen']}**: {lc['reason']}. "
                    "The chosen law is then refitted on every run for the optimum and the final prediction."))
@@ -157,7 +169,7 @@ def _holdout(ctx: R.ReportContext, summary: dict) -> None:
                        "final budget are not fit to be trusted for planning compute.**"))
 
 
-def _fit(ctx: R.ReportContext, kinds, summary: dict) -> None:
+def _fit(ctx: ReportContext, kinds, summary: dict) -> None:
     sp, label = _space(ctx)
     f, opt = ctx.fit, ctx.fit["optimum"]
     summary["optimum"] = opt
@@ -190,19 +202,19 @@ def _fit(ctx: R.ReportContext, kinds, summary: dict) -> None:
                        f"as band {bs.get('band')} at the budget. **DOS selects "
                        f"{'the law' + chr(39) + 's best band' if opt['selected'] == 'law' else 'the best sweep regime'}** "
                        f"{opt.get('band')}: {opt.get('why')}."))
-    if kinds is not None and any(k in set(kinds) for k in R.BAND_KINDS):
+    if kinds is not None and any(k in set(kinds) for k in BAND_KINDS):
         x = ctx.table.column("ppl").to_numpy()
         x = np.log(x) if sp == "log_ppl" else x
-        band_mask = np.isin(kinds, R.BAND_KINDS)
+        band_mask = np.isin(kinds, BAND_KINDS)
         lo, hi = np.quantile(x[band_mask], [0.05, 0.95])
         inside = bool(lo <= opt["mu"] <= hi)
         summary["learnable_band"] = {"lo": float(lo), "hi": float(hi), "mu_star_inside": inside}
-        b.append(("p", f"Diagnostics: the {'/'.join(R.BAND_KINDS)} chunks span {label} [{lo:.4g}, {hi:.4g}] (5%-95%); "
+        b.append(("p", f"Diagnostics: the {'/'.join(BAND_KINDS)} chunks span {label} [{lo:.4g}, {hi:.4g}] (5%-95%); "
                        f"mu* = {opt['mu']:.4g} is {'INSIDE' if inside else 'OUTSIDE'} this learnable band."))
     if f.get("variants"):
         ho = "holdout_rmse" in f["variants"][0]
-        rows = [[v["variant"], R._fmt(v["rmse"]), R._fmt(v["r2"]), R._fmt(v["mape"])]
-                + ([R._fmt(v["holdout_rmse"]), R._fmt(v["holdout_mape"])] if ho else []) + [v["converged"]]
+        rows = [[v["variant"], fmt(v["rmse"]), fmt(v["r2"]), fmt(v["mape"])]
+                + ([fmt(v["holdout_rmse"]), fmt(v["holdout_mape"])] if ho else []) + [v["converged"]]
                 for v in f["variants"]]
         used = f"{ctx.recipe.fit.space}/{ctx.recipe.fit.sigma}"
         note = "" if used == f["best_variant"] else f" The recipe uses **{used}**, not the best-ranked variant."
@@ -235,7 +247,7 @@ def d_slopes(rows: list[dict[str, Any]], target: str) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in per_regime.items()}
 
 
-def _d_slopes(ctx: R.ReportContext, f: dict, summary: dict) -> None:
+def _d_slopes(ctx: ReportContext, f: dict, summary: dict) -> None:
     """Does one D exponent fit every regime? The law scales the whole reducible loss by D^-aD."""
     slopes = d_slopes(ctx.sweep, ctx.recipe.fit.target)
     if len(slopes) < 2:
@@ -245,7 +257,7 @@ def _d_slopes(ctx: R.ReportContext, f: dict, summary: dict) -> None:
     spread = slopes[hi] - slopes[lo]
     mixed = spread > max(0.2, a_d or 0.0)
     summary["d_slopes"] = {"per_regime": slopes, "aD": a_d, "spread": spread, "heterogeneous": mixed}
-    text = (f"Scaling with D: the law has one D exponent for every regime (aD = {R._fmt(a_d)}); the regimes' own "
+    text = (f"Scaling with D: the law has one D exponent for every regime (aD = {fmt(a_d)}); the regimes' own "
             f"log-log slopes of {ctx.recipe.fit.target} in D range from {slopes[lo]:.3g} ({lo}) to {slopes[hi]:.3g} "
             f"({hi}).")
     if mixed:
@@ -258,10 +270,10 @@ def _d_slopes(ctx: R.ReportContext, f: dict, summary: dict) -> None:
 
 def _subset_idx(ctx, method: str, seed: int) -> np.ndarray | None:
     p = ctx.out / "select" / "subsets" / f"{method}_s{seed}.parquet"
-    return read_indices(p) if p.is_file() else None
+    return read_indices(p, "row")[0] if p.is_file() else None
 
 
-def _comparison(ctx: R.ReportContext, kinds, summary: dict) -> None:
+def _comparison(ctx: ReportContext, kinds, summary: dict) -> None:
     sp, label = _space(ctx)
     fin = ctx.finals
     ok = [r for r in fin if r["status"] == "ok"]
@@ -270,29 +282,29 @@ def _comparison(ctx: R.ReportContext, kinds, summary: dict) -> None:
     b.append(("p", f"Every method selects D = {ctx.budget:,} tokens (full: the whole corpus) and trains on the same "
                    f"number of tokens; mean ± sd over seeds {list(ctx.recipe.select.seeds)}."))
     rows, comp = [], {}
-    for m in R.METHOD_ORDER:
+    for m in METHOD_ORDER:
         rs = [r for r in ok if r["method"] == m]
         if not rs:
             continue
         comp[m] = {k: {"mean": float(np.mean([r[k] for r in rs if r.get(k) is not None] or [np.nan])),
                        "sd": float(np.std([r[k] for r in rs if r.get(k) is not None], ddof=1)) if len(rs) > 1 else None,
-                       "n": len(rs)} for k, _, _ in R.METRICS}
+                       "n": len(rs)} for k, _, _ in METRICS}
         mix = ""
         if kinds is not None:
             idx = _subset_idx(ctx, m, rs[0]["seed"])
-            c = R.composition(kinds, idx)
+            c = composition(kinds, idx)
             mix = ", ".join(f"{k} {v:.0%}" for k, v in c.items())
-        rows.append([m, len(rs), *(R._ms([r.get(k) for r in rs]) for k, _, _ in R.METRICS),
-                     R._fmt(rs[0][f"mu_{sp}"]), R._fmt(rs[0][f"sigma_{sp}"]), mix or "-"])
+        rows.append([m, len(rs), *(mean_sd([r.get(k) for r in rs]) for k, _, _ in METRICS),
+                     fmt(rs[0][f"mu_{sp}"]), fmt(rs[0][f"sigma_{sp}"]), mix or "-"])
     summary["comparison"] = comp
     b.append(("table", ["method", "seeds", "domain loss", "domain benchmark", "general benchmark", "general loss",
                         f"mu ({label})", f"sigma ({label})", "kinds (diagnostics)"], rows))
     if ok:
-        b.append(("img", f"report/{R.plot_comparison(fin, ctx.out / 'report' / 'comparison.png')}",
+        b.append(("img", f"report/{plots.plot_comparison(fin, ctx.out / 'report' / 'comparison.png')}",
                   "DOS vs baselines: domain loss, domain benchmark, general benchmark."))
     mrows = []
     for base, cmp in (summary.get("margins") or {}).items():
-        for key, label_m, _ in R.METRICS:
+        for key, label_m, _ in METRICS:
             c = cmp.get(key)
             if c:
                 sd = "" if math.isnan(c["sd"]) else f" ± {c['sd']:.4f}"
@@ -307,13 +319,13 @@ def _comparison(ctx: R.ReportContext, kinds, summary: dict) -> None:
                   [[r["id"], r["status"], (r.get("error") or "")[:300]] for r in failed]))
 
 
-def _prediction(ctx: R.ReportContext, summary: dict) -> None:
+def _prediction(ctx: ReportContext, summary: dict) -> None:
     from pplaw.pipeline.select import predict
 
     sp, _ = _space(ctx)
     fit_path = ctx.out / "fit" / ctx.fit["fit"]
     rows, pred = [], {}
-    for m in R.METHOD_ORDER:
+    for m in METHOD_ORDER:
         rs = [r for r in ctx.finals if r["method"] == m and r["status"] == "ok"]
         if not rs or m == "full":
             continue
@@ -326,7 +338,7 @@ def _prediction(ctx: R.ReportContext, summary: dict) -> None:
         err = p - float(np.mean(measured))
         pred[m] = {"predicted": p, "measured": float(np.mean(measured)), "error": err,
                    "rel_error": err / float(np.mean(measured))}
-        rows.append([m, f"{p:.4f}{ci}", R._ms(measured), f"{err:+.4f} ({err / np.mean(measured):+.1%})"])
+        rows.append([m, f"{p:.4f}{ci}", mean_sd(measured), f"{err:+.4f} ({err / np.mean(measured):+.1%})"])
     summary["prediction"] = pred
     b = ctx.blocks
     b.append(("h2", "6. The law's prediction for the final runs vs the measurement"))
@@ -341,7 +353,7 @@ def _prediction(ctx: R.ReportContext, summary: dict) -> None:
         b.append(("table", ["method", "predicted", "measured (mean ± sd)", "error (pred - meas)"], rows))
 
 
-def _timings(ctx: R.ReportContext) -> None:
+def timings(ctx: ReportContext) -> None:
     rows = []
     for t in ctx.timings:
         if t["cached"]:

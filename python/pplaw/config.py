@@ -1,4 +1,5 @@
-"""TRL-style configuration parsing: dataclass configs with help metadata, ``--config recipe.yaml``.
+"""TRL-style configuration parsing: dataclass configs with help metadata, ``--config recipe.yaml``, and the
+YAML loader every config and recipe goes through.
 
 Precedence is defaults < YAML < command line, as in TRL's ``TrlParser``. Unknown YAML keys are an error
 (a typo in a recipe must not be silently ignored). Built on ``transformers.HfArgumentParser``.
@@ -76,3 +77,24 @@ def parse_config(
         parser.set_defaults(**values)
     outputs = parser.parse_args_into_dataclasses(args=argv)
     return tuple(o for o in outputs if not isinstance(o, argparse.Namespace))
+
+
+def borrow(source: type, name: str, **metadata: Any) -> Any:
+    """A dataclass field declared as ``source``'s field ``name`` is: the same default and the same help text
+    (``metadata`` entries are added or override). How a section of the ``pplaw run`` recipe takes the options
+    it shares with a command's config (``ScoreConfig``, ``EvalConfig``, ``CPTConfig``) without declaring
+    them a second time."""
+    fields = {f.name: f for f in dataclasses.fields(source)}
+    if name not in fields:
+        raise ConfigError(f"{source.__name__} has no option {name!r}")
+    f = fields[name]
+    meta = {**f.metadata, **metadata}
+    if f.default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=f.default_factory, metadata=meta)
+    return dataclasses.field(default=f.default, metadata=meta)
+
+
+def shared_options(section: Any, target: type) -> dict[str, Any]:
+    """The values of ``section`` (a dataclass instance) for the options ``target`` (a dataclass) also has."""
+    names = {f.name for f in dataclasses.fields(target)}
+    return {f.name: getattr(section, f.name) for f in dataclasses.fields(section) if f.name in names}
