@@ -45,13 +45,13 @@ class _PowerPlusConst(Law):
     default_space, default_loss = "linear", "mse"
     unit_var = True  # whether x is measured in ``t_unit`` units
 
-    def __init__(self, t_unit: float | str = "auto", *, grid=None, bounds=None):
+    def __init__(self, t_unit: float | str = "auto", *, grid=None, bounds=None, fixed=None):
         if not (t_unit == "auto" or (isinstance(t_unit, (int, float)) and t_unit > 0)):
             raise InvalidInputError(f"t_unit must be 'auto' or a positive number of tokens, got {t_unit!r}")
         self.t_unit = t_unit
         self.variables = (self.var,)
         self.positive = (self.var,)
-        super().__init__(grid=grid, bounds=bounds)
+        super().__init__(grid=grid, bounds=bounds, fixed=fixed)
 
     def options(self) -> dict[str, Any]:
         return {"t_unit": self.t_unit} if self.unit_var else {}
@@ -100,8 +100,8 @@ class RatioLaw(_PowerPlusConst):
     var, coef, expo, const = "R", "alpha", "s", "beta"
     unit_var = False
 
-    def __init__(self, *, grid=None, bounds=None):
-        super().__init__(1.0, grid=grid, bounds=bounds)
+    def __init__(self, *, grid=None, bounds=None, fixed=None):
+        super().__init__(1.0, grid=grid, bounds=bounds, fixed=fixed)
 
     def declare(self):
         return (Param("alpha", (-1e4, 1e4), (-1.0, 1.0)), Param("s", (-5.0, 5.0), (-1.0, -0.3, 0.3, 1.0, 2.0)),

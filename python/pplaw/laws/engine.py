@@ -97,11 +97,14 @@ class Law:
     default_loss: ClassVar[str] = "huber"
     default_delta: ClassVar[float] = HUBER_DELTA
 
-    def __init__(self, *, grid: Mapping[str, Any] | None = None, bounds: Mapping[str, Any] | None = None):
+    def __init__(self, *, grid: Mapping[str, Any] | None = None, bounds: Mapping[str, Any] | None = None,
+                 fixed: Mapping[str, float] | None = None):
         self._grid = {k: tuple(float(x) for x in np.atleast_1d(v)) for k, v in dict(grid or {}).items()}
         self._bounds = {k: (float(v[0]), float(v[1])) for k, v in dict(bounds or {}).items()}
-        names = {p.name for p in self.declare()}
-        for kind, over in (("grid", self._grid), ("bounds", self._bounds)):
+        self._fixed = {k: float(v) for k, v in dict(fixed or {}).items()}
+        declared = {p.name: p for p in self.declare()}
+        names = set(declared)
+        for kind, over in (("grid", self._grid), ("bounds", self._bounds), ("fixed", self._fixed)):
             unknown = sorted(set(over) - names)
             if unknown:
                 raise InvalidInputError(
@@ -110,6 +113,13 @@ class Law:
         for k, (lo, hi) in self._bounds.items():
             if not lo < hi:
                 raise InvalidInputError(f"bounds for {k!r} must satisfy low < high, got ({lo}, {hi})")
+        for k, v in self._fixed.items():
+            if not np.isfinite(v) or (declared[k].log and v <= 0):
+                raise InvalidInputError(f"fixed value of {k!r} must be a finite number" +
+                                        (" > 0 (a positive scale parameter)" if declared[k].log else "") + f", got {v!r}")
+        if len(self._fixed) == len(names):
+            raise InvalidInputError(f"every parameter of {type(self).__name__} is fixed: nothing to fit (use "
+                                    f"{type(self).__name__}.from_params to evaluate a law at given parameters)")
 
     # ---------------------------------------------------------------- declaration
     def declare(self) -> tuple[Param, ...]:
@@ -119,10 +129,28 @@ class Law:
     def params(self) -> tuple[Param, ...]:
         out = []
         for p in self.declare():
+            if p.name in self._fixed:  # a fixed parameter: equal bounds, one start value (L-BFGS-B keeps it)
+                v = float(np.log(self._fixed[p.name]) if p.log else self._fixed[p.name])
+                out.append(Param(p.name, (v, v), (v,), p.log, p.doc))
+                continue
             bounds = self._bounds.get(p.name, p.bounds)
             grid = self._grid.get(p.name, p.grid)
             out.append(Param(p.name, bounds, grid, p.log, p.doc))
         return tuple(out)
+
+    @property
+    def fixed(self) -> dict[str, float]:
+        """Parameters held at given values (user scale): not fitted, not counted as free."""
+        return dict(self._fixed)
+
+    @property
+    def free(self) -> np.ndarray:
+        """Boolean mask over :attr:`params`: the parameters that are fitted."""
+        return np.array([p.name not in self._fixed for p in self.params], dtype=bool)
+
+    @property
+    def n_free(self) -> int:
+        return int(self.free.sum())
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -139,6 +167,8 @@ class Law:
             cfg["grid"] = {k: list(v) for k, v in self._grid.items()}
         if self._bounds:
             cfg["bounds"] = {k: list(v) for k, v in self._bounds.items()}
+        if self._fixed:
+            cfg["fixed"] = dict(self._fixed)
         return cfg
 
     def __repr__(self) -> str:
@@ -148,7 +178,9 @@ class Law:
     def describe(self) -> str:
         """One line for summaries: the formula and the options."""
         opts = ", ".join(f"{k}={v}" for k, v in self.options().items())
-        return f"{type(self).__name__}: {self.formula}" + (f"   [{opts}]" if opts else "")
+        fixed = ", ".join(f"{k}={v:.6g}" for k, v in self._fixed.items())
+        return (f"{type(self).__name__}: {self.formula}" + (f"   [{opts}]" if opts else "")
+                + (f"   fixed (not fitted): {fixed}" if fixed else ""))
 
     def resolve(self, data: Data) -> Law:
         """Hook: return the law with data-dependent options fixed (e.g. a token unit); default ``self``."""
@@ -244,6 +276,20 @@ class Law:
 
     def optimum(self, fit: Fit, **kwargs: Any) -> Any:
         raise FitError(f"{type(self).__name__} defines no optimum")
+
+    # ---------------------------------------------------------------- distinct basins (pplaw.laws.basins)
+    basin_what: ClassVar[str] = "parameters"
+
+    def basin_key_names(self) -> tuple[str, ...]:
+        return self.param_names
+
+    def basin_key(self, theta: np.ndarray, data: Data) -> tuple[np.ndarray, np.ndarray]:
+        """What two local optima must agree on to be the same answer: ``(keys (K, m), scale (m,))``; keys further
+        apart than a few % of ``scale`` are different answers. Default: the parameters (user scale), each on the
+        scale of the best fit's value (``theta[0]``)."""
+        pub = self.public(np.atleast_2d(theta))
+        keys = np.column_stack([pub[k] for k in self.param_names])
+        return keys, np.maximum(np.abs(keys[0]), 1e-6)
 
     # ---------------------------------------------------------------- fitting
     def fit(

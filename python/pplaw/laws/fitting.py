@@ -14,6 +14,9 @@ import numpy as np
 from scipy import optimize
 
 from pplaw.exceptions import FitError, InvalidInputError
+from pplaw.laws.basins import BASIN_RTOL, distinct_basins
+
+THIN_SHARE = 0.1  # CIs are not meaningful when more than this share of resamples is (nearly) degenerate
 
 if TYPE_CHECKING:  # pragma: no cover
     from pplaw.laws.data import Data
@@ -116,6 +119,8 @@ class Solution:
     n_starts: int
     n_polished: int
     nit: int
+    local: np.ndarray | None = None  # (K, P) every polished start's end point (distinct-basin check)
+    local_fun: np.ndarray | None = None  # (K,) their objectives
 
 
 def _minimize(problem: Problem, x0: np.ndarray) -> optimize.OptimizeResult:
@@ -156,7 +161,8 @@ def solve(problem: Problem, starts: np.ndarray, polish: int | None) -> Solution:
             if again.fun <= best.fun + tol:
                 best = again
     return Solution(np.asarray(best.x, float), float(best.fun), bool(best.success), str(best.message),
-                    len(starts), len(chosen), int(best.get("nit", 0)))
+                    len(starts), len(chosen), int(best.get("nit", 0)),
+                    np.array([r.x for r in ok], float), np.array([r.fun for r in ok], float))
 
 
 # ====================================================================== resampling
@@ -187,17 +193,50 @@ def _progress(total: int, desc: str, progress: bool | None):
     return tqdm(total=total, desc=desc, disable=disable, leave=False)
 
 
+def n_distinct_points(X: Mapping[str, np.ndarray], idx: np.ndarray | None = None) -> int:
+    """Distinct design points (rows of the input variables) among ``idx`` (default: all rows)."""
+    cols = [np.asarray(x, float) if idx is None else np.asarray(x, float)[idx] for x in X.values()]
+    if not cols:
+        return 0
+    return int(np.unique(np.column_stack(cols), axis=0).shape[0])
+
+
+def small_sample_warning(law: Law, data: Data) -> str | None:
+    """The warning for ``n - P <= 2`` (P: free parameters), saying which validation is impossible."""
+    n, p = data.n, law.n_free
+    if n - p > 2:
+        return None
+    if n - p <= 1:
+        val = (f"leave-one-out is impossible (each fold keeps {n - 1} point(s) for {p} parameters: at most an exact "
+               "interpolation) and so is any other hold-out")
+    else:
+        val = (f"leave-one-out folds keep {n - 1} points for {p} parameters (one residual degree of freedom) and "
+               "no hold-out of 2 or more points is possible")
+    return (f"SMALL SAMPLE: {n} points for {p} free parameters (n - P = {n - p}): the fit has almost no residual "
+            f"degrees of freedom, so R^2 and CIs say little; {val}")
+
+
 def bootstrap_draws(law: Law, data: Data, opts: FitOptions, theta_hat: np.ndarray, n_boot: int, seed: int,
-                    progress: bool | None = None) -> tuple[np.ndarray, int]:
-    """``n_boot`` warm-started refits on resampled runs -> draws ``(B, P)`` (NaN rows where a refit failed)."""
+                    progress: bool | None = None, stats: dict[str, int] | None = None) -> tuple[np.ndarray, int]:
+    """``n_boot`` warm-started refits on resampled runs -> draws ``(B, P)`` (NaN rows where a refit failed).
+
+    A resample with fewer distinct design points than free parameters is not refitted (it counts as failed);
+    ``stats`` (if given) receives ``under`` (such resamples) and ``exact`` (as many points as parameters)."""
     rng = np.random.default_rng(seed)
     draws = np.full((n_boot, theta_hat.size), np.nan)
     failed = 0
+    n_free = law.n_free
+    counts = {"under": 0, "exact": 0}
     with _progress(n_boot, f"bootstrap {type(law).__name__}", progress) as bar:
         for b in range(n_boot):
             idx = resample_indices(data.n, data.groups, rng)
             sub = data.take(idx)
             try:
+                k = n_distinct_points(data.X, idx)
+                if k <= n_free:
+                    counts["under" if k < n_free else "exact"] += 1
+                if k < n_free:
+                    raise FitError("fewer distinct design points than free parameters")
                 law.check_design(sub)
                 problem = Problem(law, sub.X, law.target_to_model(sub.y, sub.X), opts)
                 sol = solve(problem, theta_hat[None], polish=None)
@@ -208,6 +247,8 @@ def bootstrap_draws(law: Law, data: Data, opts: FitOptions, theta_hat: np.ndarra
             else:
                 draws[b] = sol.theta
             bar.update(1)
+    if stats is not None:
+        stats.update(counts)
     return draws, failed
 
 
@@ -221,11 +262,12 @@ def fit_data(law: Law, data: Data, opts: FitOptions, *, bootstrap: int = 0, seed
     if not 0 < level < 1:
         raise InvalidInputError(f"level must be in (0, 1), got {level!r}")
     law = law.resolve(data)
-    n_params = len(law.params)
+    n_params = law.n_free
     if data.n < n_params + 1:
+        fixed = f" ({len(law.fixed)} more fixed)" if law.fixed else ""
         raise FitError(
-            f"{type(law).__name__} has {n_params} parameters and needs at least {n_params + 1} points to be "
-            f"fitted (and many more for trustworthy CIs); got {data.n}"
+            f"{type(law).__name__} has {n_params} free parameters{fixed} and needs at least {n_params + 1} points to "
+            f"be fitted (and many more for trustworthy CIs); got {data.n}"
         )
     law.check_design(data)
     z = law.target_to_model(data.y, data.X)
@@ -242,9 +284,45 @@ def fit_data(law: Law, data: Data, opts: FitOptions, *, bootstrap: int = 0, seed
             raise FitError(msg + "; pass strict=False to inspect the unconverged result, raise maxiter, or "
                            "check the data")
         warnings.append("NOT CONVERGED: " + msg)
+    extras: dict[str, Any] = {}
+    basins = distinct_basins(law, data, sol.theta, sol.fun, sol.local, sol.local_fun)
+    if len(basins) > 1:
+        extras["basins"] = [{"objective": b["objective"], "params": {k: float(v) for k, v in law.public(b["theta"]).items()},
+                             law.basin_what: dict(zip(law.basin_key_names(), map(float, b["key"])))} for b in basins]
+        warnings.append(basin_warning(law, sol, basins))
+    small = small_sample_warning(law, data)
+    if small:
+        warnings.append(small)
     draws, failed = None, 0
     if bootstrap:
+        stats: dict[str, int] = {}
         with single_thread():
-            draws, failed = bootstrap_draws(law, data, opts, sol.theta, int(bootstrap), seed, progress)
+            draws, failed = bootstrap_draws(law, data, opts, sol.theta, int(bootstrap), seed, progress, stats)
+        reasons = []
+        if small:
+            reasons.append(f"n - P = {data.n - n_params} <= 2")
+        thin = stats.get("under", 0) + stats.get("exact", 0)
+        if thin:
+            warnings.append(
+                f"THIN RESAMPLES: {thin} of {int(bootstrap)} bootstrap resamples hold at most {n_params} distinct "
+                f"design points for {n_params} free parameters ({stats.get('under', 0)} fewer: left out as failed; "
+                f"{stats.get('exact', 0)} exactly as many: an exact interpolation with no residual)")
+            if thin > THIN_SHARE * int(bootstrap):
+                reasons.append(f"{100 * thin / int(bootstrap):.0f}% of the resamples have <= P distinct design points")
+        if reasons:
+            extras["ci_meaningful"] = False
+            extras["ci_note"] = "; ".join(reasons)
+            warnings.append(f"CIs NOT MEANINGFUL ({'; '.join(reasons)}): the bootstrap cannot measure the "
+                            "uncertainty of so small a design; report the point values as such and collect more points")
     return Fit(law=law, data=data, theta=sol.theta, options=opts, solution=sol, draws=draws, n_failed=failed,
-               seed=seed, level=level, warnings=warnings)
+               seed=seed, level=level, warnings=warnings, extras=extras)
+
+
+def basin_warning(law: Law, sol: Solution, basins: list[dict[str, Any]]) -> str:
+    """The warning for distinct basins (``basins[0]`` is the best fit)."""
+    names = law.basin_key_names()
+    shown = "; ".join(f"objective {b['objective']:.4g}: " + ", ".join(f"{k}={v:.4g}" for k, v in zip(names, b["key"]))
+                      for b in basins[:4])
+    return (f"MULTIPLE BASINS: {len(basins)} distinct local optima reach objectives within {100 * BASIN_RTOL:g}% of "
+            f"the best ({sol.fun:.4g}) with different {law.basin_what} ({shown}); the data do not identify the "
+            f"{law.basin_what}: treat it as unknown, or add runs that tell the basins apart")

@@ -42,13 +42,13 @@ class PerplexityLaw(LSELaw):
     positive = ("mu", "sigma", "D")
 
     def __init__(self, sigma: str = "std", space: str = "ppl", *, grid: Mapping[str, Any] | None = None,
-                 bounds: Mapping[str, Any] | None = None):
+                 bounds: Mapping[str, Any] | None = None, fixed: Mapping[str, float] | None = None):
         if sigma not in ("std", "var"):
             raise InvalidInputError(f"sigma must be 'std' or 'var', got {sigma!r}")
         if space not in ("ppl", "log_ppl"):
             raise InvalidInputError(f"space must be 'ppl' or 'log_ppl', got {space!r}")
         self.sigma_kind, self.ppl_space = sigma, space
-        super().__init__(grid=grid, bounds=bounds)
+        super().__init__(grid=grid, bounds=bounds, fixed=fixed)
 
     def options(self) -> dict[str, Any]:
         return {"sigma": self.sigma_kind, "space": self.ppl_space}
@@ -91,7 +91,7 @@ class PerplexityLaw(LSELaw):
 
     def resolve(self, data: Data) -> PerplexityLaw:
         """The law with data-scaled bounds (:meth:`scaled_bounds`) for parameters the user did not bound."""
-        auto = {k: v for k, v in self.scaled_bounds(data).items() if k not in self._bounds}
+        auto = {k: v for k, v in self.scaled_bounds(data).items() if k not in self._bounds and k not in self._fixed}
         if not auto:
             return self
         cfg = self.config()
@@ -168,6 +168,23 @@ class PerplexityLaw(LSELaw):
     def g_at(self, p: Mapping[str, Any], mu: np.ndarray, sigma: np.ndarray, D: float | None) -> np.ndarray:
         """What the optimum maximises at budget ``D``: ``g`` (the paper's law: the same for every ``D``)."""
         return self.g(p, mu, sigma)
+
+    basin_what = "optimum (mu*, sigma*)"
+
+    def basin_key_names(self) -> tuple[str, ...]:
+        return ("mu*", "sigma*")
+
+    def basin_key(self, theta: np.ndarray, data: Data) -> tuple[np.ndarray, np.ndarray]:
+        """Local optima are the same answer when their optimum ``(mu*, sigma*)`` over the fitted points' hull
+        agrees (to a few % of the hull's extent); parameters may differ along directions that do not move it."""
+        try:
+            reg = Region.make(None, data)
+        except InvalidInputError:
+            return super().basin_key(theta, data)
+        pub = self.public(np.atleast_2d(theta))
+        D = float(np.max(data.X["D"]))
+        keys = _search(lambda m, s: self.g_at(pub, m, s, D), reg, 61)
+        return keys, np.array([reg.bbox[1] - reg.bbox[0], reg.bbox[3] - reg.bbox[2]])
 
     def optimum(self, fit: Fit, *, region: Any = None, D: float | None = None, resolution: int = 201,
                 bbox: tuple[float, float, float, float] | None = None) -> Optimum:
