@@ -34,7 +34,8 @@ import pandas as pd
 from pplaw.exceptions import FitError, InvalidInputError, MissingColumnError
 from pplaw.laws.data import Data, numeric_column, to_frame
 from pplaw.laws.engine import Law, Param, register
-from pplaw.laws.fitting import FitOptions, Problem, fit_data, single_thread, solve
+from pplaw.laws.fitting import fit_data
+from pplaw.laws.solver import FitOptions, Problem, single_thread, solve
 from pplaw.laws.result import Fit, percentile_ci
 
 
@@ -365,7 +366,7 @@ class CMR:
     def _bootstrap(self, rows_of, groups, Tv, gl, gfits, base, budgets, ratio_thetas, n, seed, progress):
         """Warm-started refits of every general-loss curve on resampled runs/checkpoints, then the critical
         ratio per budget -> draws ``(n, len(budgets))``, NaN where a resample failed."""
-        from pplaw.laws.fitting import _progress
+        from pplaw.laws.solver import _progress
 
         rng = np.random.default_rng(seed)
         draws = np.full((n, len(budgets)), np.nan)

@@ -30,7 +30,8 @@ import pandas as pd
 from pplaw.exceptions import InvalidInputError, SerializationError
 from pplaw.laws._io import atomic_write_text
 from pplaw.laws.engine import Law, LSELaw, Param, register
-from pplaw.laws.fitting import fit_data, single_thread
+from pplaw.laws.fitting import fit_data
+from pplaw.laws.solver import single_thread
 from pplaw.laws.result import Fit, percentile_ci
 from pplaw.laws.validation import Validation, error_metrics, holdout_mask
 

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 import numpy as np
 
 from pplaw.exceptions import FitError, InvalidInputError
+from pplaw.laws.registry import REGISTRY, get_law, register  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:  # pragma: no cover
     from pplaw.laws.data import Data
@@ -39,27 +40,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 HUBER_DELTA = 1e-3
 _CSTEP = 1e-30  # complex-step size: exact to machine precision, no subtractive cancellation
-
-REGISTRY: dict[str, type[Law]] = {}
-
-
-def register(cls: type[Law]) -> type[Law]:
-    """Class decorator: make a law reachable by name (``Fit.from_json``, ``pplaw fit --law NAME``)."""
-    REGISTRY[cls.name] = cls
-    return cls
-
-
-def get_law(name: str, **options: Any) -> Law:
-    """Build a registered law by name, e.g. ``get_law("perplexity", sigma="var")``."""
-    import pplaw.laws  # noqa: F401  (importing the package registers every law)
-
-    if name not in REGISTRY:
-        raise InvalidInputError(f"unknown law {name!r}; known laws: {', '.join(sorted(REGISTRY))}")
-    try:
-        return REGISTRY[name](**options)
-    except TypeError as err:
-        raise InvalidInputError(f"invalid options for law {name!r}: {err}") from err
-
 
 @dataclass(frozen=True)
 class Param:
@@ -320,7 +300,8 @@ class Law:
         raising :class:`~pplaw.exceptions.FitError`.
         """
         from pplaw.laws.data import prepare
-        from pplaw.laws.fitting import FitOptions, fit_data
+        from pplaw.laws.fitting import fit_data
+        from pplaw.laws.solver import FitOptions
 
         data = prepare(self, table, target=target, columns=columns, group=group)
         opts = FitOptions.make(self, space=space, loss=loss, delta=delta, polish=polish, maxiter=maxiter)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -12,8 +12,11 @@ import pandas as pd
 from pplaw.exceptions import FitError, InvalidInputError, MissingColumnError, SerializationError
 from pplaw.laws._io import atomic_write_text, floats, jsonable
 from pplaw.laws.data import Data, numeric_column, to_frame
-from pplaw.laws.engine import REGISTRY, Law
-from pplaw.laws.fitting import FitOptions, Problem, Solution
+from pplaw.laws.registry import REGISTRY
+from pplaw.laws.solver import FitOptions, Problem, Solution, predict_target
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pplaw.laws.engine import Law
 
 FORMAT, VERSION = "pplaw.fit", 1
 _WIDE_CI = 2.0  # a CI wider than +-100% of the value is called out in the summary
@@ -141,11 +144,24 @@ class Fit:
         return {k: np.array(x, dtype=float) for k, x in out.items()}
 
     def _predict_X(self, X: Mapping[str, np.ndarray], theta: np.ndarray | None = None) -> np.ndarray:
-        th = self.theta if theta is None else theta
-        with np.errstate(all="ignore"):
-            z = self.law.forward(np.atleast_2d(th), self.law.design(X))  # (K, n)
-        y = self.law.model_to_target(z, X)
-        return y[0] if theta is None or np.ndim(theta) == 1 else y
+        return predict_target(self.law, X, self.theta if theta is None else theta)
+
+    def ok_draws(self) -> np.ndarray:
+        """The successful bootstrap draws ``(B, P)`` on the optimiser scale (empty without a bootstrap)."""
+        if self.draws is None:
+            return np.empty((0, self.theta.size))
+        return self.draws[np.all(np.isfinite(self.draws), axis=1)]
+
+    def predict_draws(self, data: Any = None, *, theta: np.ndarray | None = None, **arrays: Any) -> np.ndarray:
+        """The target predicted under every successful bootstrap draw: ``(B, n)`` (``B = 0`` without a
+        bootstrap). ``theta`` ``(K, P)`` (optimiser scale) predicts under those parameter sets instead. Inputs as
+        in :meth:`predict`."""
+        X = self.inputs(data, **arrays)
+        th = self.ok_draws() if theta is None else np.atleast_2d(np.asarray(theta, float))
+        n = next(iter(X.values())).size if X else 0
+        if th.shape[0] == 0:
+            return np.empty((0, n))
+        return np.atleast_2d(self._predict_X(X, th))
 
     def predict(self, data: Any = None, *, interval: str | None = None, level: float | None = None,
                 n_noise: int = 20, seed: int | None = None, **arrays: Any) -> np.ndarray | pd.DataFrame:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from pplaw.exceptions import FitError, InvalidInputError
-from pplaw.laws.fitting import Problem, fit_data, single_thread, solve
+from pplaw.laws.solver import Problem, predict_target, single_thread, solve, solve_data
 
 if TYPE_CHECKING:  # pragma: no cover
     from pplaw.laws.result import Fit
@@ -128,9 +128,9 @@ def _validate(fit: Fit, holdout: Any, polish: int | None) -> Validation:
             raise InvalidInputError(f"holdout {label!r} selects {int(mask.sum())} of {data.n} rows; it must leave "
                                     "points both to fit and to test")
         train = data.take(np.flatnonzero(~mask))
-        refit = fit_data(law, train, opts if polish is None else type(opts)(**{**opts.to_dict(), "polish": polish}),
-                         bootstrap=0, strict=True)
-        pred = refit._predict_X({v: x[mask] for v, x in data.X.items()})
+        refit_law, refit, _ = solve_data(
+            law, train, opts if polish is None else type(opts)(**{**opts.to_dict(), "polish": polish}), strict=True)
+        pred = predict_target(refit_law, {v: x[mask] for v, x in data.X.items()}, refit.theta)
         table = pd.DataFrame({"fold": 0, "row": np.flatnonzero(mask), "observed": data.y[mask], "predicted": pred})
         failed, n_train, n_test = 0, train.n, int(mask.sum())
     table["error"] = table["predicted"] - table["observed"]
