@@ -36,6 +36,7 @@ from pplaw.laws.registry import REGISTRY, get_law, register  # noqa: F401  (re-e
 
 if TYPE_CHECKING:  # pragma: no cover
     from pplaw.laws.data import Data
+    from pplaw.laws.given import LawAt
     from pplaw.laws.result import Fit
 
 HUBER_DELTA = 1e-3
@@ -161,6 +162,22 @@ class Law:
         fixed = ", ".join(f"{k}={v:.6g}" for k, v in self._fixed.items())
         return (f"{type(self).__name__}: {self.formula}" + (f"   [{opts}]" if opts else "")
                 + (f"   fixed (not fitted): {fixed}" if fixed else ""))
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, float], *, source: str = "", **options: Any) -> LawAt:
+        """The law at given parameters (user scale, by name; e.g. a paper's published table) to evaluate,
+        tabulate and plot without data: ``Chinchilla.from_params({...}).predict(N=70e9, D=1.4e12)``. ``options``
+        are the law's constructor options (units must be explicit: ``CMRLaw.from_params(p, t_unit=1e9)``)."""
+        from pplaw.laws.given import LawAt
+
+        return LawAt(cls(**options), params, source)
+
+    def units(self) -> str:
+        """Hook: the units the parameters are in (shown in summaries); default none stated."""
+        return ""
+
+    def check_units(self) -> None:
+        """Hook: raise when the law's units are not fixed (e.g. ``t_unit="auto"`` before a fit)."""
 
     def resolve(self, data: Data) -> Law:
         """Hook: return the law with data-dependent options fixed (e.g. a token unit); default ``self``."""

@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pplaw.laws.data import Data
     from pplaw.laws.engine import Law
 
-THIN_SHARE = 0.1  # CIs are not meaningful when more than this share of resamples is (nearly) degenerate
+THIN_SHARE = 0.2  # CIs are not meaningful when more than this share of resamples cannot identify the law
 
 
 def fit_data(law: Law, data: Data, opts: FitOptions, *, bootstrap: int = 0, seed: int = 0, level: float = 0.95,
@@ -63,14 +63,15 @@ def fit_data(law: Law, data: Data, opts: FitOptions, *, bootstrap: int = 0, seed
         reasons = []
         if small:
             reasons.append(f"n - P = {data.n - n_params} <= 2")
-        thin = stats.get("under", 0) + stats.get("exact", 0)
-        if thin:
+        under, exact = stats.get("under", 0), stats.get("exact", 0)
+        if under:
             warnings.append(
-                f"THIN RESAMPLES: {thin} of {int(bootstrap)} bootstrap resamples hold at most {n_params} distinct "
-                f"design points for {n_params} free parameters ({stats.get('under', 0)} fewer: left out as failed; "
-                f"{stats.get('exact', 0)} exactly as many: an exact interpolation with no residual)")
-            if thin > THIN_SHARE * int(bootstrap):
-                reasons.append(f"{100 * thin / int(bootstrap):.0f}% of the resamples have <= P distinct design points")
+                f"THIN RESAMPLES: {under} of {int(bootstrap)} bootstrap resamples hold fewer distinct design points "
+                f"than the {n_params} free parameters and were left out (counted as failed)"
+                + (f"; {exact} more hold exactly {n_params} (an exact interpolation, no residual)" if exact else ""))
+            if under > THIN_SHARE * int(bootstrap):
+                reasons.append(f"{100 * under / int(bootstrap):.0f}% of the resamples have fewer distinct design "
+                               "points than free parameters")
         if reasons:
             extras["ci_meaningful"] = False
             extras["ci_note"] = "; ".join(reasons)

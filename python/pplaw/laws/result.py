@@ -270,7 +270,8 @@ class Fit:
         law, d, opts, sol = self.law, self.data, self.options, self.solution
         cols = ", ".join(f"{v}={c!r}" for v, c in d.columns.items())
         runs = f" ({d.n_units} runs by {d.group!r})" if d.groups is not None else ""
-        lines = [law.describe(), f"target {d.target!r} ~ {cols}; {d.n} rows{runs}",
+        lines = [law.describe()] + ([f"units: {law.units()}"] if law.units() else []) + [
+                 f"target {d.target!r} ~ {cols}; {d.n} rows{runs}",
                  f"fit: {opts.loss}" + (f"(delta={opts.delta:g})" if opts.loss == "huber" else "")
                  + f" summed over {opts.space}-space residuals; {sol.n_starts} starts, {sol.n_polished} polished "
                  f"with L-BFGS-B: " + ("converged" if sol.success else f"NOT CONVERGED ({sol.message})")]
