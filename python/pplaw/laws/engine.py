@@ -19,8 +19,17 @@ The fitting recipe (Hoffmann et al. 2022; Besiroglu et al. 2024) is:
    the best converged result wins, and a result that did not converge is an error (``strict=True``) or a loud
    warning in the summary, never a silent number;
 4. bootstrap over run records (rows, or whole ``group`` s so the checkpoints of one run move together), each
-   refit warm-started from the full-data optimum; resamples that break the design (one value of a variable) or
-   do not converge are counted, not hidden.
+   refit warm-started from the full-data optimum; resamples that break the design (one value of a variable, or
+   fewer distinct design points than free parameters) or do not converge are counted, not hidden;
+5. honesty checks on the result: every polished local optimum is kept, and distinct basins with objectives within
+   5% of the best but a different answer (:mod:`pplaw.laws.basins`; the perplexity law compares its optimum) give a
+   ``MULTIPLE BASINS`` warning; ``n - P <= 2`` (P: free parameters) gives ``SMALL SAMPLE`` (and says which
+   validation is impossible), and such fits, or bootstraps whose resamples often cannot identify the law, have
+   their CIs marked not meaningful (``Fit.ci_meaningful``).
+
+Parameters can be held at given values (``fixed={"beta": 0.3}``): they are not fitted and not counted as free
+(point minimum, degrees of freedom, design checks). ``Law.from_params`` evaluates a law at given (e.g. published)
+parameters without data.
 """
 
 from __future__ import annotations

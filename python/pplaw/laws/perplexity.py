@@ -136,8 +136,8 @@ class PerplexityLaw(LSELaw):
     def profile_starts(self, data: Data, space: str, n_e: int = 24) -> np.ndarray:
         """Variable projection over ``E``: given ``E``, ``log(L - E) = log Dc - g(mu, s) - aD log D`` is linear in
         every other parameter, so a weighted least-squares solve gives the best exponents for that ``E`` with no
-        local minima (weights ``(L - E)/L`` turn ``log(L - E)`` residuals into ``log L`` residuals to first order;
-        ``L - E`` for linear-space fits). ``n_e`` values of ``E`` from 0 up to 0.99 of the smallest loss."""
+        local minima (residuals weighted by ``(L - E)/L`` are ``log L`` residuals to first order; by ``L - E``,
+        linear-space residuals). ``n_e`` values of ``E`` from 0 up to 0.99 of the smallest loss."""
         y = self.target_to_model(data.y, data.X)
         if not np.all(np.isfinite(y)) or np.min(y) <= 0:
             return np.empty((0, len(self.params)))
@@ -150,8 +150,7 @@ class PerplexityLaw(LSELaw):
         for q in fracs:
             e = q * float(np.min(y))
             gap = y - e
-            w = gap / y if space == "log" else gap
-            sw = np.sqrt(w)
+            sw = gap / y if space == "log" else gap  # residual scale: d log L = (L - E)/L d log(L - E)
             beta, *_ = np.linalg.lstsq(phi * sw[:, None], np.log(gap) * sw, rcond=None)
             if np.all(np.isfinite(beta)):
                 out.append(np.insert(beta, j_e, np.log(e) if e > 0 else lo_e))
