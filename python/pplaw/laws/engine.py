@@ -168,9 +168,12 @@ class Law:
     def describe(self) -> str:
         """One line for summaries: the formula and the options."""
         opts = ", ".join(f"{k}={v}" for k, v in self.options().items())
+        return f"{type(self).__name__}: {self.formula}" + (f"   [{opts}]" if opts else "") + self.fixed_note()
+
+    def fixed_note(self) -> str:
+        """``"   fixed (not fitted): beta=0.3"`` for :meth:`describe` (empty without fixed parameters)."""
         fixed = ", ".join(f"{k}={v:.6g}" for k, v in self._fixed.items())
-        return (f"{type(self).__name__}: {self.formula}" + (f"   [{opts}]" if opts else "")
-                + (f"   fixed (not fitted): {fixed}" if fixed else ""))
+        return f"   fixed (not fitted): {fixed}" if fixed else ""
 
     @classmethod
     def from_params(cls, params: Mapping[str, float], *, source: str = "", **options: Any) -> LawAt:

@@ -9,7 +9,11 @@ variance ``sigma^2``; the input column is always the standard deviation), and ``
 (whether the ``mu``/``sigma`` columns are statistics of PPL or of log-PPL; a label that must match the columns
 you pass, since converting between the two needs the chunk-level data).
 
-Fitted as ``log L = LSE(e, dc - (a0 + a1 s) log mu - (b0 + b1 mu) log s - aD log D)`` (analytic gradient).
+Fitted as ``log L = LSE(e, dc - (a0 + a1 s) log mu - (b0 + b1 mu) log s - aD log D)`` (analytic gradient),
+from starts that find the global basin on steep bowls too: a variable projection over ``E`` (given ``E``,
+``log(L - E)`` is linear in the other parameters: one weighted least-squares solve per ``E``) plus a scale-aware
+grid, with the bounds of ``a1``/``b1`` scaled to the data's ranges (:meth:`PerplexityLaw.scaled_bounds`).
+Distinct local optima with a similar objective but a different optimum give a ``MULTIPLE BASINS`` warning.
 Because ``D`` enters as a separate factor, the optimum ``(mu*, sigma*)`` does not depend on ``D``:
 :meth:`PerplexityLaw.optimum` maximises ``g = (a0 + a1 s) log mu + (b0 + b1 mu) log s`` over the region the
 corpus can realise, with a bootstrap CI.
@@ -55,7 +59,7 @@ class PerplexityLaw(LSELaw):
 
     def describe(self) -> str:
         s = "s = sigma (std)" if self.sigma_kind == "std" else "s = sigma^2 (variance)"
-        return f"PerplexityLaw: {self.formula}   [{s}; mu, sigma in {self.ppl_space} space]"
+        return f"PerplexityLaw: {self.formula}   [{s}; mu, sigma in {self.ppl_space} space]" + self.fixed_note()
 
     def declare(self) -> tuple[Param, ...]:
         return (

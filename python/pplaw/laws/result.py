@@ -284,7 +284,8 @@ class Fit:
             lines.append("bootstrap: none (no CIs; fit with bootstrap=200 for them)")
         ci = self.ci
         lines.append("")
-        lines.append(f"  {'name':<12} {'value':>12}   {'CI':<28} note")
+        head = "CI" if self.ci_meaningful or not ci else "CI (NOT MEANINGFUL)"
+        lines.append(f"  {'name':<12} {'value':>12}   {head:<28} note")
 
         def row(k: str, v: float) -> str:
             c = f"[{ci[k][0]:.5g}, {ci[k][1]:.5g}]" if k in ci else "-"
