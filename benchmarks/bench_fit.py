@@ -20,6 +20,12 @@ In one process:
   parameters can be compared resample by resample.
 
 Targets (issue 5): >= 5x the baseline (single fit and bootstrap), the 200-resample bootstrap <= 60 s.
+
+Steep bowl (issue 12): the perplexity law's default fit on the steep-bowl table of tests/laws/laws_testdata.py
+(|a1| = 8, 1% noise, 75 points) for seeds 0-4: the time of the default fit, its objective vs the objective at the
+generating parameters (the global optimum can only be lower), and whether the true optimum (mu*, sigma*) over the
+fitted hull lies in the bootstrap CI (``--steep-bootstrap`` resamples). Target: global objective and optimum in
+its CI in 5/5 seeds.
 """
 
 from __future__ import annotations
@@ -52,8 +58,12 @@ try:  # an uninstalled checkout: the pure-Python laws import from python/
 except ModuleNotFoundError:  # pragma: no cover - depends on the environment
     sys.path.insert(0, str(REPO / "python"))
 
-from pplaw.laws import Chinchilla  # noqa: E402
+from pplaw.laws import Chinchilla, PerplexityLaw, Region  # noqa: E402
 from pplaw.laws.chinchilla import COARSE_GRID  # noqa: E402
+from pplaw.laws.perplexity import _search  # noqa: E402
+
+sys.path.insert(0, str(REPO / "tests" / "laws"))
+from laws_testdata import STEEP_TRUE, steep_bowl_runs  # noqa: E402
 
 # Besiroglu et al. 2024 (Epoch AI) on the same 240 points
 EPOCH = {"E": 1.8172, "A": 477.8, "alpha": 0.3473, "B": 2143.0, "beta": 0.3672}
@@ -117,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="bootstrap resamples actually run for the baseline, extrapolated per resample (default 10)")
     ap.add_argument("--repeats", type=int, default=5, help="repeats of our single fit; the median is reported")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steep-bootstrap", type=int, default=100,
+                    help="bootstrap resamples per steep-bowl seed for the optimum's CI (default 100)")
     args = ap.parse_args(argv)
     if args.bootstrap < 1 or args.baseline_resamples < 1 or args.repeats < 1:
         ap.error("--bootstrap, --baseline-resamples and --repeats must be >= 1")
@@ -216,17 +228,44 @@ def main(argv: list[str] | None = None) -> int:
                                                   if k in NAMES))
     print()
 
+    steep_ok = steep_bowl(args.steep_bootstrap)
+
     speed_fit, speed_boot = t_base / t_ours, t_base_boot / t_ours_boot
     checks = [
         (f"single fit >= {SPEEDUP_TARGET:g}x the baseline", speed_fit >= SPEEDUP_TARGET, f"{speed_fit:.1f}x"),
         (f"bootstrap >= {SPEEDUP_TARGET:g}x the baseline", speed_boot >= SPEEDUP_TARGET, f"{speed_boot:.0f}x"),
         (f"{args.bootstrap}-resample bootstrap <= {BOOT_TARGET_S:g} s (fit + bootstrap call)",
          t_ours_total <= BOOT_TARGET_S, f"{t_ours_total:.2f} s"),
+        ("steep bowl: global objective and true optimum in its CI", steep_ok == 5, f"{steep_ok}/5 seeds"),
     ]
     print("== targets ==")
     for what, ok, got in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {what}: {got}")
     return 0 if all(ok for _, ok, _ in checks) else 1
+
+
+def steep_bowl(n_boot: int) -> int:
+    """The steep-bowl case: per seed, the default fit's time, objective vs truth, optimum vs its CI."""
+    print(f"== steep bowl (|a1| = 8, 1% noise, 75 points; PerplexityLaw() defaults; optimum CI from {n_boot} "
+          "resamples) ==")
+    print("seed  fit s    objective  at truth   ratio   a1      mu* [CI]                  sigma* [CI]               "
+          "true (mu*, sigma*)  ok")
+    law, good = PerplexityLaw(), 0
+    for seed in range(5):
+        df = steep_bowl_runs(seed)
+        fit, dt = timed(lambda: law.fit(df, target="loss", progress=False))
+        boot = law.fit(df, target="loss", bootstrap=n_boot, seed=seed, progress=False)
+        truth = fit.problem.objective_batch(fit.law.internal(STEEP_TRUE)[None])[0]
+        true_opt = _search(lambda m, s: fit.law.g(STEEP_TRUE, m, s), Region.make(None, fit.data), 201)[0]
+        opt = boot.optimum()
+        (m0, m1), (s0, s1) = opt.ci["mu"], opt.ci["sigma"]
+        ok = bool(fit.solution.fun <= truth and m0 <= true_opt[0] <= m1 and s0 <= true_opt[1] <= s1)
+        good += ok
+        print(f"{seed:4d} {dt:6.2f} {fit.solution.fun:12.4e} {truth:10.4e} {fit.solution.fun / truth:7.4f} "
+              f"{fit.params['a1']:7.3f}  {opt.mu:.4f} [{m0:.4f}, {m1:.4f}]    {opt.sigma:.4f} [{s0:.4f}, {s1:.4f}]"
+              f"    ({true_opt[0]:.4f}, {true_opt[1]:.4f})  {'yes' if ok else 'NO'}")
+    print()
+    return good
 
 
 if __name__ == "__main__":

@@ -48,3 +48,23 @@ def perplexity_runs(seed: int = 0, noise: float = 0.002, sigma: str = "std") -> 
         params = dict(PPL_TRUE_VAR)
     df["loss"] = simulate(law, params, {k: df[k] for k in ("mu", "sigma", "D")}, noise, seed + 1)
     return df
+
+
+# A steep (mu, sigma) bowl (issue 12): |a1| = 8 is beyond the old fixed +-5 bound; statistics on a log-PPL-like
+# scale (mu 2-4, sigma 0.35-1.15) with an interior optimum near (mu, sigma) = (3, 0.7); 1% noise.
+STEEP_TRUE = {"E": 1.5, "Dc": 50.0, "a0": 7.74, "a1": -8.0, "b0": 0.152, "b1": 2.0, "aD": 0.3}
+
+
+def steep_bowl_runs(seed: int = 0, noise: float = 0.01) -> pd.DataFrame:
+    """25 (mu, sigma) regimes x 3 sizes D of the steep-bowl law, realised statistics jittered by 5%."""
+    from pplaw.laws import PerplexityLaw
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, (mu, sg) in enumerate([(m, s) for m in (2.0, 2.5, 3.0, 3.5, 4.0) for s in (0.35, 0.55, 0.75, 0.95, 1.15)]):
+        for D in (1e6, 3e6, 1e7):
+            rows.append({"regime": i, "mu": mu * np.exp(rng.normal(0, 0.05)),
+                         "sigma": sg * np.exp(rng.normal(0, 0.05)), "D": D})
+    df = pd.DataFrame(rows)
+    df["loss"] = simulate(PerplexityLaw(), STEEP_TRUE, {k: df[k] for k in ("mu", "sigma", "D")}, noise, seed + 1)
+    return df

@@ -17,6 +17,7 @@ Every law is fitted the same way::
 from pplaw.laws.chinchilla import Chinchilla
 from pplaw.laws.cmr import CMR, CMRFit, CMRLaw, DomainLossChange, GeneralLossChange, RatioLaw
 from pplaw.laws.dcpt import DCPT
+from pplaw.laws.dcpt_usage import UsageResult, compute_allocation, optimal_ratio_limited_domain, tradeoff_ratio
 from pplaw.laws.downstream import (
     ComputeLossLaw,
     DownstreamLaw,
@@ -26,6 +27,7 @@ from pplaw.laws.downstream import (
     compare_direct_two_stage,
 )
 from pplaw.laws.engine import REGISTRY, Law, LSELaw, Param, get_law
+from pplaw.laws.given import LawAt
 from pplaw.laws.holdout import HoldoutComparison, compare_holdout
 from pplaw.laws.perplexity import Optimum, PerplexityLaw, Region, compare_variants
 from pplaw.laws.perplexity_ext import PerplexityLawRegimeD
@@ -36,7 +38,8 @@ __all__ = [
     "Law", "LSELaw", "Param", "Fit", "Validation", "REGISTRY", "get_law",
     "PerplexityLaw", "PerplexityLawRegimeD", "Optimum", "Region", "compare_variants",
     "HoldoutComparison", "compare_holdout",
-    "Chinchilla", "DCPT",
+    "Chinchilla", "DCPT", "tradeoff_ratio", "optimal_ratio_limited_domain", "compute_allocation", "UsageResult",
+    "LawAt",
     "CMR", "CMRFit", "RatioLaw", "DomainLossChange", "GeneralLossChange", "CMRLaw",
     "DownstreamLaw", "ComputeLossLaw", "LossToAccuracy", "TwoStage", "TwoStageFit", "compare_direct_two_stage",
 ]

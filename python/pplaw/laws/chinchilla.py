@@ -46,7 +46,8 @@ class Chinchilla(LSELaw):
     variables = ("N", "D")
     positive = ("N", "D")
 
-    def __init__(self, grid: str | Mapping[str, Any] = "epoch", *, bounds: Mapping[str, Any] | None = None):
+    def __init__(self, grid: str | Mapping[str, Any] = "epoch", *, bounds: Mapping[str, Any] | None = None,
+                 fixed: Mapping[str, float] | None = None):
         if isinstance(grid, str):
             if grid not in ("epoch", "coarse"):
                 raise InvalidInputError(f"grid must be 'epoch', 'coarse' or a mapping, got {grid!r}")
@@ -54,7 +55,7 @@ class Chinchilla(LSELaw):
             grid_map = None
         else:
             self._grid_name, grid_map = "custom", grid
-        super().__init__(grid=grid_map, bounds=bounds)
+        super().__init__(grid=grid_map, bounds=bounds, fixed=fixed)
 
     def options(self) -> dict[str, Any]:
         return {} if self._grid_name in ("epoch", "custom") else {"grid": self._grid_name}

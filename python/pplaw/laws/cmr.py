@@ -46,13 +46,13 @@ class _PowerPlusConst(Law):
     default_space, default_loss = "linear", "mse"
     unit_var = True  # whether x is measured in ``t_unit`` units
 
-    def __init__(self, t_unit: float | str = "auto", *, grid=None, bounds=None):
+    def __init__(self, t_unit: float | str = "auto", *, grid=None, bounds=None, fixed=None):
         if not (t_unit == "auto" or (isinstance(t_unit, (int, float)) and t_unit > 0)):
             raise InvalidInputError(f"t_unit must be 'auto' or a positive number of tokens, got {t_unit!r}")
         self.t_unit = t_unit
         self.variables = (self.var,)
         self.positive = (self.var,)
-        super().__init__(grid=grid, bounds=bounds)
+        super().__init__(grid=grid, bounds=bounds, fixed=fixed)
 
     def options(self) -> dict[str, Any]:
         return {"t_unit": self.t_unit} if self.unit_var else {}
@@ -66,7 +66,29 @@ class _PowerPlusConst(Law):
         if not self.unit_var or self.t_unit != "auto":
             return self
         unit = 10.0 ** np.round(np.mean(np.log10(data.X[self.var])))
-        return type(self)(**{**self.config(), "t_unit": float(unit)})
+        law = type(self)(**{**self.config(), "t_unit": float(unit)})
+        law.auto_unit = True
+        return law
+
+    auto_unit = False  # True when t_unit="auto" chose the unit from the fitted data
+
+    def units(self) -> str:
+        if not self.unit_var:
+            return ""
+        if self.t_unit == "auto":
+            return f"{self.var} in units chosen at fit time (t_unit='auto')"
+        u = float(self.t_unit)
+        how = (" chosen by t_unit='auto' (the power of ten nearest the geometric mean of the fitted "
+               f"{self.var}); pass t_unit=1 for raw tokens or the unit of the parameters you compare with"
+               if self.auto_unit else "")
+        return (f"{self.var} in units of {u:g} tokens: the law takes {self.var}/{u:g}, so {self.coef} is per "
+                f"({self.var}/{u:g})^{self.expo}{how}")
+
+    def check_units(self) -> None:
+        if self.unit_var and self.t_unit == "auto":
+            raise InvalidInputError(f"{type(self).__name__}: give t_unit explicitly (tokens per unit of "
+                                    f"{self.var} that the parameters assume, e.g. t_unit=1e9 or 1); 'auto' is "
+                                    "chosen from data, and there are none here")
 
     def scaled(self, x: np.ndarray) -> np.ndarray:
         if not self.unit_var:
@@ -101,8 +123,8 @@ class RatioLaw(_PowerPlusConst):
     var, coef, expo, const = "R", "alpha", "s", "beta"
     unit_var = False
 
-    def __init__(self, *, grid=None, bounds=None):
-        super().__init__(1.0, grid=grid, bounds=bounds)
+    def __init__(self, *, grid=None, bounds=None, fixed=None):
+        super().__init__(1.0, grid=grid, bounds=bounds, fixed=fixed)
 
     def declare(self):
         return (Param("alpha", (-1e4, 1e4), (-1.0, 1.0)), Param("s", (-5.0, 5.0), (-1.0, -0.3, 0.3, 1.0, 2.0)),
@@ -212,8 +234,12 @@ class CMRFit:
     def summary(self) -> str:
         c = self.cmr
         tol = f"{c.eps:g} x base" if c.tolerance == "relative" else f"+{c.eps:g}"
+        any_fit = next(iter(self.general_fits.values()), None)
+        units = any_fit.law.units() if any_fit is not None else ""
         lines = [f"CMR: general loss tolerance {tol} (base {self.base_general:.5g} -> level "
-                 f"{self.tolerance_level:.5g}); ratios {sorted(self.general_fits)}",
+                 f"{self.tolerance_level:.5g}); ratios {sorted(self.general_fits)}"]
+        lines += [f"units: {units}; budgets T in the table are raw tokens"] if units else []
+        lines += [
                  "critical mixture ratio by token budget:", self.table.to_string(index=False,
                                                                                float_format=lambda v: f"{v:.5g}")]
         if self.rcmr is not None:
@@ -335,6 +361,13 @@ class CMR:
                                         int(bootstrap), seed, progress)
         tab = pd.DataFrame({"T": budgets, "cmr": [c[0] for c in crit]})
         notes = []
+        n_ratios = int(sum(r > 0 for r in gfits))
+        if n_ratios - 3 <= 2:
+            notes.append(f"SMALL SAMPLE: the ratio law L(R) = alpha*R^s + beta has 3 parameters and is fitted to "
+                         f"{n_ratios} ratios at each budget (n - P = {n_ratios - 3}): the critical ratios rest on "
+                         "an almost exactly determined curve, their CIs (which resample checkpoints within each "
+                         "ratio, never the ratios) do not include that, and no ratio can be held out to validate "
+                         "it" + ("" if n_ratios - 3 > 1 else " (leave-one-ratio-out leaves 3 points: an exact fit)"))
         if draws is not None:
             lo, hi = percentile_ci(draws, level)
             tab["lo"], tab["hi"] = lo, hi

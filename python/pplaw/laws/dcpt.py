@@ -34,7 +34,7 @@ class DCPT(LSELaw):
 
     def __init__(self, form: str = "domain", *, model_size: bool = True, cross_domain: bool = False,
                  eps: float = 0.01, ratio: str = "domain", grid: Mapping[str, Any] | None = None,
-                 bounds: Mapping[str, Any] | None = None):
+                 bounds: Mapping[str, Any] | None = None, fixed: Mapping[str, float] | None = None):
         if form not in ("domain", "general"):
             raise InvalidInputError(f"form must be 'domain' or 'general', got {form!r}")
         if ratio not in ("domain", "general"):
@@ -45,7 +45,7 @@ class DCPT(LSELaw):
         self.eps, self.ratio = float(eps), ratio
         self.variables = (("N",) if self.model_size else ()) + ("D", "r") + (("k1", "k2") if cross_domain else ())
         self.positive = tuple(v for v in self.variables if v != "r")
-        super().__init__(grid=grid, bounds=bounds)
+        super().__init__(grid=grid, bounds=bounds, fixed=fixed)
 
     @property
     def formula(self) -> str:  # type: ignore[override]
@@ -101,6 +101,12 @@ class DCPT(LSELaw):
         out.append((feats(B=1.0, eta=np.where(zero, 0.0, lr), beta=-lD), np.where(zero, -np.inf, 0.0)))
         out.append((feats(C=1.0, gamma=-np.log(r + self.eps)), None))
         return out
+
+    def design_variables(self) -> tuple[str, ...]:
+        """``D`` (``N``) must vary only while ``beta`` (``alpha``) is fitted: with it fixed, one ``D`` (one ``N``)
+        is a valid design (D-CPT usage 1 fits one (N, D) at several ratios)."""
+        need = {"N": "alpha", "D": "beta"}
+        return tuple(v for v in self.variables if v not in need or need[v] not in self._fixed)
 
     def design(self, X):
         phi, c = super().design(X)

@@ -19,8 +19,17 @@ The fitting recipe (Hoffmann et al. 2022; Besiroglu et al. 2024) is:
    the best converged result wins, and a result that did not converge is an error (``strict=True``) or a loud
    warning in the summary, never a silent number;
 4. bootstrap over run records (rows, or whole ``group`` s so the checkpoints of one run move together), each
-   refit warm-started from the full-data optimum; resamples that break the design (one value of a variable) or
-   do not converge are counted, not hidden.
+   refit warm-started from the full-data optimum; resamples that break the design (one value of a variable, or
+   fewer distinct design points than free parameters) or do not converge are counted, not hidden;
+5. honesty checks on the result: every polished local optimum is kept, and distinct basins with objectives within
+   5% of the best but a different answer (:mod:`pplaw.laws.basins`; the perplexity law compares its optimum) give a
+   ``MULTIPLE BASINS`` warning; ``n - P <= 2`` (P: free parameters) gives ``SMALL SAMPLE`` (and says which
+   validation is impossible), and such fits, or bootstraps whose resamples often cannot identify the law, have
+   their CIs marked not meaningful (``Fit.ci_meaningful``).
+
+Parameters can be held at given values (``fixed={"beta": 0.3}``): they are not fitted and not counted as free
+(point minimum, degrees of freedom, design checks). ``Law.from_params`` evaluates a law at given (e.g. published)
+parameters without data.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from pplaw.laws.registry import REGISTRY, get_law, register  # noqa: F401  (re-e
 
 if TYPE_CHECKING:  # pragma: no cover
     from pplaw.laws.data import Data
+    from pplaw.laws.given import LawAt
     from pplaw.laws.result import Fit
 
 HUBER_DELTA = 1e-3
@@ -77,11 +87,14 @@ class Law:
     default_loss: ClassVar[str] = "huber"
     default_delta: ClassVar[float] = HUBER_DELTA
 
-    def __init__(self, *, grid: Mapping[str, Any] | None = None, bounds: Mapping[str, Any] | None = None):
+    def __init__(self, *, grid: Mapping[str, Any] | None = None, bounds: Mapping[str, Any] | None = None,
+                 fixed: Mapping[str, float] | None = None):
         self._grid = {k: tuple(float(x) for x in np.atleast_1d(v)) for k, v in dict(grid or {}).items()}
         self._bounds = {k: (float(v[0]), float(v[1])) for k, v in dict(bounds or {}).items()}
-        names = {p.name for p in self.declare()}
-        for kind, over in (("grid", self._grid), ("bounds", self._bounds)):
+        self._fixed = {k: float(v) for k, v in dict(fixed or {}).items()}
+        declared = {p.name: p for p in self.declare()}
+        names = set(declared)
+        for kind, over in (("grid", self._grid), ("bounds", self._bounds), ("fixed", self._fixed)):
             unknown = sorted(set(over) - names)
             if unknown:
                 raise InvalidInputError(
@@ -90,6 +103,13 @@ class Law:
         for k, (lo, hi) in self._bounds.items():
             if not lo < hi:
                 raise InvalidInputError(f"bounds for {k!r} must satisfy low < high, got ({lo}, {hi})")
+        for k, v in self._fixed.items():
+            if not np.isfinite(v) or (declared[k].log and v <= 0):
+                raise InvalidInputError(f"fixed value of {k!r} must be a finite number" +
+                                        (" > 0 (a positive scale parameter)" if declared[k].log else "") + f", got {v!r}")
+        if len(self._fixed) == len(names):
+            raise InvalidInputError(f"every parameter of {type(self).__name__} is fixed: nothing to fit (use "
+                                    f"{type(self).__name__}.from_params to evaluate a law at given parameters)")
 
     # ---------------------------------------------------------------- declaration
     def declare(self) -> tuple[Param, ...]:
@@ -99,10 +119,28 @@ class Law:
     def params(self) -> tuple[Param, ...]:
         out = []
         for p in self.declare():
+            if p.name in self._fixed:  # a fixed parameter: equal bounds, one start value (L-BFGS-B keeps it)
+                v = float(np.log(self._fixed[p.name]) if p.log else self._fixed[p.name])
+                out.append(Param(p.name, (v, v), (v,), p.log, p.doc))
+                continue
             bounds = self._bounds.get(p.name, p.bounds)
             grid = self._grid.get(p.name, p.grid)
             out.append(Param(p.name, bounds, grid, p.log, p.doc))
         return tuple(out)
+
+    @property
+    def fixed(self) -> dict[str, float]:
+        """Parameters held at given values (user scale): not fitted, not counted as free."""
+        return dict(self._fixed)
+
+    @property
+    def free(self) -> np.ndarray:
+        """Boolean mask over :attr:`params`: the parameters that are fitted."""
+        return np.array([p.name not in self._fixed for p in self.params], dtype=bool)
+
+    @property
+    def n_free(self) -> int:
+        return int(self.free.sum())
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -119,6 +157,8 @@ class Law:
             cfg["grid"] = {k: list(v) for k, v in self._grid.items()}
         if self._bounds:
             cfg["bounds"] = {k: list(v) for k, v in self._bounds.items()}
+        if self._fixed:
+            cfg["fixed"] = dict(self._fixed)
         return cfg
 
     def __repr__(self) -> str:
@@ -128,7 +168,28 @@ class Law:
     def describe(self) -> str:
         """One line for summaries: the formula and the options."""
         opts = ", ".join(f"{k}={v}" for k, v in self.options().items())
-        return f"{type(self).__name__}: {self.formula}" + (f"   [{opts}]" if opts else "")
+        return f"{type(self).__name__}: {self.formula}" + (f"   [{opts}]" if opts else "") + self.fixed_note()
+
+    def fixed_note(self) -> str:
+        """``"   fixed (not fitted): beta=0.3"`` for :meth:`describe` (empty without fixed parameters)."""
+        fixed = ", ".join(f"{k}={v:.6g}" for k, v in self._fixed.items())
+        return f"   fixed (not fitted): {fixed}" if fixed else ""
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, float], *, source: str = "", **options: Any) -> LawAt:
+        """The law at given parameters (user scale, by name; e.g. a paper's published table) to evaluate,
+        tabulate and plot without data: ``Chinchilla.from_params({...}).predict(N=70e9, D=1.4e12)``. ``options``
+        are the law's constructor options (units must be explicit: ``CMRLaw.from_params(p, t_unit=1e9)``)."""
+        from pplaw.laws.given import LawAt
+
+        return LawAt(cls(**options), params, source)
+
+    def units(self) -> str:
+        """Hook: the units the parameters are in (shown in summaries); default none stated."""
+        return ""
+
+    def check_units(self) -> None:
+        """Hook: raise when the law's units are not fixed (e.g. ``t_unit="auto"`` before a fit)."""
 
     def resolve(self, data: Data) -> Law:
         """Hook: return the law with data-dependent options fixed (e.g. a token unit); default ``self``."""
@@ -224,6 +285,20 @@ class Law:
 
     def optimum(self, fit: Fit, **kwargs: Any) -> Any:
         raise FitError(f"{type(self).__name__} defines no optimum")
+
+    # ---------------------------------------------------------------- distinct basins (pplaw.laws.basins)
+    basin_what: ClassVar[str] = "parameters"
+
+    def basin_key_names(self) -> tuple[str, ...]:
+        return self.param_names
+
+    def basin_key(self, theta: np.ndarray, data: Data) -> tuple[np.ndarray, np.ndarray]:
+        """What two local optima must agree on to be the same answer: ``(keys (K, m), scale (m,))``; keys further
+        apart than a few % of ``scale`` are different answers. Default: the parameters (user scale), each on the
+        scale of the best fit's value (``theta[0]``)."""
+        pub = self.public(np.atleast_2d(theta))
+        keys = np.column_stack([pub[k] for k in self.param_names])
+        return keys, np.maximum(np.abs(keys[0]), 1e-6)
 
     # ---------------------------------------------------------------- fitting
     def fit(

@@ -9,7 +9,11 @@ variance ``sigma^2``; the input column is always the standard deviation), and ``
 (whether the ``mu``/``sigma`` columns are statistics of PPL or of log-PPL; a label that must match the columns
 you pass, since converting between the two needs the chunk-level data).
 
-Fitted as ``log L = LSE(e, dc - (a0 + a1 s) log mu - (b0 + b1 mu) log s - aD log D)`` (analytic gradient).
+Fitted as ``log L = LSE(e, dc - (a0 + a1 s) log mu - (b0 + b1 mu) log s - aD log D)`` (analytic gradient),
+from starts that find the global basin on steep bowls too: a variable projection over ``E`` (given ``E``,
+``log(L - E)`` is linear in the other parameters: one weighted least-squares solve per ``E``) plus a scale-aware
+grid, with the bounds of ``a1``/``b1`` scaled to the data's ranges (:meth:`PerplexityLaw.scaled_bounds`).
+Distinct local optima with a similar objective but a different optimum give a ``MULTIPLE BASINS`` warning.
 Because ``D`` enters as a separate factor, the optimum ``(mu*, sigma*)`` does not depend on ``D``:
 :meth:`PerplexityLaw.optimum` maximises ``g = (a0 + a1 s) log mu + (b0 + b1 mu) log s`` over the region the
 corpus can realise, with a bootstrap CI.
@@ -42,20 +46,20 @@ class PerplexityLaw(LSELaw):
     positive = ("mu", "sigma", "D")
 
     def __init__(self, sigma: str = "std", space: str = "ppl", *, grid: Mapping[str, Any] | None = None,
-                 bounds: Mapping[str, Any] | None = None):
+                 bounds: Mapping[str, Any] | None = None, fixed: Mapping[str, float] | None = None):
         if sigma not in ("std", "var"):
             raise InvalidInputError(f"sigma must be 'std' or 'var', got {sigma!r}")
         if space not in ("ppl", "log_ppl"):
             raise InvalidInputError(f"space must be 'ppl' or 'log_ppl', got {space!r}")
         self.sigma_kind, self.ppl_space = sigma, space
-        super().__init__(grid=grid, bounds=bounds)
+        super().__init__(grid=grid, bounds=bounds, fixed=fixed)
 
     def options(self) -> dict[str, Any]:
         return {"sigma": self.sigma_kind, "space": self.ppl_space}
 
     def describe(self) -> str:
         s = "s = sigma (std)" if self.sigma_kind == "std" else "s = sigma^2 (variance)"
-        return f"PerplexityLaw: {self.formula}   [{s}; mu, sigma in {self.ppl_space} space]"
+        return f"PerplexityLaw: {self.formula}   [{s}; mu, sigma in {self.ppl_space} space]" + self.fixed_note()
 
     def declare(self) -> tuple[Param, ...]:
         return (
@@ -80,29 +84,81 @@ class PerplexityLaw(LSELaw):
             (np.column_stack([z, o, -lm, -s * lm, -ls, -mu * ls, -lD]), None),  # dc - g(mu, s) - aD log D
         ]
 
-    def starts(self, data: Data, space: str) -> np.ndarray:
-        """Scale-aware grid; ``Dc`` is profiled: for each start the log-mean matching value (no grid axis)."""
+    # ------------------------------------------------------------------ data-aware bounds and starts
+    def scaled_bounds(self, data: Data) -> dict[str, tuple[float, float]]:
+        """Bounds that depend on the data's ranges: ``a1`` multiplies ``s`` and ``b1`` multiplies ``mu`` in an
+        exponent whose other part (``a0``, ``b0``) is bounded by +-20, so their bounds are +-40 / max(s) and
+        +-40 / max(mu) (never narrower than the fixed +-5). A steep bowl in log-PPL statistics (s ~ 1) then has
+        room for |a1| ~ 30; PPL-space statistics (s ~ 10) keep +-5."""
+        s, mu = self.s_of(data.X["sigma"]), data.X["mu"]
+        return {"a1": _sym(max(5.0, 40.0 / float(np.max(s)))), "b1": _sym(max(5.0, 40.0 / float(np.max(mu))))}
+
+    def resolve(self, data: Data) -> PerplexityLaw:
+        """The law with data-scaled bounds (:meth:`scaled_bounds`) for parameters the user did not bound."""
+        auto = {k: v for k, v in self.scaled_bounds(data).items() if k not in self._bounds and k not in self._fixed}
+        if not auto:
+            return self
+        cfg = self.config()
+        cfg["bounds"] = {**cfg.get("bounds", {}), **{k: list(v) for k, v in auto.items()}}
+        return type(self)(**cfg)
+
+    def grid_defaults(self, data: Data) -> dict[str, tuple[float, ...]]:
+        """Data-scaled start values of the Cartesian grid (explicit ``grid=`` values win)."""
         mu, s, y = data.X["mu"], self.s_of(data.X["sigma"]), self.target_to_model(data.y, data.X)
-        g = {p.name: p.grid for p in self.params}
         ymin = float(np.min(y)) if np.min(y) > 0 else 1.0
-        g["E"] = self._grid.get("E", tuple(np.log(ymin * np.array([0.3, 0.6, 0.9]))))
-        g["a1"] = self._grid.get("a1", tuple(np.array([-1.0, 0.0, 1.0]) / np.median(s)))
-        g["b1"] = self._grid.get("b1", tuple(np.array([-1.0, 0.0, 1.0]) / np.median(mu)))
-        names = ["E", "a0", "a1", "b0", "b1", "aD"]
-        combos = np.array(list(itertools.product(*(g[k] for k in names))), float)  # (S, 6)
-        e, a0, a1, b0, b1, aD = combos.T
+        return {"E": tuple(np.log(ymin * np.array([0.3, 0.6, 0.9]))),
+                "a1": tuple(np.array([-1.0, 0.0, 1.0]) / np.median(s)),
+                "b1": tuple(np.array([-1.0, 0.0, 1.0]) / np.median(mu))}
+
+    def starts(self, data: Data, space: str) -> np.ndarray:
+        """Start points: the profile starts (:meth:`profile_starts`) and a scale-aware Cartesian grid over every
+        parameter but ``Dc`` (which is profiled: for each start the log-mean matching value). With explicit
+        ``grid=`` values, only the grid."""
+        grid = self.grid_starts(data)
+        return grid if self._grid else np.vstack([self.profile_starts(data, space), grid])
+
+    def _reducible_features(self, X: Mapping[str, np.ndarray]) -> np.ndarray:
+        """``(n, P)`` features of the reducible term: ``log(L - E) = features @ theta`` (E's column is 0)."""
+        return self.terms(X)[1][0]
+
+    def grid_starts(self, data: Data) -> np.ndarray:
+        names = self.param_names
+        auto = self.grid_defaults(data)
+        grids = [self._grid.get(k, auto.get(k, p.grid)) if k != "Dc" else (0.0,) for k, p in zip(names, self.params)]
         if "Dc" in self._grid:
-            dcs = np.array(self._grid["Dc"])
-            combos = np.repeat(combos, dcs.size, axis=0)
-            dc = np.tile(dcs, len(combos) // dcs.size)
-            e, a0, a1, b0, b1, aD = combos.T
-        else:
-            lm, ls, lD = np.log(mu), np.log(s), np.log(data.X["D"])
-            gap = np.log(np.maximum(y[None] - np.exp(e)[:, None], 1e-3 * ymin))  # (S, n)
-            expo = ((a0[:, None] + a1[:, None] * s) * lm + (b0[:, None] + b1[:, None] * mu) * ls
-                    + aD[:, None] * lD)
-            dc = np.mean(gap + expo, axis=1)
-        return np.column_stack([e, dc, a0, a1, b0, b1, aD])
+            grids[names.index("Dc")] = self._grid["Dc"]
+        combos = np.array(list(itertools.product(*grids)), float)  # (S, P)
+        if "Dc" not in self._grid:
+            y = self.target_to_model(data.y, data.X)
+            ymin = float(np.min(y)) if np.min(y) > 0 else 1.0
+            j_e, j_dc = names.index("E"), names.index("Dc")
+            gap = np.log(np.maximum(y[None] - np.exp(combos[:, j_e])[:, None], 1e-3 * ymin))  # (S, n)
+            lin = combos @ self._reducible_features(data.X).T  # (S, n), Dc = 0
+            combos[:, j_dc] = np.mean(gap - lin, axis=1)
+        return combos
+
+    def profile_starts(self, data: Data, space: str, n_e: int = 24) -> np.ndarray:
+        """Variable projection over ``E``: given ``E``, ``log(L - E) = log Dc - g(mu, s) - aD log D`` is linear in
+        every other parameter, so a weighted least-squares solve gives the best exponents for that ``E`` with no
+        local minima (residuals weighted by ``(L - E)/L`` are ``log L`` residuals to first order; by ``L - E``,
+        linear-space residuals). ``n_e`` values of ``E`` from 0 up to 0.99 of the smallest loss."""
+        y = self.target_to_model(data.y, data.X)
+        if not np.all(np.isfinite(y)) or np.min(y) <= 0:
+            return np.empty((0, len(self.params)))
+        names = self.param_names
+        j_e = names.index("E")
+        phi = np.delete(self._reducible_features(data.X), j_e, axis=1)  # (n, P-1)
+        lo_e = self.params[j_e].bounds[0]
+        fracs = np.concatenate([[0.0], np.linspace(0.05, 0.95, n_e - 2), [0.99]])
+        out = []
+        for q in fracs:
+            e = q * float(np.min(y))
+            gap = y - e
+            sw = gap / y if space == "log" else gap  # residual scale: d log L = (L - E)/L d log(L - E)
+            beta, *_ = np.linalg.lstsq(phi * sw[:, None], np.log(gap) * sw, rcond=None)
+            if np.all(np.isfinite(beta)):
+                out.append(np.insert(beta, j_e, np.log(e) if e > 0 else lo_e))
+        return np.array(out).reshape(-1, len(names))
 
     # ------------------------------------------------------------------ optimum
     def g(self, p: Mapping[str, Any], mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
@@ -115,6 +171,23 @@ class PerplexityLaw(LSELaw):
     def g_at(self, p: Mapping[str, Any], mu: np.ndarray, sigma: np.ndarray, D: float | None) -> np.ndarray:
         """What the optimum maximises at budget ``D``: ``g`` (the paper's law: the same for every ``D``)."""
         return self.g(p, mu, sigma)
+
+    basin_what = "optimum (mu*, sigma*)"
+
+    def basin_key_names(self) -> tuple[str, ...]:
+        return ("mu*", "sigma*")
+
+    def basin_key(self, theta: np.ndarray, data: Data) -> tuple[np.ndarray, np.ndarray]:
+        """Local optima are the same answer when their optimum ``(mu*, sigma*)`` over the fitted points' hull
+        agrees (to a few % of the hull's extent); parameters may differ along directions that do not move it."""
+        try:
+            reg = Region.make(None, data)
+        except InvalidInputError:
+            return super().basin_key(theta, data)
+        pub = self.public(np.atleast_2d(theta))
+        D = float(np.max(data.X["D"]))
+        keys = _search(lambda m, s: self.g_at(pub, m, s, D), reg, 61)
+        return keys, np.array([reg.bbox[1] - reg.bbox[0], reg.bbox[3] - reg.bbox[2]])
 
     def optimum(self, fit: Fit, *, region: Any = None, D: float | None = None, resolution: int = 201,
                 bbox: tuple[float, float, float, float] | None = None) -> Optimum:
@@ -150,6 +223,10 @@ class PerplexityLaw(LSELaw):
         return Optimum(float(best[0]), float(best[1]), {k: (float(a), float(b)) for k, (a, b) in ci.items()},
                        reg.on_boundary(best), reg.label, self.ppl_space, fit.level, dr, D, loss, loss_ci,
                        reg.outline)
+
+
+def _sym(v: float) -> tuple[float, float]:
+    return (-v, v)
 
 
 @dataclass

@@ -12,14 +12,13 @@ function of the regime, ``aD(mu, s) = d0 + d1*mu + d2*s``, keeps the law LSE-lin
 
 from __future__ import annotations
 
-import itertools
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from pplaw.exceptions import InvalidInputError
 from pplaw.laws.engine import Param, register
-from pplaw.laws.perplexity import PerplexityLaw
+from pplaw.laws.perplexity import PerplexityLaw, _sym
 
 if TYPE_CHECKING:  # pragma: no cover
     from pplaw.laws.data import Data
@@ -53,25 +52,18 @@ class PerplexityLawRegimeD(PerplexityLaw):
             (np.column_stack([z, o, -lm, -s * lm, -ls, -mu * ls, -lD, -mu * lD, -s * lD]), None),
         ]
 
-    def starts(self, data: Data, space: str) -> np.ndarray:
+    def grid_defaults(self, data: Data) -> dict[str, tuple[float, ...]]:
         """The paper law's scale-aware grid, with ``d1``/``d2`` on scales of ``1/median`` of mu and s."""
-        mu, s, y = data.X["mu"], self.s_of(data.X["sigma"]), self.target_to_model(data.y, data.X)
-        g = {p.name: p.grid for p in self.params}
-        ymin = float(np.min(y)) if np.min(y) > 0 else 1.0
-        g["E"] = self._grid.get("E", tuple(np.log(ymin * np.array([0.3, 0.6, 0.9]))))
-        g["a1"] = self._grid.get("a1", tuple(np.array([-1.0, 0.0, 1.0]) / np.median(s)))
-        g["b1"] = self._grid.get("b1", tuple(np.array([-1.0, 0.0, 1.0]) / np.median(mu)))
-        g["d1"] = self._grid.get("d1", tuple(np.array([-0.2, 0.0, 0.2]) / np.median(mu)))
-        g["d2"] = self._grid.get("d2", tuple(np.array([-0.2, 0.0, 0.2]) / np.median(s)))
-        names = ["E", "a0", "a1", "b0", "b1", "d0", "d1", "d2"]
-        combos = np.array(list(itertools.product(*(g[k] for k in names))), float)  # (S, 8)
-        e, a0, a1, b0, b1, d0, d1, d2 = combos.T
-        lm, ls, lD = np.log(mu), np.log(s), np.log(data.X["D"])
-        gap = np.log(np.maximum(y[None] - np.exp(e)[:, None], 1e-3 * ymin))  # (S, n)
-        expo = ((a0[:, None] + a1[:, None] * s) * lm + (b0[:, None] + b1[:, None] * mu) * ls
-                + (d0[:, None] + d1[:, None] * mu + d2[:, None] * s) * lD)
-        dc = np.mean(gap + expo, axis=1)  # Dc profiled: the log-mean matching value for each start
-        return np.column_stack([e, dc, a0, a1, b0, b1, d0, d1, d2])
+        mu, s = data.X["mu"], self.s_of(data.X["sigma"])
+        return {**super().grid_defaults(data), "d1": tuple(np.array([-0.2, 0.0, 0.2]) / np.median(mu)),
+                "d2": tuple(np.array([-0.2, 0.0, 0.2]) / np.median(s))}
+
+    def scaled_bounds(self, data: Data) -> dict[str, tuple[float, float]]:
+        """As the paper law's, and ``d1``/``d2`` within +-4 / max(mu) and +-4 / max(s) (at least +-3): the
+        exponent ``d0`` they modify lies in [-1, 3]."""
+        mu, s = data.X["mu"], self.s_of(data.X["sigma"])
+        return {**super().scaled_bounds(data), "d1": _sym(max(3.0, 4.0 / float(np.max(mu)))),
+                "d2": _sym(max(3.0, 4.0 / float(np.max(s))))}
 
     def fit(self, table: Any, **kwargs: Any) -> Fit:
         """As :meth:`Law.fit`; the fit's warnings also say when the fitted ``aD(mu, s)`` is negative at any fitted

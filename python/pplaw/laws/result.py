@@ -72,6 +72,12 @@ class Fit:
         return {k: float(v) for k, v in self.law.derived(self.law.public(self.theta)).items()}
 
     @property
+    def ci_meaningful(self) -> bool:
+        """False when the bootstrap CIs cannot be trusted (``n - P <= 2`` or many resamples with no more distinct
+        design points than free parameters); ``extras["ci_note"]`` says why."""
+        return bool(self.extras.get("ci_meaningful", True))
+
+    @property
     def n_boot(self) -> int:
         return 0 if self.draws is None else int(self.draws.shape[0])
 
@@ -105,7 +111,7 @@ class Fit:
     def residual_sd(self) -> float:
         """Residual standard deviation in the fitting space (log or linear), with n - P degrees of freedom."""
         r = self.problem.residuals(self.theta)
-        return float(np.sqrt(np.sum(r * r) / max(self.data.n - self.theta.size, 1)))
+        return float(np.sqrt(np.sum(r * r) / max(self.data.n - self.law.n_free, 1)))
 
     # ------------------------------------------------------------------ prediction
     def inputs(self, data: Any = None, **arrays: Any) -> dict[str, np.ndarray]:
@@ -139,6 +145,23 @@ class Fit:
 
     def _predict_X(self, X: Mapping[str, np.ndarray], theta: np.ndarray | None = None) -> np.ndarray:
         return predict_target(self.law, X, self.theta if theta is None else theta)
+
+    def ok_draws(self) -> np.ndarray:
+        """The successful bootstrap draws ``(B, P)`` on the optimiser scale (empty without a bootstrap)."""
+        if self.draws is None:
+            return np.empty((0, self.theta.size))
+        return self.draws[np.all(np.isfinite(self.draws), axis=1)]
+
+    def predict_draws(self, data: Any = None, *, theta: np.ndarray | None = None, **arrays: Any) -> np.ndarray:
+        """The target predicted under every successful bootstrap draw: ``(B, n)`` (``B = 0`` without a
+        bootstrap). ``theta`` ``(K, P)`` (optimiser scale) predicts under those parameter sets instead. Inputs as
+        in :meth:`predict`."""
+        X = self.inputs(data, **arrays)
+        th = self.ok_draws() if theta is None else np.atleast_2d(np.asarray(theta, float))
+        n = next(iter(X.values())).size if X else 0
+        if th.shape[0] == 0:
+            return np.empty((0, n))
+        return np.atleast_2d(self._predict_X(X, th))
 
     def predict(self, data: Any = None, *, interval: str | None = None, level: float | None = None,
                 n_noise: int = 20, seed: int | None = None, **arrays: Any) -> np.ndarray | pd.DataFrame:
@@ -174,7 +197,7 @@ class Fit:
         with np.errstate(all="ignore"):
             mape = float(np.mean(np.abs(err) / np.abs(y)) * 100)
         return {
-            "n": self.data.n, "n_params": int(self.theta.size),
+            "n": self.data.n, "n_params": self.law.n_free,
             "r2": float(1 - np.sum(err**2) / ss_tot) if ss_tot > 0 else float("nan"),
             "rmse": float(np.sqrt(np.mean(err**2))), "mae": float(np.mean(np.abs(err))), "mape": mape,
             "objective": float(self.solution.fun),
@@ -182,8 +205,12 @@ class Fit:
 
     def _diagnose(self) -> list[str]:
         out = []
+        for k in self.law.fixed:
+            self._notes.setdefault(k, []).append("FIXED")
         for j, p in enumerate(self.law.params):
             lo, hi = p.bounds
+            if p.name in self.law.fixed:
+                continue
             span = (hi - lo) if np.isfinite(hi - lo) else max(abs(self.theta[j]), 1.0)
             for side, b in (("lower", lo), ("upper", hi)):
                 if np.isfinite(b) and abs(self.theta[j] - b) <= 1e-6 * span:
@@ -193,6 +220,7 @@ class Fit:
                                "so its value is not a free estimate")
         try:
             _, jac = self.law.jacobian(self.theta, self.problem.design, self.options.space)
+            jac = jac[:, self.law.free]
             norms = np.linalg.norm(jac, axis=0)
             sv = np.linalg.svd(jac / np.where(norms > 0, norms, 1.0), compute_uv=False)
             if norms.min() == 0 or sv[-1] < 1e-8 * sv[0]:
@@ -208,7 +236,7 @@ class Fit:
             logs = {p.name for p in self.law.params if p.log}
             for k, (lo, hi) in ci.items():
                 v = params.get(k, np.nan)
-                if not np.isfinite(v):
+                if not np.isfinite(v) or k in self.law.fixed:
                     continue
                 if k in logs:  # positive scale parameters: judge the CI by its ratio, not its width
                     wide, what = hi > _WIDE_RATIO * lo, f"spans more than a factor {_WIDE_RATIO:g}"
@@ -242,19 +270,22 @@ class Fit:
         law, d, opts, sol = self.law, self.data, self.options, self.solution
         cols = ", ".join(f"{v}={c!r}" for v, c in d.columns.items())
         runs = f" ({d.n_units} runs by {d.group!r})" if d.groups is not None else ""
-        lines = [law.describe(), f"target {d.target!r} ~ {cols}; {d.n} rows{runs}",
+        lines = [law.describe()] + ([f"units: {law.units()}"] if law.units() else []) + [
+                 f"target {d.target!r} ~ {cols}; {d.n} rows{runs}",
                  f"fit: {opts.loss}" + (f"(delta={opts.delta:g})" if opts.loss == "huber" else "")
                  + f" summed over {opts.space}-space residuals; {sol.n_starts} starts, {sol.n_polished} polished "
                  f"with L-BFGS-B: " + ("converged" if sol.success else f"NOT CONVERGED ({sol.message})")]
         if self.n_boot:
             unit = "runs" if d.groups is not None else "rows"
             lines.append(f"bootstrap: {self.n_boot} resamples of {unit} (seed {self.seed}, {self.n_failed} failed); "
-                         f"{100 * self.level:.0f}% percentile CIs")
+                         f"{100 * self.level:.0f}% percentile CIs"
+                         + ("" if self.ci_meaningful else f" -- NOT MEANINGFUL ({self.extras.get('ci_note', '')})"))
         else:
             lines.append("bootstrap: none (no CIs; fit with bootstrap=200 for them)")
         ci = self.ci
         lines.append("")
-        lines.append(f"  {'name':<12} {'value':>12}   {'CI':<28} note")
+        head = "CI" if self.ci_meaningful or not ci else "CI (NOT MEANINGFUL)"
+        lines.append(f"  {'name':<12} {'value':>12}   {head:<28} note")
 
         def row(k: str, v: float) -> str:
             c = f"[{ci[k][0]:.5g}, {ci[k][1]:.5g}]" if k in ci else "-"
@@ -270,7 +301,7 @@ class Fit:
         lines.append(f"metrics: R^2 {m['r2']:.5f} | RMSE {m['rmse']:.5g} | MAE {m['mae']:.5g} | MAPE "
                      f"{m['mape']:.4g}% | objective {m['objective']:.4g} ({opts.loss}, summed)")
         for key, val in self.extras.items():
-            if isinstance(val, str):
+            if isinstance(val, str) and key != "ci_note":
                 lines.append(f"{key}: {val}")
         if self.warnings:
             lines.append("warnings:")

@@ -117,6 +117,8 @@ class Solution:
     n_starts: int
     n_polished: int
     nit: int
+    local: np.ndarray | None = None  # (K, P) every polished start's end point (distinct-basin check)
+    local_fun: np.ndarray | None = None  # (K,) their objectives
 
 
 def _minimize(problem: Problem, x0: np.ndarray) -> optimize.OptimizeResult:
@@ -157,7 +159,8 @@ def solve(problem: Problem, starts: np.ndarray, polish: int | None) -> Solution:
             if again.fun <= best.fun + tol:
                 best = again
     return Solution(np.asarray(best.x, float), float(best.fun), bool(best.success), str(best.message),
-                    len(starts), len(chosen), int(best.get("nit", 0)))
+                    len(starts), len(chosen), int(best.get("nit", 0)),
+                    np.array([r.x for r in ok], float), np.array([r.fun for r in ok], float))
 
 
 # ====================================================================== resampling
@@ -188,17 +191,50 @@ def _progress(total: int, desc: str, progress: bool | None):
     return tqdm(total=total, desc=desc, disable=disable, leave=False)
 
 
+def n_distinct_points(X: Mapping[str, np.ndarray], idx: np.ndarray | None = None) -> int:
+    """Distinct design points (rows of the input variables) among ``idx`` (default: all rows)."""
+    cols = [np.asarray(x, float) if idx is None else np.asarray(x, float)[idx] for x in X.values()]
+    if not cols:
+        return 0
+    return int(np.unique(np.column_stack(cols), axis=0).shape[0])
+
+
+def small_sample_warning(law: Law, data: Data) -> str | None:
+    """The warning for ``n - P <= 2`` (P: free parameters), saying which validation is impossible."""
+    n, p = data.n, law.n_free
+    if n - p > 2:
+        return None
+    if n - p <= 1:
+        val = (f"leave-one-out is impossible (each fold keeps {n - 1} point(s) for {p} parameters: at most an exact "
+               "interpolation) and so is any other hold-out")
+    else:
+        val = (f"leave-one-out folds keep {n - 1} points for {p} parameters (one residual degree of freedom) and "
+               "no hold-out of 2 or more points is possible")
+    return (f"SMALL SAMPLE: {n} points for {p} free parameters (n - P = {n - p}): the fit has almost no residual "
+            f"degrees of freedom, so R^2 and CIs say little; {val}")
+
+
 def bootstrap_draws(law: Law, data: Data, opts: FitOptions, theta_hat: np.ndarray, n_boot: int, seed: int,
-                    progress: bool | None = None) -> tuple[np.ndarray, int]:
-    """``n_boot`` warm-started refits on resampled runs -> draws ``(B, P)`` (NaN rows where a refit failed)."""
+                    progress: bool | None = None, stats: dict[str, int] | None = None) -> tuple[np.ndarray, int]:
+    """``n_boot`` warm-started refits on resampled runs -> draws ``(B, P)`` (NaN rows where a refit failed).
+
+    A resample with fewer distinct design points than free parameters is not refitted (it counts as failed);
+    ``stats`` (if given) receives ``under`` (such resamples) and ``exact`` (as many points as parameters)."""
     rng = np.random.default_rng(seed)
     draws = np.full((n_boot, theta_hat.size), np.nan)
     failed = 0
+    n_free = law.n_free
+    counts = {"under": 0, "exact": 0}
     with _progress(n_boot, f"bootstrap {type(law).__name__}", progress) as bar:
         for b in range(n_boot):
             idx = resample_indices(data.n, data.groups, rng)
             sub = data.take(idx)
             try:
+                k = n_distinct_points(data.X, idx)
+                if k <= n_free:
+                    counts["under" if k < n_free else "exact"] += 1
+                if k < n_free:
+                    raise FitError("fewer distinct design points than free parameters")
                 law.check_design(sub)
                 problem = Problem(law, sub.X, law.target_to_model(sub.y, sub.X), opts)
                 sol = solve(problem, theta_hat[None], polish=None)
@@ -209,6 +245,8 @@ def bootstrap_draws(law: Law, data: Data, opts: FitOptions, theta_hat: np.ndarra
             else:
                 draws[b] = sol.theta
             bar.update(1)
+    if stats is not None:
+        stats.update(counts)
     return draws, failed
 
 
@@ -227,11 +265,12 @@ def solve_data(law: Law, data: Data, opts: FitOptions, *, strict: bool = True,
     solution and the fit's warnings. Raises :class:`FitError` when it cannot be fitted (or, with ``strict``,
     did not converge)."""
     law = law.resolve(data)
-    n_params = len(law.params)
+    n_params = law.n_free
     if data.n < n_params + 1:
+        fixed = f" ({len(law.fixed)} more fixed)" if law.fixed else ""
         raise FitError(
-            f"{type(law).__name__} has {n_params} parameters and needs at least {n_params + 1} points to be "
-            f"fitted (and many more for trustworthy CIs); got {data.n}"
+            f"{type(law).__name__} has {n_params} free parameters{fixed} and needs at least {n_params + 1} points to "
+            f"be fitted (and many more for trustworthy CIs); got {data.n}"
         )
     law.check_design(data)
     z = law.target_to_model(data.y, data.X)

@@ -105,7 +105,7 @@ def _validate(fit: Fit, holdout: Any, polish: int | None) -> Validation:
             test = units == lab
             train = data.take(np.flatnonzero(~test))
             try:
-                if train.n < len(law.params) + 1:
+                if train.n < law.n_free + 1:
                     raise FitError("too few points")
                 law.check_design(train)
                 sol = solve(Problem(law, train.X, law.target_to_model(train.y, train.X), opts), fit.theta[None],

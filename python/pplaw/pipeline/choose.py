@@ -131,14 +131,9 @@ def best_sweep_regime(df: pd.DataFrame, target: str) -> dict[str, Any]:
 
 def _draw_preds(fit: Any, cand: pd.DataFrame) -> np.ndarray | None:
     """``(B, n)`` bootstrap predictions of every candidate (None without bootstrap draws)."""
-    if fit.draws is None:
-        return None
-    ok = fit.draws[np.all(np.isfinite(fit.draws), axis=1)]
-    if len(ok) < 2:
-        return None
-    X = fit.inputs(mu=cand["mu"].to_numpy(float), sigma=cand["sigma"].to_numpy(float),
-                   D=cand["D"].to_numpy(float))
-    return np.atleast_2d(fit._predict_X(X, ok))
+    preds = fit.predict_draws(mu=cand["mu"].to_numpy(float), sigma=cand["sigma"].to_numpy(float),
+                              D=cand["D"].to_numpy(float))
+    return preds if len(preds) >= 2 else None
 
 
 def choose_band(fit: Any, df: pd.DataFrame, table: pa.Table, plan: dict[str, Any], recipe: Any, budget: int,
