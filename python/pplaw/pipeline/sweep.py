@@ -322,6 +322,14 @@ def run_all(specs: list[RunSpec], *, workers: int, threads: int, launcher: str =
     return results
 
 
+def _why_unfinished(spec: RunSpec) -> str:
+    try:
+        rec = runs.read_record(spec.dir)
+    except Exception as err:  # noqa: BLE001 - no record or an unreadable one
+        return f"no readable run record in {str(spec.dir)!r} ({type(err).__name__})"
+    return f"its record in {str(spec.dir)!r} says {rec.get('status')!r}, not 'evaluated'"
+
+
 def run_table(specs: list[RunSpec], recipe: RunRecipe) -> list[dict[str, Any]]:
     """One row per run: plan metadata, status/error, and (when finished) its losses and benchmark scores."""
     rows = []
@@ -341,5 +349,7 @@ def run_table(specs: list[RunSpec], recipe: RunRecipe) -> list[dict[str, Any]]:
         elif failed.is_file():
             info = json.loads(failed.read_text(encoding="utf-8"))
             row.update(status="failed", error=f"{info.get('error_type')}: {info.get('error')}")
+        else:  # never dropped silently: a run that did not finish is a failure with a reason
+            row.update(status="failed", error=f"not finished: {_why_unfinished(s)}")
         rows.append(row)
     return rows
