@@ -195,7 +195,6 @@ def _finish_training(trainer, run_dir: Path, is_main: bool) -> Path:
 def train(cfg: CPTConfig, ecfg: EvalConfig, targs: CPTTrainingArguments, *, callbacks=None) -> dict[str, Any]:
     """Train (or resume, or skip if finished) and evaluate one run; returns the run record."""
     from accelerate import PartialState
-    from transformers.trainer_utils import get_last_checkpoint
 
     if not cfg.model_name_or_path:
         raise ConfigError("model_name_or_path is required: the base model (local folder or Hub id)")
@@ -217,7 +216,8 @@ def train(cfg: CPTConfig, ecfg: EvalConfig, targs: CPTTrainingArguments, *, call
         with state.main_process_first():
             mix, subset = prepare(cfg, targs, tokenizer)
         data_s = time.perf_counter() - t0
-        last = targs.resume_from_checkpoint or (get_last_checkpoint(str(run_dir)) if run_dir.is_dir() and cfg.resume else None)
+        # the newest *complete* checkpoint: one half-written by a kill during its save is skipped
+        last = targs.resume_from_checkpoint or (runs.last_complete_checkpoint(run_dir, log) if cfg.resume else None)
         trainer = build_trainer(cfg, targs, model, tokenizer, mix, callbacks)
         if state.is_main_process:  # the record exists from here on: the config is valid, training starts
             rec = rec or runs.new_record(run_id, run_dir, config)
