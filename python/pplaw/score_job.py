@@ -148,6 +148,11 @@ def load_corpus(cfg: ScoreConfig):
             raise MissingColumnError(f"pplaw score: column {col!r} not found in {cfg.data!r}; columns are {ds.column_names}")
     if cfg.max_docs is not None:
         ds = ds.select(range(min(cfg.max_docs, len(ds))))
+    if cfg.id_column:  # ids make the chunk ids: a null or a repeat would give repeated chunk ids
+        from pplaw.io import check_unique_ids
+
+        ids = ds.select_columns([cfg.id_column]).with_format("arrow")[:]
+        check_unique_ids(ids, cfg.id_column, f"pplaw score: document ids in {cfg.data!r}")
     if len(ds) == 0:
         raise EmptyInputError(f"pplaw score: {cfg.data!r} holds no documents")
     return ds, files
