@@ -152,6 +152,24 @@ def test_running_again_skips_finished_stages_and_runs(micro_run, model_cache, ca
     assert _records(out) == before  # no finished run was trained or evaluated again
 
 
+def test_a_moved_run_directory_is_resumed_not_recomputed(micro_run, model_cache, tmp_path, capsys):
+    """Issue 14 item 8: a copied (or moved) run directory keeps its keys: no stage and no finished run is redone."""
+    import shutil
+
+    from pplaw.cli.main import main
+
+    out, rc, _, _ = micro_run
+    assert rc == MICRO_RC
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)  # copy2: mtimes kept
+    before = _records(moved)
+    assert main(["run", str(MICRO), "--out", str(moved), f"cache_dir={model_cache}"]) == MICRO_RC
+    text = capsys.readouterr().out
+    for name in ("score", "landscape", "plan", "fit", "select"):
+        assert f"[{name}] up to date" in text, name
+    assert _records(moved) == before
+
+
 def test_resume_after_a_kill_mid_sweep(tmp_path, model_cache):
     """Kill `pplaw run` once the first sweep run has finished; the re-run does not redo finished runs."""
     small = ["select.seeds=[0]", "baselines.methods=[random]", "plan.sizes=[0.1,0.2]", "fit.bootstrap=0"]

@@ -111,7 +111,7 @@ def sweep_specs(recipe: RunRecipe, inp: Inputs, chunks: ScoredChunks, bench: dic
                               bench=bench if recipe.evaluate.sweep_benchmarks else None)
         meta = {k: p.get(k) for k in ("regime", "shape", "size_no", "role", "band", "R", "seed", "D", "mu_ppl",
                                       "sigma_ppl", "mu_log_ppl", "sigma_log_ppl")}
-        specs.append(SW.RunSpec(p["id"], d / p["id"], opts, meta, keep_model=recipe.train.keep_models))
+        specs.append(SW.RunSpec(p["id"], d / p["id"], opts, meta, keep_model=recipe.train.keep_models, root=d.parent))
     return specs
 
 
@@ -125,7 +125,7 @@ def final_specs(recipe: RunRecipe, inp: Inputs, chunks: ScoredChunks, bench: dic
         opts = SW.cpt_options(recipe, inp, train_data=chunks.dir, run_dir=d / rid, indices=idx, tokens=sel.budget,
                               replay_ratio=recipe.select.replay_ratio, seed=s["seed"], bench=bench)
         meta = {k: s[k] for k in ("method", "seed", "D", "mu_ppl", "sigma_ppl", "mu_log_ppl", "sigma_log_ppl")}
-        specs.append(SW.RunSpec(rid, d / rid, opts, meta, keep_model=True))
+        specs.append(SW.RunSpec(rid, d / rid, opts, meta, keep_model=True, root=d.parent))
     return specs
 
 

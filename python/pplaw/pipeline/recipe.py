@@ -345,8 +345,35 @@ def _check_ranges(r: RunRecipe) -> None:
 MAX_BINS = 100_000
 
 
-def digest(obj: Any) -> str:
+def digest(obj: Any, root: str | Path | None = None) -> str:
+    """A short hash of a JSON-able value. With ``root`` (a run directory), paths inside it count relative to
+    it (:func:`located`), so a moved or copied run directory keeps its keys and nothing is recomputed."""
+    if root is not None:
+        obj = located(obj, root)
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+RUN_ROOT = "<run>"
+
+
+def located(obj: Any, root: str | Path) -> Any:
+    """A copy of ``obj`` whose strings that are paths inside ``root`` read ``<run>/<relative path>``."""
+    prefixes = sorted({str(Path(root)), str(Path(root).resolve()), str(Path(root).absolute())}, key=len, reverse=True)
+
+    def walk(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: walk(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [walk(v) for v in x]
+        if isinstance(x, Path):
+            x = str(x)
+        if isinstance(x, str):
+            for pre in prefixes:
+                if x == pre or x.startswith(pre.rstrip("/") + "/"):
+                    return RUN_ROOT + x[len(pre.rstrip("/")):]
+        return x
+
+    return walk(obj)
 
 
 # ----------------------------------------------------------------------------------------------------------

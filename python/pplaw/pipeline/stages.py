@@ -20,7 +20,8 @@ older pplaw, which has a ``stage.json`` of that very stage but no marker, counts
 holder's pid): a second ``pplaw run`` on the same directory fails at once with
 :class:`~pplaw.exceptions.RunLockedError` and touches nothing.
 Keys chain: a stage's key includes the outputs of the stages it reads, so a change upstream reruns what
-depends on it and nothing else.
+depends on it and nothing else. Paths inside the run directory count relative to it, so a moved or copied
+run directory is resumed, not recomputed.
 """
 
 from __future__ import annotations
@@ -102,9 +103,11 @@ class Stages:
         """
         if mode not in ("atomic", "inplace", "always"):
             raise ValueError(f"mode must be atomic, inplace or always, got {mode!r}")
-        key = digest(inputs)
+        key = digest(inputs, self.root)  # paths inside the run directory count relative to it
         final = self.dir(name)
         old = self.manifest(name)
+        if old and old.get("key") == digest(inputs):  # written by an older pplaw: absolute paths, same inputs
+            old["key"] = key
         if mode != "always" and old and old.get("status") == "done" and old.get("key") == key:
             self.log(f"[{name}] up to date (finished {old.get('finished_at')}, took {old.get('seconds', 0):.1f} s)")
             self.results.append(StageResult(name, old["outputs"], 0.0, True, key, old.get("seconds")))
@@ -114,7 +117,7 @@ class Stages:
         if mode != "atomic":
             key_file = final / ".stage_key"
             check_owned(final, name)
-            if mode == "inplace" and key_file.is_file() and key_file.read_text().strip() != key:
+            if mode == "inplace" and key_file.is_file() and key_file.read_text().strip() not in (key, digest(inputs)):
                 shutil.rmtree(final)  # partial work of other inputs: it cannot be resumed
             final.mkdir(parents=True, exist_ok=True)
             mark(final, name)
