@@ -130,6 +130,10 @@ def _check_same_run(old: dict, new: dict, run_dir: Path, old_dir: str | None = N
 
 
 def _load_model(cfg: CPTConfig, targs: CPTTrainingArguments):
+    from pplaw.config import check_model_ref
+
+    check_model_ref(cfg.model_name_or_path, "model_name_or_path")
+    check_model_ref(cfg.tokenizer_name_or_path, "tokenizer_name_or_path")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -99,6 +99,29 @@ def _listed_shards(p: Path) -> list[Path] | None:
     return None
 
 
+def jsonl_problem(path: str | os.PathLike, max_lines: int | None = None) -> str | None:
+    """What is wrong with a JSON-lines file, naming the line (``"empty"``, ``"line 3: ..."``), or None."""
+    import json
+
+    p = Path(path)
+    n = 0
+    with open(p, "rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            if max_lines is not None and n > max_lines:
+                break
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except ValueError as err:
+                return f"line {n} is not valid JSON ({err})"
+            if not isinstance(obj, dict):
+                return f"line {n} is not a JSON object (one {{...}} per line), but {type(obj).__name__}"
+    if n == 0 or p.stat().st_size == 0:
+        return "the file is empty"
+    return None
+
+
 def check_unique_ids(table: pa.Table, column: str, where: str) -> None:
     """Refuse null or repeated values in ``column`` (:class:`InvalidInputError` naming the column and an
     example): repeated chunk ids make sampling ignore its seed and the landscape count chunks twice."""

@@ -25,7 +25,7 @@ from pplaw.pipeline import sweep as SW
 from pplaw.pipeline.artefacts import FitArtefact, Inputs, PlanArtefact, RunTable, ScoredChunks, Selection
 from pplaw.pipeline.recipe import RunRecipe, digest
 from pplaw.pipeline.stages import RunLock, Stages, claim_run_dir
-from pplaw._io import atomic_write_text
+from pplaw._io import atomic_write_text, remove_stale_temporaries
 from pplaw.runs import write_json_atomic
 
 
@@ -142,6 +142,8 @@ def run_pipeline(recipe: RunRecipe, out_dir: str | Path, log: Callable[[str], No
 
 def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None]) -> dict[str, Any]:
     t_start = time.perf_counter()
+    for folder in [out, out / "report", *(p for p in out.iterdir() if p.is_dir())]:
+        remove_stale_temporaries(folder)  # left by a kill during an atomic write; we hold the lock
     stages = Stages(out, log=log)
     write_json_atomic(out / "recipe.json", recipe.to_dict())
     atomic_write_text(out / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))

@@ -17,16 +17,12 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pplaw.config import check_model_ref
 from pplaw.exceptions import ConfigError, PplawError
 from pplaw.pipeline.recipe import RunRecipe
 
 if TYPE_CHECKING:  # pragma: no cover
     from pplaw.pipeline.artefacts import Inputs
-
-
-def _looks_local(name: str) -> bool:
-    """A model name that can only be a local path (a Hub id is ``name`` or ``org/name``)."""
-    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name or Path(name).exists()
 
 
 def check_paths(recipe: RunRecipe) -> None:
@@ -38,10 +34,8 @@ def check_paths(recipe: RunRecipe) -> None:
                        ("train.accelerate_config", t.accelerate_config), ("evaluate.task_data", ev.task_data)):
         if value and not Path(value).expanduser().exists():
             raise ConfigError(f"{key}: {value!r} does not exist")
-    for key, value in (("model.base_model", m.base_model), ("model.tokenizer", m.tokenizer)):
-        if value and _looks_local(value) and not Path(value).expanduser().is_dir():
-            raise ConfigError(f"{key}: {value!r} is not a model folder (a local path that does not exist, and not "
-                              f"a Hugging Face Hub id of the form 'name' or 'org/name')")
+    check_model_ref(m.base_model, "model.base_model")
+    check_model_ref(m.tokenizer, "model.tokenizer")
     for p in ev.task_include_path:
         if not Path(p).expanduser().is_dir():
             raise ConfigError(f"evaluate.task_include_path: {p!r} is not a directory")
