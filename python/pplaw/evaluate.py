@@ -188,10 +188,25 @@ def summarize(results: dict[str, Any], suites: dict[str, list[str]]) -> dict[str
     return {"tasks": per_task, "suites": suite_rows}
 
 
+def _quiet_git_hash() -> str | None:
+    """lm-eval's ``get_git_commit_hash`` without its stray "fatal: not a git repository" on the terminal."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "describe", "--always"], capture_output=True, text=True, timeout=10, check=True)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def run_benchmarks(model, tokenizer, ecfg: EvalConfig) -> dict[str, Any]:
     """Run the configured suites/tasks through lm-eval; ``model`` is a loaded model or a path."""
+    import lm_eval.evaluator
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
+
+    if hasattr(lm_eval.evaluator, "get_git_commit_hash"):  # it lets git print to stderr outside a checkout
+        lm_eval.evaluator.get_git_commit_hash = _quiet_git_hash
 
     with tempfile.TemporaryDirectory(prefix="pplaw-tasks-") as work:
         names, suites, tm = plan_benchmarks(ecfg, work)

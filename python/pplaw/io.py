@@ -185,7 +185,8 @@ def _read_jsonl(file: Path, required: list[str], optional: list[str], bar: Calla
 
 
 def read_scored(
-    path: str | os.PathLike, required: list[str], optional: list[str] = (), *, progress: bool | None = None
+    path: str | os.PathLike, required: list[str], optional: list[str] = (), *, progress: bool | None = None,
+    ppl_column: str = "ppl",
 ) -> tuple[pa.Table, list[Path], list[int]]:
     """Read only the needed columns of every scored file behind ``path`` into one table.
 
@@ -214,7 +215,23 @@ def read_scored(
     if table.num_rows == 0:
         raise EmptyInputError(f"input {str(path)!r} has no rows")
     check_unique_ids(table, "chunk_id", f"scored chunks {str(path)!r}")
+    warn_ppl_below_one(table, ppl_column, f"scored chunks {str(path)!r}")
     return table, files, counts
+
+
+def warn_ppl_below_one(table: pa.Table, column: str, where: str) -> int:
+    """Warn when ``column`` holds values below 1: a perplexity is ``exp(mean NLL) >= 1``, so such a column is
+    probably a log-PPL or a loss. Returns how many there are."""
+    import pyarrow.compute as pc
+
+    if column not in table.column_names or not pa.types.is_floating(table.column(column).type):
+        return 0
+    n = int(pc.sum(pc.less(table.column(column), 1.0)).as_py() or 0)
+    if n:
+        warnings.warn(f"{where}: column {column!r} has {n} value(s) below 1 (min "
+                      f"{pc.min(table.column(column)).as_py():.4g}); a perplexity is exp(mean NLL) >= 1: is this a "
+                      f"log-PPL or a loss column?", stacklevel=3)
+    return n
 
 
 def _count_rows(files: list[Path]) -> int | None:

@@ -83,3 +83,13 @@ def test_leftover_temporaries_of_a_kill_are_cleaned(tmp_path):
         f.write_text("x")
     assert sorted(remove_stale_temporaries(tmp_path)) == sorted(stale)
     assert all(f.exists() for f in keep) and not any(f.exists() for f in stale)
+
+
+def test_lm_evals_git_probe_is_quiet(tmp_path, monkeypatch, capfd):
+    """Issue 14 item 10: lm-eval's git probe printed 'fatal: not a git repository' once per evaluation."""
+    from pplaw.evaluate import _quiet_git_hash
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    assert _quiet_git_hash() is None
+    assert "fatal" not in capfd.readouterr().err

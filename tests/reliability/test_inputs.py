@@ -94,3 +94,24 @@ def test_an_unfinished_or_damaged_scored_directory_is_named(tmp_path):
     (d / "summary.yaml").unlink()
     with pytest.raises(InvalidInputError, match="has not finished"):
         scored_files(d)
+
+
+def test_a_ppl_column_below_one_is_flagged(tmp_path):
+    """Issue 14 item 10: PPL = exp(mean NLL) >= 1; values below 1 (a log-PPL or loss column) are warned about."""
+    p = tmp_path / "s.parquet"
+    pq.write_table(pa.table({"ppl": [0.5, 2.0, 3.0], "n_scored": [3, 3, 3]}), p)
+    with pytest.warns(UserWarning, match=r"column 'ppl' has 1 value\(s\) below 1"):
+        read_scored(p, ["ppl", "n_scored"])
+
+
+def test_results_honour_the_umask(tmp_path):
+    """Issue 14 item 10: atomically written results get 0666 & ~umask, not mkstemp's 0600."""
+    import os
+
+    from pplaw._io import _FILE_MODE, atomic_write_json
+
+    f = atomic_write_json(tmp_path / "summary.json", {"a": 1})
+    assert f.stat().st_mode & 0o777 == _FILE_MODE
+    mask = os.umask(0)
+    os.umask(mask)
+    assert _FILE_MODE == 0o666 & ~mask

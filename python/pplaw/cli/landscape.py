@@ -73,7 +73,7 @@ def main(argv: list[str]) -> int:
     require(cfg.out, "--out", "landscape")
     if cfg.bins < 1:
         raise ConfigError(f"pplaw landscape: --bins must be >= 1, got {cfg.bins}")
-    table, files, _ = read_scored(cfg.input, [cfg.ppl_column, cfg.tokens_column])
+    table, files, _ = read_scored(cfg.input, [cfg.ppl_column, cfg.tokens_column], ppl_column=cfg.ppl_column)
     land = Landscape.from_arrow(table, ppl_column=cfg.ppl_column, tokens_column=cfg.tokens_column, n_bins=cfg.bins)
 
     out = Path(cfg.out)

@@ -80,7 +80,8 @@ def main(argv: list[str]) -> int:
                           description=__doc__.split("\n\n")[0])
     _check(cfg)
     cid = cfg.chunk_id_column or None
-    table, files, counts = read_scored(cfg.input, [cfg.ppl_column, cfg.tokens_column], [cid] if cid else [])
+    table, files, counts = read_scored(cfg.input, [cfg.ppl_column, cfg.tokens_column], [cid] if cid else [],
+                                       ppl_column=cfg.ppl_column)
     has_cid = cid is not None and cid in table.column_names
     columns = dict(ppl_column=cfg.ppl_column, tokens_column=cfg.tokens_column)
     common = dict(token_budget=cfg.token_budget, target_mean=cfg.target_mean, target_std=cfg.target_std,
