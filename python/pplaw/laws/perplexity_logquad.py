@@ -14,7 +14,8 @@ is fitted in one step (the starts are the exact least-squares solution in log sp
 sizes still pins its own slope. There is no floor ``E``: over the 2-3x extrapolations the loop validates, a
 pure power law is the local form of ``E + B/D^b``; it over-states the gain of much larger budgets, which the
 held-out validation at a larger size measures. Like :class:`~pplaw.laws.PerplexityLawRegimeD`, its optimum
-moves with ``D``: :meth:`optimum` needs the budget. Meant for ``space="log_ppl"`` (mu, s of order 1-10: the
+moves with ``D``: its ``optimum`` (and ``fit``'s negative-exponent warning) are
+:class:`~pplaw.laws.PerplexityLawRegimeD`'s. Meant for ``space="log_ppl"`` (mu, s of order 1-10: the
 quadratic terms stay well conditioned).
 """
 
@@ -26,24 +27,23 @@ import numpy as np
 
 from pplaw.exceptions import InvalidInputError
 from pplaw.laws.engine import Param, register
-from pplaw.laws.perplexity import PerplexityLaw
+from pplaw.laws.perplexity_ext import PerplexityLawRegimeD
 
 if TYPE_CHECKING:  # pragma: no cover
     from pplaw.laws.data import Data
-    from pplaw.laws.result import Fit
 
 _SURFACE = ("c1", "c2", "c3", "c4", "c5")
 
 
 @register
-class PerplexityLawLogQuad(PerplexityLaw):
+class PerplexityLawLogQuad(PerplexityLawRegimeD):
     """``log L = c0 + c1*mu + c2*s + c3*mu^2 + c4*s^2 + c5*mu*s - (d0 + d1*mu + d2*s) log D`` (pplaw extension)."""
 
     name = "perplexity_logquad"
     formula = "log L = c0 + c1*mu + c2*s + c3*mu^2 + c4*s^2 + c5*mu*s - (d0 + d1*mu + d2*s)*log D"
 
     def describe(self) -> str:
-        return super().describe().replace("PerplexityLaw:", "PerplexityLawLogQuad (pplaw's two-stage extension, "
+        return super(PerplexityLawRegimeD, self).describe().replace("PerplexityLaw:", "PerplexityLawLogQuad (pplaw's two-stage extension, "
                                                             "not the paper's law):")
 
     def declare(self) -> tuple[Param, ...]:
@@ -112,28 +112,8 @@ class PerplexityLawLogQuad(PerplexityLaw):
 
     def g_at(self, p: Mapping[str, Any], mu: np.ndarray, sigma: np.ndarray, D: float | None) -> np.ndarray:
         if D is None:
-            raise InvalidInputError("PerplexityLawLogQuad.optimum needs D (the budget in tokens): its data exponent "
-                                    "depends on (mu, sigma), so the optimum moves with D")
+            raise InvalidInputError(f"{type(self).__name__}.optimum needs D (the budget in tokens): its data "
+                                    "exponent depends on (mu, sigma), so the optimum moves with D")
         d1, d2, d3, d4, d5 = (np.asarray(p[k], float)[..., None] for k in ("d1", "d2", "d3", "d4", "d5"))
         s = self.s_of(sigma)
         return self.g(p, mu, sigma) + (d1 * mu + d2 * s + d3 * mu * mu + d4 * s * s + d5 * mu * s) * np.log(float(D))
-
-    def optimum(self, fit: Fit, *, region: Any = None, D: float | None = None, **kwargs: Any):
-        if D is None:
-            raise InvalidInputError("PerplexityLawLogQuad.optimum needs D (the budget in tokens): its data exponent "
-                                    "depends on (mu, sigma), so the optimum moves with D")
-        return super().optimum(fit, region=region, D=D, **kwargs)
-
-    def fit(self, table: Any, **kwargs: Any) -> Fit:
-        """As :meth:`Law.fit`; the warnings also say where the fitted ``aD(mu, s)`` is negative at a fitted
-        point (loss rising with D there)."""
-        fit = super().fit(table, **kwargs)
-        a_d = self.a_d(fit.params, fit.data.X["mu"], fit.data.X["sigma"])
-        if np.any(a_d < 0):
-            k = int(np.argmin(a_d))
-            msg = (f"the fitted data exponent aD(mu, s) = d0 + d1*mu + d2*s is negative at {int(np.sum(a_d < 0))} of "
-                   f"{a_d.size} fitted points (min {a_d[k]:.4g} at mu={fit.data.X['mu'][k]:.4g}, "
-                   f"sigma={fit.data.X['sigma'][k]:.4g}): the law predicts loss rising with D there")
-            fit._fit_warnings.append(msg)
-            fit.warnings.append(msg)
-        return fit
