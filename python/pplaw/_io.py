@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -93,11 +94,27 @@ def atomic_write_lines(path: str | os.PathLike, rows: Any) -> Path:
     return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
+_TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}(\.tmp|\.png|\.partial)$")  # mkstemp names of atomic_write
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that an interrupted :func:`atomic_write` left in ``folder`` (not
+    recursive); returns them. Call it only while no other process writes there (under the run lock)."""
+    d = Path(folder)
+    removed = []
+    if d.is_dir():
+        for f in d.iterdir():
+            if f.is_file() and _TEMP.match(f.name):
+                f.unlink(missing_ok=True)
+                removed.append(f)
+    return removed
+
+
 def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 120, **kwargs: Any) -> Path:
     """Save a matplotlib figure as PNG atomically (``kwargs`` go to ``savefig``; default tight bounding box)."""
     kwargs.setdefault("bbox_inches", "tight")
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, **kwargs), suffix=".png")
 
 
-__all__ = ["jsonable", "atomic_write", "atomic_write_text", "atomic_write_json", "atomic_write_lines",
+__all__ = ["jsonable", "atomic_write", "remove_stale_temporaries", "atomic_write_text", "atomic_write_json", "atomic_write_lines",
            "save_figure"]

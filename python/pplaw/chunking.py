@@ -162,6 +162,9 @@ class TextChunker:
         n_docs = len(texts)
         if self.id_column:
             doc_ids = list(batch[self.id_column])
+            if any(v is None for v in doc_ids):
+                raise InvalidInputError(f"chunk_texts: column {self.id_column!r} has a null document id (row "
+                                        f"{doc_ids.index(None)} of this batch); every document needs an id")
             doc_keys = [f"id={v}" for v in doc_ids]
         elif indices is not None:
             if len(indices) != n_docs:

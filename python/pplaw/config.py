@@ -17,6 +17,19 @@ import yaml
 from pplaw.exceptions import ConfigError
 
 
+def looks_local(name: str) -> bool:
+    """A model reference that can only be a local path (a Hugging Face Hub id is ``name`` or ``org/name``)."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name or Path(name).expanduser().exists()
+
+
+def check_model_ref(name: str | None, key: str) -> None:
+    """Refuse a model path that does not exist (instead of the Hub's "Repo id must be in the form ..."),
+    naming the option ``key``."""
+    if name and looks_local(name) and not Path(name).expanduser().is_dir():
+        raise ConfigError(f"{key}: {name!r} is not a model folder (a local path that does not exist, and not a "
+                          f"Hugging Face Hub id of the form 'name' or 'org/name')")
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, with errors that name the file."""
     path = Path(path)

@@ -103,8 +103,25 @@ def _config_dict(cfg: CPTConfig, ecfg: EvalConfig, targs: CPTTrainingArguments) 
             "training_args": {k: jsonable(v) for k, v in targs.to_dict().items()}}
 
 
-def _check_same_run(old: dict, new: dict, run_dir: Path) -> None:
-    changed = [k for k in _RUN_KEYS if k in old["cpt"] and old["cpt"][k] != new["cpt"].get(k)]
+_PATH_KEYS = ("model_name_or_path", "tokenizer_name_or_path", "domain_data", "domain_indices", "general_data")
+
+
+def _moved(old_value: Any, new_value: Any, old_dir: str | None, new_dir: Path) -> bool:
+    """Whether two paths are the same file of a run directory that was moved from ``old_dir`` to ``new_dir``:
+    the folders' common tail (e.g. ``sweep/<id>``) is dropped to find the old and new roots."""
+    if not (isinstance(old_value, str) and isinstance(new_value, str) and old_dir):
+        return False
+    a, b = list(Path(old_dir).parts), list(new_dir.resolve().parts)
+    while a and b and a[-1] == b[-1]:
+        a.pop()
+        b.pop()
+    old_root, new_root = str(Path(*a)) if a else "", str(Path(*b)) if b else ""
+    return bool(old_root) and old_value.startswith(old_root + "/") and new_value == new_root + old_value[len(old_root):]
+
+
+def _check_same_run(old: dict, new: dict, run_dir: Path, old_dir: str | None = None) -> None:
+    changed = [k for k in _RUN_KEYS if k in old["cpt"] and old["cpt"][k] != new["cpt"].get(k)
+               and not (k in _PATH_KEYS and _moved(old["cpt"][k], new["cpt"].get(k), old_dir, run_dir))]
     changed += [k for k in _TRAINING_KEYS
                 if k in old["training_args"] and old["training_args"][k] != new["training_args"].get(k)]
     if changed:
@@ -113,6 +130,10 @@ def _check_same_run(old: dict, new: dict, run_dir: Path) -> None:
 
 
 def _load_model(cfg: CPTConfig, targs: CPTTrainingArguments):
+    from pplaw.config import check_model_ref
+
+    check_model_ref(cfg.model_name_or_path, "model_name_or_path")
+    check_model_ref(cfg.tokenizer_name_or_path, "tokenizer_name_or_path")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -195,7 +216,6 @@ def _finish_training(trainer, run_dir: Path, is_main: bool) -> Path:
 def train(cfg: CPTConfig, ecfg: EvalConfig, targs: CPTTrainingArguments, *, callbacks=None) -> dict[str, Any]:
     """Train (or resume, or skip if finished) and evaluate one run; returns the run record."""
     from accelerate import PartialState
-    from transformers.trainer_utils import get_last_checkpoint
 
     if not cfg.model_name_or_path:
         raise ConfigError("model_name_or_path is required: the base model (local folder or Hub id)")
@@ -207,7 +227,7 @@ def train(cfg: CPTConfig, ecfg: EvalConfig, targs: CPTTrainingArguments, *, call
     config = _config_dict(cfg, ecfg, targs)
     rec = runs.read_record(run_dir) if runs.record_path(run_dir).is_file() else None
     if rec is not None:
-        _check_same_run(rec["config"], config, run_dir)
+        _check_same_run(rec["config"], config, run_dir, rec.get("run_dir"))
     finished = rec is not None and rec["status"] in ("trained", "evaluated") and (run_dir / runs.FINAL_DIR).is_dir()
 
     model = None
@@ -217,11 +237,12 @@ def train(cfg: CPTConfig, ecfg: EvalConfig, targs: CPTTrainingArguments, *, call
         with state.main_process_first():
             mix, subset = prepare(cfg, targs, tokenizer)
         data_s = time.perf_counter() - t0
-        last = targs.resume_from_checkpoint or (get_last_checkpoint(str(run_dir)) if run_dir.is_dir() and cfg.resume else None)
+        # the newest *complete* checkpoint: one half-written by a kill during its save is skipped
+        last = targs.resume_from_checkpoint or (runs.last_complete_checkpoint(run_dir, log) if cfg.resume else None)
         trainer = build_trainer(cfg, targs, model, tokenizer, mix, callbacks)
         if state.is_main_process:  # the record exists from here on: the config is valid, training starts
             rec = rec or runs.new_record(run_id, run_dir, config)
-            rec.update(status="training", config=config, subset=subset)
+            rec.update(status="training", config=config, subset=subset, run_dir=str(run_dir.resolve()))
             n_params, n_non_emb = _n_params(model)
             rec["model"] = {"base": cfg.model_name_or_path, "final_dir": runs.FINAL_DIR, "n_params": n_params,
                             "n_params_non_embedding": n_non_emb}

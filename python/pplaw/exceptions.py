@@ -52,6 +52,14 @@ class ConfigError(PplawError, ValueError):
     """A recipe/config is invalid: unknown key, wrong type, inconsistent settings."""
 
 
+class RunDirError(PplawError, OSError):
+    """pplaw would have to delete or replace a file or folder it did not write (or cannot write there)."""
+
+
+class RunLockedError(PplawError, RuntimeError):
+    """Another pplaw process holds the run directory's lock."""
+
+
 class FitError(PplawError, RuntimeError):
     """A scaling-law fit cannot be done or did not converge (too few points, degenerate design...)."""
 
@@ -75,6 +83,8 @@ __all__ = [
     "SerializationError",
     "ConfigError",
     "FitError",
+    "RunDirError",
+    "RunLockedError",
     "ScoringError",
     "NotBuiltError",
 ]

@@ -15,6 +15,7 @@ Used by the command line (``pplaw landscape``, ``pplaw sample``), the CPT data l
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -46,12 +47,100 @@ def scored_files(path: str | os.PathLike) -> list[Path]:
                 f"({', '.join(JSONL_SUFFIXES)}) file"
             )
         return [p]
-    files = sorted(
+    found = sorted(
         f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in PARQUET_SUFFIXES + JSONL_SUFFIXES
     )
+    listed = _listed_shards(p)
+    if listed is not None:  # a `pplaw score` output: exactly the shards its summary lists
+        missing = [f for f in listed if not f.is_file()]
+        if missing:
+            raise InvalidInputError(f"scored directory {str(p)!r}: shard {str(missing[0])!r} listed in "
+                                    f"{SCORE_SUMMARY} is missing")
+        extra = sorted(set(found) - set(listed))
+        if extra:
+            warnings.warn(f"{str(p)!r}: ignoring {len(extra)} file(s) that {SCORE_SUMMARY} does not list: "
+                          f"{', '.join(str(f.relative_to(p)) for f in extra[:5])}{' ...' if len(extra) > 5 else ''}",
+                          stacklevel=2)
+        return listed
+    files = found
     if not files:
         raise EmptyInputError(f"input directory {str(p)!r} holds no Parquet or JSONL files")
     return files
+
+
+SCORE_SUMMARY = "summary.yaml"  # written by `pplaw score` when every shard is done: it lists them
+SCORE_MANIFEST = "manifest.yaml"
+
+
+def _listed_shards(p: Path) -> list[Path] | None:
+    """The shards a finished ``pplaw score`` output lists (in order), or None for a plain folder of files.
+
+    A ``pplaw score`` folder whose scoring has not finished (a manifest, no summary) is an error: its
+    shards are not all there."""
+    import yaml
+
+    summary, manifest = p / SCORE_SUMMARY, p / SCORE_MANIFEST
+    if summary.is_file():
+        try:
+            shards = (yaml.safe_load(summary.read_text(encoding="utf-8")) or {}).get("shards")
+        except (OSError, yaml.YAMLError, AttributeError) as err:
+            raise InvalidInputError(f"cannot read {str(summary)!r}: {err}") from err
+        if isinstance(shards, list) and shards and all(isinstance(s, str) for s in shards):
+            return [p / s for s in shards]
+        return None
+    if manifest.is_file():
+        try:
+            scored = "scorer_fingerprint" in (yaml.safe_load(manifest.read_text(encoding="utf-8")) or {})
+        except (OSError, yaml.YAMLError, TypeError):
+            scored = False
+        if scored:
+            raise InvalidInputError(f"{str(p)!r} is a `pplaw score` output whose scoring has not finished (no "
+                                    f"{SCORE_SUMMARY}); run the same `pplaw score` again to finish it")
+    return None
+
+
+def jsonl_problem(path: str | os.PathLike, max_lines: int | None = None) -> str | None:
+    """What is wrong with a JSON-lines file, naming the line (``"empty"``, ``"line 3: ..."``), or None."""
+    import json
+
+    p = Path(path)
+    n = 0
+    with open(p, "rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            if max_lines is not None and n > max_lines:
+                break
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except ValueError as err:
+                return f"line {n} is not valid JSON ({err})"
+            if not isinstance(obj, dict):
+                return f"line {n} is not a JSON object (one {{...}} per line), but {type(obj).__name__}"
+    if n == 0 or p.stat().st_size == 0:
+        return "the file is empty"
+    return None
+
+
+def check_unique_ids(table: pa.Table, column: str, where: str) -> None:
+    """Refuse null or repeated values in ``column`` (:class:`InvalidInputError` naming the column and an
+    example): repeated chunk ids make sampling ignore its seed and the landscape count chunks twice."""
+    import pyarrow.compute as pc
+
+    if column not in table.column_names:
+        return
+    col = table.column(column)
+    if col.null_count:
+        first = int(pc.index(pc.is_null(col), True).as_py())
+        raise InvalidInputError(f"{where}: column {column!r} has {col.null_count} null value(s) (first at row {first}); "
+                                f"every row needs an id")
+    counts = pc.value_counts(col)
+    dup = counts.filter(pc.greater(counts.field("counts"), 1))
+    if len(dup):
+        ex = dup[0].as_py()
+        raise InvalidInputError(f"{where}: column {column!r} has {len(dup)} repeated value(s), e.g. {ex['values']!r} "
+                                f"{ex['counts']} times (a copied shard, or repeated document ids?); ids must be "
+                                f"unique")
 
 
 def _pick(schema: pa.Schema, file: Path, required: list[str], optional: list[str]) -> list[str]:
@@ -124,6 +213,7 @@ def read_scored(
         raise InvalidInputError(f"scored files under {str(path)!r} have incompatible column types: {err}") from err
     if table.num_rows == 0:
         raise EmptyInputError(f"input {str(path)!r} has no rows")
+    check_unique_ids(table, "chunk_id", f"scored chunks {str(path)!r}")
     return table, files, counts
 
 

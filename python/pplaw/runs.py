@@ -124,6 +124,43 @@ def new_record(run_id: str, run_dir: str | Path, config: dict[str, Any]) -> dict
     return rec
 
 
+CHECKPOINT_STATE = "trainer_state.json"  # the Trainer writes it last, after the weights, optimizer and RNG
+_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json",
+            "adapter_model.safetensors", "adapter_model.bin")
+
+
+def checkpoint_is_complete(path: str | Path) -> bool:
+    """Whether a ``checkpoint-N`` folder was written to the end: its ``trainer_state.json`` (the Trainer's last
+    file) parses, and it holds the model's weights (or a sharded/DeepSpeed state)."""
+    p = Path(path)
+    try:
+        json.loads((p / CHECKPOINT_STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return any((p / w).is_file() for w in _WEIGHTS) or any(p.glob("global_step*")) or any(p.glob("pytorch_model_fsdp*"))
+
+
+def last_complete_checkpoint(run_dir: str | Path, log: Any = None) -> str | None:
+    """The newest *complete* ``checkpoint-N`` of a run (see :func:`checkpoint_is_complete`), or None.
+
+    A half-written checkpoint (the process was killed while saving it) is skipped, with a warning through
+    ``log`` (a ``logging.Logger``), so that a resumed run starts from the one before it instead of failing
+    on every retry."""
+    import re
+
+    d = Path(run_dir)
+    if not d.is_dir():
+        return None
+    found = sorted(((int(m.group(1)), p) for p in d.iterdir()
+                    if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name))), reverse=True)
+    for _, p in found:
+        if checkpoint_is_complete(p):
+            return str(p)
+        if log is not None:
+            log.warning("checkpoint %s is incomplete (killed while saving?): not resuming from it", p)
+    return None
+
+
 def record_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / RECORD_NAME
 

@@ -140,6 +140,13 @@ def load_corpus(cfg: ScoreConfig):
     try:
         ds = datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train", **kwargs)
     except Exception as err:  # datasets raises many kinds; say which input failed and why
+        if builder == "json":  # name the file and the line
+            from pplaw.io import jsonl_problem
+
+            for f in files:
+                problem = jsonl_problem(f)
+                if problem:
+                    raise InvalidInputError(f"pplaw score: cannot read {str(f)!r}: {problem}") from err
         raise InvalidInputError(f"pplaw score: cannot read {cfg.data!r} as {builder}: {err}") from err
     finally:
         datasets.enable_progress_bars()
@@ -148,6 +155,11 @@ def load_corpus(cfg: ScoreConfig):
             raise MissingColumnError(f"pplaw score: column {col!r} not found in {cfg.data!r}; columns are {ds.column_names}")
     if cfg.max_docs is not None:
         ds = ds.select(range(min(cfg.max_docs, len(ds))))
+    if cfg.id_column:  # ids make the chunk ids: a null or a repeat would give repeated chunk ids
+        from pplaw.io import check_unique_ids
+
+        ids = ds.select_columns([cfg.id_column]).with_format("arrow")[:]
+        check_unique_ids(ids, cfg.id_column, f"pplaw score: document ids in {cfg.data!r}")
     if len(ds) == 0:
         raise EmptyInputError(f"pplaw score: {cfg.data!r} holds no documents")
     return ds, files
@@ -253,6 +265,10 @@ def run_score(cfg: ScoreConfig, *, log: Callable[[str], None] = _stderr) -> dict
 
     from transformers import AutoTokenizer
 
+    from pplaw.config import check_model_ref
+
+    check_model_ref(cfg.model, "model")
+    check_model_ref(cfg.tokenizer, "tokenizer")
     tok_ref = cfg.tokenizer or cfg.model
     try:
         tokenizer = AutoTokenizer.from_pretrained(tok_ref, revision=cfg.revision)
@@ -308,8 +324,12 @@ def _summarise(names: list[Path], out: Path) -> dict[str, Any]:
     totals: dict[str, int] = {}
     nll, n_scored, ppl = 0.0, 0, []
     for path in names:
-        pf = pq.ParquetFile(path)
-        meta = yaml.safe_load(pf.schema_arrow.metadata[SHARD_META_KEY].decode())
+        try:
+            pf = pq.ParquetFile(path)
+            meta = yaml.safe_load(pf.schema_arrow.metadata[SHARD_META_KEY].decode())
+        except Exception as err:  # noqa: BLE001 - truncated, corrupt or foreign: name the file
+            raise InvalidInputError(f"pplaw score: shard {str(path)!r} is damaged ({type(err).__name__}: {err}); "
+                                    f"delete it and run again to rescore just that shard") from err
         for key, val in meta["stats"].items():
             totals[key] = totals.get(key, 0) + int(val)
         t = pf.read(columns=["nll_sum", "n_scored", "ppl"])

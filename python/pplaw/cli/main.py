@@ -6,6 +6,7 @@ when called, so ``pplaw landscape`` never pays for importing torch.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 
@@ -21,6 +22,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("pplaw.cli.evaluate", "held-out losses and lm-eval benchmark suites for a model"),
     "tasks": ("pplaw.cli.tasks", "list or export the benchmark suites' local task data"),
     "fit": ("pplaw.cli.fit", "fit a scaling law to run records, with bootstrap CIs and plots"),
+}
+
+
+# environment errors: said in one line with what to do, not as a traceback
+_ENV_ERRNOS = {
+    errno.ENOSPC: "Free some space and run the same command again: finished work is kept and it resumes.",
+    errno.EDQUOT: "Free some space (disk quota) and run the same command again: it resumes.",
+    errno.EACCES: "Choose a folder you may write to (--out), or fix its permissions.",
+    errno.EPERM: "Choose a folder you may write to (--out), or fix its permissions.",
+    errno.EROFS: "The file system is read-only: choose another folder (--out).",
 }
 
 
@@ -60,6 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     except PplawError as err:
         print(f"pplaw {name}: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        if err.errno not in _ENV_ERRNOS:
+            raise
+        where = f" {err.filename!r}" if err.filename else ""
+        print(f"pplaw {name}: error: cannot write{where}: {err.strerror or err}. {_ENV_ERRNOS[err.errno]}",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"pplaw {name}: interrupted; finished outputs were kept, re-run to resume", file=sys.stderr)

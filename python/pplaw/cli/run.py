@@ -8,6 +8,7 @@ are skipped. ``pplaw run --help`` lists every option.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -54,6 +55,23 @@ def parse_argv(argv: list[str]) -> tuple[str | None, str | None, list[tuple[str,
     return recipe, out, overrides
 
 
+def _num(x) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
+def _cell(stat: dict | None) -> str:
+    """``mean ± sd``, the mean alone without an sd, ``-`` without a mean (never ``nan ± nan``)."""
+    mean, sd = _num((stat or {}).get("mean")), _num((stat or {}).get("sd"))
+    if mean is None:
+        return "-"
+    return f"{mean:.4f} ± {sd:.4f}" if sd is not None else f"{mean:.4f}"
+
+
+def n_failed(summary: dict) -> int:
+    """Runs of the sweep and the final comparison that did not finish."""
+    return len(summary.get("failed_runs") or []) + len(summary.get("failed_final_runs") or [])
+
+
 def _print_summary(summary: dict, out: Path, seconds: float) -> None:
     opt = summary.get("optimum") or {}
     print("\n" + "=" * 78)
@@ -71,9 +89,10 @@ def _print_summary(summary: dict, out: Path, seconds: float) -> None:
     if comp:
         print(f"\n{'method':<12} {'domain loss':>18} {'domain bench':>18} {'general bench':>18}")
         for m, v in comp.items():
-            cell = lambda k: (f"{v[k]['mean']:.4f} ± {v[k]['sd']:.4f}" if v[k].get("sd") is not None  # noqa: E731
-                              else f"{v[k]['mean']:.4f}")
-            print(f"{m:<12} {cell('domain_loss'):>18} {cell('domain_bench'):>18} {cell('general_bench'):>18}")
+            print(f"{m:<12} {_cell(v.get('domain_loss')):>18} {_cell(v.get('domain_bench')):>18} "
+                  f"{_cell(v.get('general_bench')):>18}")
+        if all(_cell(v.get(k)) == "-" for v in comp.values() for k in ("domain_bench", "general_bench")):
+            print("(no benchmarks were run: evaluate.domain_benchmarks and evaluate.general_benchmarks are empty)")
     for base, cmp in (summary.get("margins") or {}).items():
         for key in ("domain_loss", "domain_bench"):
             if key in cmp:
@@ -82,7 +101,7 @@ def _print_summary(summary: dict, out: Path, seconds: float) -> None:
     if pred:
         print(f"law's prediction for DOS: {pred['predicted']:.4f} vs measured {pred['measured']:.4f} "
               f"({pred['rel_error']:+.1%})")
-    for what in ("failed_runs", "unreachable"):
+    for what in ("failed_runs", "failed_final_runs", "unreachable"):
         if summary.get(what):
             print(f"{what.replace('_', ' ')}: {', '.join(x['id'] for x in summary[what])}")
     print(f"report: {out / 'report.md'}" + (f" and {out / 'report.html'}" if (out / 'report.html').exists() else ""))
@@ -105,6 +124,11 @@ def main(argv: list[str]) -> int:
     t0 = time.perf_counter()
     summary = run_pipeline(recipe, out_dir)
     _print_summary(summary, out_dir, time.perf_counter() - t0)
+    bad = n_failed(summary)
+    if bad:
+        print(f"pplaw run: {bad} run(s) FAILED (listed above; details in each run's failed.json); "
+              f"re-run the same command to retry them", file=sys.stderr)
+        return 1
     return 0
 
 

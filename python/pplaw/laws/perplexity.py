@@ -201,6 +201,7 @@ class PerplexityLaw(LSELaw):
         ``D``: also report the predicted loss at the optimum for that many tokens (the optimum itself does not
         depend on ``D``).
         """
+        check_not_flat(fit)
         reg = Region.make(region, fit.data, bbox)
         params = fit.params
         best = _search(lambda m, s: self.g_at(params, m, s, D), reg, resolution)[0]  # (2,)
@@ -223,6 +224,16 @@ class PerplexityLaw(LSELaw):
         return Optimum(float(best[0]), float(best[1]), {k: (float(a), float(b)) for k, (a, b) in ci.items()},
                        reg.on_boundary(best), reg.label, self.ppl_space, fit.level, dr, D, loss, loss_ci,
                        reg.outline)
+
+
+def check_not_flat(fit: Fit) -> None:
+    """Refuse to locate an optimum when every run has the same target (R^2 undefined): the data say nothing
+    about where the loss is lowest, and any optimum (and a tight CI around it) would be an artefact."""
+    y = np.asarray(fit.data.y, dtype=float)
+    if y.size and float(np.ptp(y)) <= 1e-9 * max(1.0, float(np.max(np.abs(y)))):
+        raise FitError(f"every fitted run has the same {fit.target} ({y[0]:.6g}; R^2 is undefined): the data do not "
+                       f"locate an optimum. Check that the runs trained (learning rate, steps) and differ in their "
+                       f"subsets")
 
 
 def _sym(v: float) -> tuple[float, float]:

@@ -33,6 +33,16 @@ def _figure(ncols: int = 1, size: tuple[float, float] = (6.0, 5.0)):
     return fig, axes
 
 
+def _ci_err(center: float, ci: Any) -> list[list[float]] | None:
+    """Error-bar lengths ``[[below], [above]]`` of a CI around ``center``, never negative: a percentile CI of
+    a small bootstrap (or of an optimum on a flat loss) need not contain the point estimate; the bar then
+    reaches the nearer end of the CI from the point (None for a missing or non-finite CI)."""
+    if ci is None or not all(np.isfinite([center, *ci])):
+        return None
+    lo, hi = float(ci[0]), float(ci[1])
+    return [[max(0.0, center - lo)], [max(0.0, hi - center)]]
+
+
 def plot_predicted_vs_observed(fit: Fit, ax: Any) -> None:
     y, p = fit.data.y, fit.fitted
     if fit.n_boot >= 2:
@@ -81,8 +91,7 @@ def plot_contour(fit: Fit, ax: Any, optimum: Any = None, D: float | None = None)
             ring = np.vstack([optimum.outline, optimum.outline[:1]])
             ax.plot(ring[:, 0], ring[:, 1], "--", color="orange", lw=1.2, label="search region")
         ci = optimum.ci
-        xerr = None if "mu" not in ci else [[optimum.mu - ci["mu"][0]], [ci["mu"][1] - optimum.mu]]
-        yerr = None if "sigma" not in ci else [[optimum.sigma - ci["sigma"][0]], [ci["sigma"][1] - optimum.sigma]]
+        xerr, yerr = _ci_err(optimum.mu, ci.get("mu")), _ci_err(optimum.sigma, ci.get("sigma"))
         ax.errorbar([optimum.mu], [optimum.sigma], xerr=xerr, yerr=yerr, fmt="*", color="red", ms=16, mec="k",
                     ecolor="red", capsize=4, zorder=4,
                     label=f"optimum ({optimum.mu:.3g}, {optimum.sigma:.3g})" + (" + CI" if ci else ""))

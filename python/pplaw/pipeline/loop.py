@@ -18,12 +18,14 @@ import numpy as np
 import yaml
 
 from pplaw.pipeline import plan as P
+from pplaw.pipeline import preflight as PF
 from pplaw.pipeline import report as RP
 from pplaw.pipeline import select as S
 from pplaw.pipeline import sweep as SW
 from pplaw.pipeline.artefacts import FitArtefact, Inputs, PlanArtefact, RunTable, ScoredChunks, Selection
 from pplaw.pipeline.recipe import RunRecipe, digest
-from pplaw.pipeline.stages import Stages
+from pplaw.pipeline.stages import RunLock, Stages, claim_run_dir
+from pplaw._io import atomic_write_text, remove_stale_temporaries
 from pplaw.runs import write_json_atomic
 
 
@@ -109,7 +111,7 @@ def sweep_specs(recipe: RunRecipe, inp: Inputs, chunks: ScoredChunks, bench: dic
                               bench=bench if recipe.evaluate.sweep_benchmarks else None)
         meta = {k: p.get(k) for k in ("regime", "shape", "size_no", "role", "band", "R", "seed", "D", "mu_ppl",
                                       "sigma_ppl", "mu_log_ppl", "sigma_log_ppl")}
-        specs.append(SW.RunSpec(p["id"], d / p["id"], opts, meta, keep_model=recipe.train.keep_models))
+        specs.append(SW.RunSpec(p["id"], d / p["id"], opts, meta, keep_model=recipe.train.keep_models, root=d.parent))
     return specs
 
 
@@ -123,22 +125,36 @@ def final_specs(recipe: RunRecipe, inp: Inputs, chunks: ScoredChunks, bench: dic
         opts = SW.cpt_options(recipe, inp, train_data=chunks.dir, run_dir=d / rid, indices=idx, tokens=sel.budget,
                               replay_ratio=recipe.select.replay_ratio, seed=s["seed"], bench=bench)
         meta = {k: s[k] for k in ("method", "seed", "D", "mu_ppl", "sigma_ppl", "mu_log_ppl", "sigma_log_ppl")}
-        specs.append(SW.RunSpec(rid, d / rid, opts, meta, keep_model=True))
+        specs.append(SW.RunSpec(rid, d / rid, opts, meta, keep_model=True, root=d.parent))
     return specs
 
 
 def run_pipeline(recipe: RunRecipe, out_dir: str | Path, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run (or resume) every stage of ``recipe`` into ``out_dir``; returns the report's summary."""
+    """Run (or resume) every stage of ``recipe`` into ``out_dir``; returns the report's summary.
+
+    The recipe is checked whole first (:mod:`pplaw.pipeline.preflight`); ``out_dir`` must be new, empty
+    or a pplaw run directory, and is locked for the whole run (:class:`~pplaw.pipeline.stages.RunLock`)."""
+    PF.check_paths(recipe)
+    out = claim_run_dir(out_dir)
+    with RunLock(out):
+        return _run_locked(recipe, out, log)
+
+
+def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None]) -> dict[str, Any]:
     t_start = time.perf_counter()
-    out = Path(out_dir)
+    for folder in [out, out / "report", *(p for p in out.iterdir() if p.is_dir())]:
+        remove_stale_temporaries(folder)  # left by a kill during an atomic write; we hold the lock
     stages = Stages(out, log=log)
     write_json_atomic(out / "recipe.json", recipe.to_dict())
-    (out / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False), encoding="utf-8")
+    atomic_write_text(out / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     t = recipe.train
 
     # 1. the inputs, then the perplexity of every chunk of the domain corpus under the base model
     inp = resolve_inputs(recipe, stages)
     bench = SW.bench_options(recipe, inp)
+    PF.check_inputs(inp)
+    for folder in PF.check_runs(recipe, inp, bench):
+        log(f"benchmark task folder loaded by lm-eval (its YAML can run code): {folder}")
     chunks = stages.run("score", {"inp": inp.score_key(), "scoring": recipe.to_dict()["scoring"]},
                         lambda d: score_corpus(recipe, inp, d), mode="inplace", load=ScoredChunks.load)
     score, table = chunks.outputs, chunks.table

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -233,7 +234,12 @@ class RunRecipe:
         self.check()
 
     def check(self) -> None:
-        """Consistency checks that one field alone cannot express."""
+        """Consistency checks that one field alone cannot express, and value ranges (each names its key)."""
+        if not isinstance(self.name, str) or not self.name.strip() or self.name in (".", "..") \
+                or any(c in self.name for c in "/\\\0") or self.name.startswith("~"):
+            raise ConfigError(f"name must be a plain folder name (the default output is pplaw_runs/<name>): no "
+                              f"'/', '\\', '~' and not '.' or '..'; got {self.name!r}")
+        _check_ranges(self)
         if self.world is None and not (self.model.base_model and self.corpus.domain_data):
             raise ConfigError("recipe: give either `world` (a synthetic world) or both `model.base_model` and "
                               "`corpus.domain_data`")
@@ -286,8 +292,88 @@ class RunRecipe:
         return digest({n: d[n] for n in names})
 
 
-def digest(obj: Any) -> str:
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_ranges(r: RunRecipe) -> None:
+    """Values that could only fail late (after the world build or the whole sweep): checked up front."""
+    t = r.train
+    if not (_finite(t.learning_rate) and t.learning_rate > 0):
+        raise ConfigError(f"train.learning_rate must be a finite number > 0, got {t.learning_rate!r}")
+    if not (_finite(t.weight_decay) and t.weight_decay >= 0):
+        raise ConfigError(f"train.weight_decay must be a finite number >= 0, got {t.weight_decay!r}")
+    if not (_finite(t.warmup_steps) and t.warmup_steps >= 0):
+        raise ConfigError(f"train.warmup_steps must be a finite number >= 0, got {t.warmup_steps!r}")
+    if not _finite(t.epochs):
+        raise ConfigError(f"train.epochs must be a finite number > 0, got {t.epochs!r}")
+    for key in ("max_length", "per_device_train_batch_size", "gradient_accumulation_steps"):
+        if getattr(t, key) < 1:
+            raise ConfigError(f"train.{key} must be >= 1, got {getattr(t, key)!r}")
+    sc = r.scoring
+    if sc.chunk_tokens < 2:
+        raise ConfigError(f"scoring.chunk_tokens must be >= 2 (a chunk needs a token to predict), got "
+                          f"{sc.chunk_tokens!r}")
+    if sc.min_tail_tokens is not None and not 0 <= sc.min_tail_tokens <= sc.chunk_tokens:
+        raise ConfigError(f"scoring.min_tail_tokens must be in [0, scoring.chunk_tokens], got {sc.min_tail_tokens!r}")
+    for key in ("max_tokens_per_batch", "shard_docs"):
+        if getattr(sc, key) < 1:
+            raise ConfigError(f"scoring.{key} must be >= 1, got {getattr(sc, key)!r}")
+    if r.landscape.n_bins > MAX_BINS:
+        raise ConfigError(f"landscape.n_bins must be <= {MAX_BINS}, got {r.landscape.n_bins!r}")
+    for key, values in (("plan.seeds", r.plan.seeds), ("select.seeds", r.select.seeds), ("fit.seed", [r.fit.seed])):
+        if any(v < 0 for v in values):
+            raise ConfigError(f"{key} must be >= 0, got {values if key != 'fit.seed' else values[0]!r}")
+    for key, values in (("plan.sizes", r.plan.sizes), ("plan.validation_sizes", r.plan.validation_sizes),
+                        ("select.budget", [r.select.budget]), ("plan.replay_ratios", r.plan.replay_ratios)):
+        if any(not _finite(v) for v in values):
+            raise ConfigError(f"{key} must hold finite numbers, got {values}")
+    if r.select.weights is not None and any(not (_finite(w) and w >= 0) for w in r.select.weights):
+        raise ConfigError(f"select.weights must be finite numbers >= 0, got {r.select.weights}")
+    ev = r.evaluate
+    if ev.bench_limit is not None and not (_finite(ev.bench_limit) and ev.bench_limit > 0):
+        raise ConfigError(f"evaluate.bench_limit must be > 0, got {ev.bench_limit!r}")
+    if ev.num_fewshot is not None and ev.num_fewshot < 0:
+        raise ConfigError(f"evaluate.num_fewshot must be >= 0, got {ev.num_fewshot!r}")
+    for key in ("bench_batch_size", "eval_tokens_per_batch"):
+        if getattr(ev, key) < 1:
+            raise ConfigError(f"evaluate.{key} must be >= 1, got {getattr(ev, key)!r}")
+    if ev.eval_max_chunks is not None and ev.eval_max_chunks < 1:
+        raise ConfigError(f"evaluate.eval_max_chunks must be >= 1, got {ev.eval_max_chunks!r}")
+
+
+MAX_BINS = 100_000
+
+
+def digest(obj: Any, root: str | Path | None = None) -> str:
+    """A short hash of a JSON-able value. With ``root`` (a run directory), paths inside it count relative to
+    it (:func:`located`), so a moved or copied run directory keeps its keys and nothing is recomputed."""
+    if root is not None:
+        obj = located(obj, root)
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+RUN_ROOT = "<run>"
+
+
+def located(obj: Any, root: str | Path) -> Any:
+    """A copy of ``obj`` whose strings that are paths inside ``root`` read ``<run>/<relative path>``."""
+    prefixes = sorted({str(Path(root)), str(Path(root).resolve()), str(Path(root).absolute())}, key=len, reverse=True)
+
+    def walk(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: walk(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [walk(v) for v in x]
+        if isinstance(x, Path):
+            x = str(x)
+        if isinstance(x, str):
+            for pre in prefixes:
+                if x == pre or x.startswith(pre.rstrip("/") + "/"):
+                    return RUN_ROOT + x[len(pre.rstrip("/")):]
+        return x
+
+    return walk(obj)
 
 
 # ----------------------------------------------------------------------------------------------------------

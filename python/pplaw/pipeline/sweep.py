@@ -50,10 +50,18 @@ class RunSpec:
     cpt: dict[str, Any]
     meta: dict[str, Any] = field(default_factory=dict)
     keep_model: bool = True
+    root: Path | None = None  # the run directory: paths inside it count relative to it in the key
 
     @property
     def key(self) -> str:
-        return digest({"cpt": self.cpt, "meta": self.meta})
+        """What the run is: its options and metadata, paths inside ``root`` relative to it (so a moved run
+        directory keeps its finished runs)."""
+        return digest({"cpt": self.cpt, "meta": self.meta}, self.root)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Keys that mean this very run: :attr:`key`, and that of an older pplaw (absolute paths)."""
+        return (self.key, digest({"cpt": self.cpt, "meta": self.meta}))
 
 
 def cpt_options(recipe: RunRecipe, inp: Inputs, *, train_data: Path, run_dir: Path, indices: Path | None,
@@ -132,7 +140,7 @@ def is_finished(spec: RunSpec) -> bool:
         rec = runs.read_record(spec.dir)
     except Exception:  # noqa: BLE001 - no, or an unreadable, spec/record: not finished
         return False
-    return old.get("key") == spec.key and rec.get("status") == "evaluated"
+    return old.get("key") in spec.keys and rec.get("status") == "evaluated"
 
 
 def prepare_dir(spec: RunSpec) -> None:
@@ -140,7 +148,7 @@ def prepare_dir(spec: RunSpec) -> None:
     path = spec.dir / SPEC
     if path.is_file():
         try:
-            same = json.loads(path.read_text(encoding="utf-8")).get("key") == spec.key
+            same = json.loads(path.read_text(encoding="utf-8")).get("key") in spec.keys
         except (OSError, ValueError):
             same = False
         if not same:
@@ -322,6 +330,14 @@ def run_all(specs: list[RunSpec], *, workers: int, threads: int, launcher: str =
     return results
 
 
+def _why_unfinished(spec: RunSpec) -> str:
+    try:
+        rec = runs.read_record(spec.dir)
+    except Exception as err:  # noqa: BLE001 - no record or an unreadable one
+        return f"no readable run record in {str(spec.dir)!r} ({type(err).__name__})"
+    return f"its record in {str(spec.dir)!r} says {rec.get('status')!r}, not 'evaluated'"
+
+
 def run_table(specs: list[RunSpec], recipe: RunRecipe) -> list[dict[str, Any]]:
     """One row per run: plan metadata, status/error, and (when finished) its losses and benchmark scores."""
     rows = []
@@ -341,5 +357,7 @@ def run_table(specs: list[RunSpec], recipe: RunRecipe) -> list[dict[str, Any]]:
         elif failed.is_file():
             info = json.loads(failed.read_text(encoding="utf-8"))
             row.update(status="failed", error=f"{info.get('error_type')}: {info.get('error')}")
+        else:  # never dropped silently: a run that did not finish is a failure with a reason
+            row.update(status="failed", error=f"not finished: {_why_unfinished(s)}")
         rows.append(row)
     return rows

@@ -130,8 +130,8 @@ def _sweep(ctx: ReportContext, summary: dict) -> None:
     rows = ctx.sweep
     target = ctx.recipe.fit.target
     b = ctx.blocks
-    failed = [r for r in rows if r["status"] == "failed"]
-    summary["failed_runs"] = [{"id": r["id"], "error": r["error"]} for r in failed]
+    failed = [r for r in rows if r["status"] != "ok"]  # failed, or (never silently) not finished
+    summary["failed_runs"] = [{"id": r["id"], "error": r["error"] or f"status {r['status']}"} for r in failed]
     b.append(("h2", "3. Sweep"))
     n_ok = sum(r["status"] == "ok" for r in rows)
     b.append(("p", f"{n_ok} of {len(rows)} runs finished" + (f"; {len(failed)} FAILED (listed below; the sweep went "
@@ -273,10 +273,20 @@ def _subset_idx(ctx, method: str, seed: int) -> np.ndarray | None:
     return read_indices(p, "row")[0] if p.is_file() else None
 
 
+def _mean_sd_summary(values: list) -> dict[str, float | None]:
+    """``{"mean", "sd"}`` of the finite values: mean None when there is none (no benchmark was run), sd None
+    when there are fewer than two."""
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    return {"mean": float(np.mean(vals)) if vals else None,
+            "sd": float(np.std(vals, ddof=1)) if len(vals) > 1 else None}
+
+
 def _comparison(ctx: ReportContext, kinds, summary: dict) -> None:
     sp, label = _space(ctx)
     fin = ctx.finals
     ok = [r for r in fin if r["status"] == "ok"]
+    summary["failed_final_runs"] = [{"id": r["id"], "error": r["error"] or f"status {r['status']}"}
+                                    for r in fin if r["status"] != "ok"]
     b = ctx.blocks
     b.append(("h2", "5. DOS vs baselines at the same budget"))
     b.append(("p", f"Every method selects D = {ctx.budget:,} tokens (full: the whole corpus) and trains on the same "
@@ -286,9 +296,7 @@ def _comparison(ctx: ReportContext, kinds, summary: dict) -> None:
         rs = [r for r in ok if r["method"] == m]
         if not rs:
             continue
-        comp[m] = {k: {"mean": float(np.mean([r[k] for r in rs if r.get(k) is not None] or [np.nan])),
-                       "sd": float(np.std([r[k] for r in rs if r.get(k) is not None], ddof=1)) if len(rs) > 1 else None,
-                       "n": len(rs)} for k, _, _ in METRICS}
+        comp[m] = {k: _mean_sd_summary([r.get(k) for r in rs]) | {"n": len(rs)} for k, _, _ in METRICS}
         mix = ""
         if kinds is not None:
             idx = _subset_idx(ctx, m, rs[0]["seed"])
