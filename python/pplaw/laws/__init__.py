@@ -31,12 +31,13 @@ from pplaw.laws.given import LawAt
 from pplaw.laws.holdout import HoldoutComparison, compare_holdout
 from pplaw.laws.perplexity import Optimum, PerplexityLaw, Region, compare_variants
 from pplaw.laws.perplexity_ext import PerplexityLawRegimeD
+from pplaw.laws.perplexity_logquad import PerplexityLawLogQuad
 from pplaw.laws.result import Fit
 from pplaw.laws.validation import Validation
 
 __all__ = [
     "Law", "LSELaw", "Param", "Fit", "Validation", "REGISTRY", "get_law",
-    "PerplexityLaw", "PerplexityLawRegimeD", "Optimum", "Region", "compare_variants",
+    "PerplexityLaw", "PerplexityLawRegimeD", "PerplexityLawLogQuad", "Optimum", "Region", "compare_variants",
     "HoldoutComparison", "compare_holdout",
     "Chinchilla", "DCPT", "tradeoff_ratio", "optimal_ratio_limited_domain", "compute_allocation", "UsageResult",
     "LawAt",

@@ -72,7 +72,7 @@ class PerplexityLawRegimeD(PerplexityLaw):
         a_d = self.a_d(fit.params, fit.data.X["mu"], fit.data.X["sigma"])
         if np.any(a_d < 0):
             k = int(np.argmin(a_d))
-            msg = (f"the fitted data exponent aD(mu, s) = d0 + d1*mu + d2*s is negative at {int(np.sum(a_d < 0))} of "
+            msg = (f"the fitted data exponent aD(mu, s) is negative at {int(np.sum(a_d < 0))} of "
                    f"{a_d.size} fitted points (min {a_d[k]:.4g} at mu={fit.data.X['mu'][k]:.4g}, "
                    f"sigma={fit.data.X['sigma'][k]:.4g}): the law predicts loss rising with D there")
             fit._fit_warnings.append(msg)
@@ -85,13 +85,13 @@ class PerplexityLawRegimeD(PerplexityLaw):
 
     def g_at(self, p: Mapping[str, Any], mu: np.ndarray, sigma: np.ndarray, D: float | None) -> np.ndarray:
         if D is None:
-            raise InvalidInputError("PerplexityLawRegimeD.optimum needs D (the budget in tokens): its data exponent "
-                                    "depends on (mu, sigma), so the optimum moves with D")
+            raise InvalidInputError(f"{type(self).__name__}.optimum needs D (the budget in tokens): its data "
+                                    "exponent depends on (mu, sigma), so the optimum moves with D")
         d1, d2 = (np.asarray(p[k], float)[..., None] for k in ("d1", "d2"))
         return self.g(p, mu, sigma) + (d1 * mu + d2 * self.s_of(sigma)) * np.log(float(D))
 
     def optimum(self, fit: Fit, *, region: Any = None, D: float | None = None, **kwargs: Any):
         if D is None:
-            raise InvalidInputError("PerplexityLawRegimeD.optimum needs D (the budget in tokens): its data exponent "
-                                    "depends on (mu, sigma), so the optimum moves with D")
+            raise InvalidInputError(f"{type(self).__name__}.optimum needs D (the budget in tokens): its data "
+                                    "exponent depends on (mu, sigma), so the optimum moves with D")
         return super().optimum(fit, region=region, D=D, **kwargs)
