@@ -86,6 +86,9 @@ class Law:
     default_space: ClassVar[str] = "log"
     default_loss: ClassVar[str] = "huber"
     default_delta: ClassVar[float] = HUBER_DELTA
+    # True for laws whose parameters are values of a smoother at the data (pplaw.laws.PerplexityLawSpline):
+    # identified jointly by a penalty, so per-parameter rank and CI-width checks say nothing useful
+    nonparametric: ClassVar[bool] = False
 
     def __init__(self, *, grid: Mapping[str, Any] | None = None, bounds: Mapping[str, Any] | None = None,
                  fixed: Mapping[str, float] | None = None):
@@ -107,7 +110,7 @@ class Law:
             if not np.isfinite(v) or (declared[k].log and v <= 0):
                 raise InvalidInputError(f"fixed value of {k!r} must be a finite number" +
                                         (" > 0 (a positive scale parameter)" if declared[k].log else "") + f", got {v!r}")
-        if len(self._fixed) == len(names):
+        if names and len(self._fixed) == len(names):
             raise InvalidInputError(f"every parameter of {type(self).__name__} is fixed: nothing to fit (use "
                                     f"{type(self).__name__}.from_params to evaluate a law at given parameters)")
 

@@ -218,6 +218,8 @@ class Fit:
                     self._notes.setdefault(p.name, []).append("AT BOUND")
                     out.append(f"parameter {p.name} is at its {side} bound ({shown}): the data push it there, "
                                "so its value is not a free estimate")
+        if self.law.nonparametric:
+            return out + self._diagnose_smoother()
         try:
             _, jac = self.law.jacobian(self.theta, self.problem.design, self.options.space)
             jac = jac[:, self.law.free]
@@ -248,6 +250,19 @@ class Fit:
                                "data do not pin it down")
         return out
 
+    def _diagnose_smoother(self) -> list[str]:
+        """One summary line for a smoother's knot values (instead of one line per parameter)."""
+        if self.draws is None or not self.n_boot:
+            return []
+        ci, params = self.ci, self.params
+        wide = [k for k, (lo, hi) in ci.items() if k in params and (hi - lo) > _WIDE_CI * max(abs(params[k]), 1e-12)]
+        for k in wide:
+            self._notes.setdefault(k, []).append("WIDE CI")
+        if not wide:
+            return []
+        return [f"the {100 * self.level:.0f}% CIs of {len(wide)} of {len(params)} knot values are wider than +-100% "
+                f"of their value (e.g. {wide[0]}): the regimes there are pinned by their neighbours, not by runs"]
+
     def validate(self, holdout: Any = "loo", **kwargs: Any):
         """Hold-out validation: see :func:`pplaw.laws.validation.validate`."""
         from pplaw.laws.validation import validate
@@ -272,11 +287,13 @@ class Fit:
         runs = f" ({d.n_units} runs by {d.group!r})" if d.groups is not None else ""
         lines = [law.describe()] + ([f"units: {law.units()}"] if law.units() else []) + [
                  f"target {d.target!r} ~ {cols}; {d.n} rows{runs}",
-                 f"fit: {opts.loss}" + (f"(delta={opts.delta:g})" if opts.loss == "huber" else "")
-                 + f" summed over {opts.space}-space residuals; {sol.n_starts} starts, {sol.n_polished} polished "
-                 f"with L-BFGS-B: " + ("converged" if sol.success else f"NOT CONVERGED ({sol.message})")]
+                 (f"fit: {sol.message}" if law.nonparametric else
+                  f"fit: {opts.loss}" + (f"(delta={opts.delta:g})" if opts.loss == "huber" else "")
+                  + f" summed over {opts.space}-space residuals; {sol.n_starts} starts, {sol.n_polished} polished "
+                  f"with L-BFGS-B: " + ("converged" if sol.success else f"NOT CONVERGED ({sol.message})"))]
         if self.n_boot:
-            unit = "runs" if d.groups is not None else "rows"
+            unit = ("regimes" if law.nonparametric else "runs") if d.groups is not None or law.nonparametric \
+                else "rows"
             lines.append(f"bootstrap: {self.n_boot} resamples of {unit} (seed {self.seed}, {self.n_failed} failed); "
                          f"{100 * self.level:.0f}% percentile CIs"
                          + ("" if self.ci_meaningful else f" -- NOT MEANINGFUL ({self.extras.get('ci_note', '')})"))

@@ -40,10 +40,10 @@ def split_roles(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def candidate_laws(recipe: Any) -> dict[str, Any]:
-    from pplaw.laws import get_law
+    from pplaw.laws import get_law_spec
 
     f = recipe.fit
-    return {name: get_law(name, sigma=f.sigma, space=f.space) for name in f.laws}
+    return {spec: get_law_spec(spec, sigma=f.sigma, space=f.space) for spec in f.laws}
 
 
 def choose_law(df: pd.DataFrame, recipe: Any, out: Path) -> dict[str, Any]:

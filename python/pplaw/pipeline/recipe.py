@@ -161,11 +161,15 @@ class FitSection:
                     choices=["ppl", "log_ppl"])
     sigma: str = _f("std", "Plug sigma in as the standard deviation ('std') or the variance ('var').",
                     choices=["std", "var"])
-    laws: list[str] = _f(["perplexity", "perplexity_regime_d"],
+    laws: list[str] = _f(["perplexity", "perplexity_regime_d", "perplexity_spline", "perplexity_spline:floor=0.3",
+                          "perplexity_spline:floor=0.6"],
                          "Candidate laws, first the paper's (always reported); the loop fits each on the sweep's fit "
                          "points, scores it on the held-out validation points (plan.validation_sizes) and uses the "
-                         "one with the lowest held-out MAPE. 'perplexity_regime_d' is pplaw's extension whose data "
-                         "exponent depends on the regime: aD = d0 + d1*mu + d2*sigma.")
+                         "one with the lowest held-out MAPE. pplaw's extensions: 'perplexity_regime_d' (data "
+                         "exponent d0 + d1*mu + d2*sigma), 'perplexity_logquad' (log-quadratic two-stage form), "
+                         "'perplexity_spline' (each regime's power law in D, smoothed over (mu, sigma) by a "
+                         "thin-plate spline). Options follow a colon: 'perplexity_spline:floor=0.3' puts a floor "
+                         "of 0.3 x the smallest loss under every power law.")
     bootstrap: int = _f(200, "Bootstrap resamples of runs for the CIs.")
     seed: int = _f(0, "Bootstrap seed.")
     compare_variants: bool = _f(True, "Also fit every (space, sigma) variant and report which fits best.")
@@ -263,6 +267,17 @@ class RunRecipe:
         if not self.fit.laws or self.fit.laws[0] != "perplexity":
             raise ConfigError(f"fit.laws must start with 'perplexity' (the paper's law, always reported), got "
                               f"{self.fit.laws}")
+        from pplaw.exceptions import InvalidInputError as _Bad
+        from pplaw.laws.registry import get_law_spec
+
+        for i, spec in enumerate(self.fit.laws):
+            try:
+                law = get_law_spec(spec, sigma=self.fit.sigma, space=self.fit.space)
+            except _Bad as err:
+                raise ConfigError(f"fit.laws[{i}] ({spec!r}): {err}") from err
+            if set(law.variables) != {"mu", "sigma", "D"}:
+                raise ConfigError(f"fit.laws[{i}] ({spec!r}) is not a perplexity law of (mu, sigma, D): its "
+                                  f"variables are {list(law.variables)}")
         if self.plan.validation_regimes < 1:
             raise ConfigError(f"plan.validation_regimes must be >= 1, got {self.plan.validation_regimes}")
         if self.plan.mixtures < 0 or self.plan.window_bins < 0:
