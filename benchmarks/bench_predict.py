@@ -28,8 +28,8 @@ def row(seed: int, s: dict) -> dict:
     comp = s.get("comparison", {})
     opt = s.get("optimum", {})
     band = s.get("learnable_band") or {}
-    ci = (opt.get("ci") or {}).get("mu")
-    width = (ci[1] - ci[0]) if ci else None
+    ci = (opt.get("ci") or {}).get("mu") or ((opt.get("law_band") or {}).get("ci") or {}).get("mu")
+    width = (ci[1] - ci[0]) if ci else None  # the selected optimum's CI, else the law's own best band's
     lb = (band["hi"] - band["lo"]) if band else None
 
     def m(method, key):

@@ -51,6 +51,12 @@ def test_wrong_types_and_choices_are_errors():
         from_dict(RunRecipe, {"world": {}, "fit": {"space": "logppl"}})
     with pytest.raises(ConfigError, match="plan: expected a mapping"):
         from_dict(RunRecipe, {"world": {}, "plan": [1, 2]})
+    with pytest.raises(ConfigError, match=r"fit\.laws\[1\] \('perplexity_splin'\): unknown law"):
+        from_dict(RunRecipe, {"world": {}, "fit": {"laws": ["perplexity", "perplexity_splin"]}})
+    with pytest.raises(ConfigError, match=r"fit\.laws\[1\].*floor must be in"):
+        from_dict(RunRecipe, {"world": {}, "fit": {"laws": ["perplexity", "perplexity_spline:floor=2"]}})
+    with pytest.raises(ConfigError, match=r"fit\.laws\[1\].*not a perplexity law"):
+        from_dict(RunRecipe, {"world": {}, "fit": {"laws": ["perplexity", "chinchilla"]}})
 
 
 def test_inconsistent_recipes_are_refused():

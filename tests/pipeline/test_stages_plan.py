@@ -100,3 +100,26 @@ def test_realisable_region_contains_every_subset_and_its_edges_are_attained(spac
 def test_realisable_region_rejects_a_budget_beyond_the_corpus():
     with pytest.raises(BudgetError):
         realisable_region(np.array([1.0, 2.0]), np.array([3, 3]), 7)
+
+
+def test_budget_bands_are_as_wide_as_the_final_selection_family():
+    """plan.budget_bands: contiguous bands as wide as the narrowest band holding the final budget (the family
+    pipeline.choose.bands_at selects from), spread over the landscape; none without the final budget."""
+    from pplaw.pipeline.choose import bands_at
+    from pplaw.pipeline.plan import make_regimes
+    from pplaw.pipeline.recipe import PlanSection
+
+    cfg = PlanSection(windows=4, mixtures=1, budget_bands=3)
+    regs = make_regimes(None, 20, cfg, max_size_tokens=1000, total_tokens=20000, space="log_ppl", final_share=0.3)
+    bands = [r for r in regs if r.shape == "band"]
+    assert [r.name for r in bands] == ["b0", "b1", "b2"]
+    narrowest = min(hi - lo for lo, hi in bands_at(0.3, 20))
+    for r in bands:
+        (lo, hi), = r.quantiles
+        assert hi - lo == pytest.approx(narrowest)
+    assert bands[0].quantiles[0][0] == 0.0 and bands[-1].quantiles[0][1] == 1.0  # the landscape's two ends
+    assert not [r for r in make_regimes(None, 20, cfg, 1000, 20000, "log_ppl") if r.shape == "band"]
+    from pplaw.pipeline.recipe import RunRecipe, from_dict
+
+    with pytest.raises(ConfigError, match="budget_bands"):
+        from_dict(RunRecipe, {"world": {}, "plan": {"budget_bands": -1}})

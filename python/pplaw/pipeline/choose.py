@@ -216,6 +216,11 @@ def choose_band(fit: Any, df: pd.DataFrame, table: pa.Table, plan: dict[str, Any
     else:
         opt = {"mu": bs["mu"], "sigma": bs["sigma"], "variance": bs["sigma"] ** 2, "ci": {}, "loss": bs["predicted"],
                "loss_ci": None, "band": bs["band"]}
+    if law_pick is not None:  # the law's own pick, kept whichever band is selected (its CI is the law's precision)
+        opt["law_band"] = {"band": [float(law_pick["q_lo"]), float(law_pick["q_hi"])], "mu": float(law_pick["mu"]),
+                           "sigma": float(law_pick["sigma"]), "loss": float(law_pick["predicted"]),
+                           "ci": {k: list(v) for k, v in ci.items()},
+                           "loss_ci": None if loss_ci is None else list(loss_ci)}
     opt.update(level=fit.level, space=space, D=float(budget), selected=decision, why=why,
                on_boundary=bool(law_pick is not None and decision == "law" and
                                 (law_pick["q_lo"] == 0.0 or law_pick["q_hi"] == 1.0)),

@@ -84,12 +84,13 @@ def make_plan(table, recipe: RunRecipe, land_dir: Path, d: Path) -> dict[str, An
 
     land = Landscape.load(land_dir / "landscape.json")
     cfg, space = recipe.plan, recipe.fit.space
-    n_jobs = ((cfg.windows + cfg.mixtures) * len(cfg.sizes) + min(cfg.validation_regimes, cfg.windows)
-              * len(cfg.validation_sizes)) * len(cfg.replay_ratios) * len(cfg.seeds)
+    n_jobs = ((cfg.windows + cfg.mixtures + cfg.budget_bands) * len(cfg.sizes) + min(cfg.validation_regimes,
+              cfg.windows) * len(cfg.validation_sizes)) * len(cfg.replay_ratios) * len(cfg.seeds)
+    final = P.resolve_size(recipe.select.budget, int(np.asarray(table.column("n_scored")).sum()), "select.budget")
     with tqdm(total=n_jobs, desc="plan: sampling subsets", unit="subset") as bar:
-        out = P.build_plan(table, np.asarray(land.bin_index), land.n_bins, cfg, space=space, out_dir=d, progress=bar)
+        out = P.build_plan(table, np.asarray(land.bin_index), land.n_bins, cfg, space=space, out_dir=d, progress=bar,
+                           final_budget=final)
     ppl, tok = table.column("ppl").to_numpy(), table.column("n_scored").to_numpy()
-    final = P.resolve_size(recipe.select.budget, out["total_tokens"], "select.budget")
     regions = {D: P.realisable_region(ppl, tok, D, space) for D in sorted(set(out["sizes"]) | {final})}
     write_json_atomic(d / "regions.json", {str(D): r.to_dict() for D, r in regions.items()})
     P.plot_plan(out, {D: r for D, r in regions.items() if D in out["sizes"]}, d / "plan.png")

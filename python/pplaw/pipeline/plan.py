@@ -163,15 +163,17 @@ def realisable_region(ppl: np.ndarray, tokens: np.ndarray, budget: int, space: s
 @dataclass
 class Regime:
     name: str
-    shape: str  # "window" or "mixture"
+    shape: str  # "window", "mixture" or "band" (a window as wide as the final selection's bands)
     bins: list[tuple[int, int]]  # [(first bin, end bin)) windows of landscape bins
     quantiles: list[tuple[float, float]]  # the same as token quantiles
     target: dict[str, float] | None = None  # mixtures: pooled (mu, sigma) in the fit space
 
 
 def make_regimes(table: pa.Table, n_bins: int, cfg: PlanSection, max_size_tokens: int, total_tokens: int,
-                 space: str) -> list[Regime]:
-    """Windows evenly spread over the landscape, then mixtures of pairs of them (see the module doc)."""
+                 space: str, final_share: float | None = None) -> list[Regime]:
+    """Windows evenly spread over the landscape, then mixtures of pairs of them (see the module doc), then
+    ``plan.budget_bands`` bands as wide as the narrowest band that holds the final budget (``final_share`` of
+    the corpus)."""
     width = cfg.window_bins or min(n_bins, math.ceil(n_bins * max_size_tokens / total_tokens) + 1)
     if width > n_bins:
         raise ConfigError(f"plan.window_bins = {width} exceeds landscape.n_bins = {n_bins}")
@@ -197,6 +199,15 @@ def make_regimes(table: pa.Table, n_bins: int, cfg: PlanSection, max_size_tokens
     for j, (i1, i2) in enumerate(chosen):
         r1, r2 = regimes[i1], regimes[i2]
         regimes.append(Regime(f"m{j}", "mixture", r1.bins + r2.bins, r1.quantiles + r2.quantiles))
+    if cfg.budget_bands and final_share is not None:
+        # The final selection picks among contiguous bands wide enough for the budget (pipeline.choose.bands_at);
+        # sampled uniformly, a band's (mu, sigma) does not depend on D, so the same bands at the fitting sizes
+        # put the law's knots where it will be asked to predict: the final forecast becomes an extrapolation in
+        # D alone, not in (mu, sigma) too (narrow windows and pooled pairs never reach those spreads).
+        bw = min(n_bins, math.ceil(1.05 * final_share * n_bins - 1e-9))
+        b_starts = np.unique(np.linspace(0, n_bins - bw, cfg.budget_bands).round().astype(int))
+        regimes += [Regime(f"b{i}", "band", [(int(s), int(s + bw))], [(s / n_bins, (s + bw) / n_bins)])
+                    for i, s in enumerate(b_starts)]
     return regimes
 
 
@@ -259,7 +270,7 @@ def validation_regimes(regimes: list[Regime], k: int) -> list[Regime]:
 
 
 def build_plan(table: pa.Table, bin_index: np.ndarray, n_bins: int, cfg: PlanSection, *, space: str,
-               out_dir: Path, progress: Any = None) -> dict[str, Any]:
+               out_dir: Path, progress: Any = None, final_budget: int | None = None) -> dict[str, Any]:
     """Realise every grid point; write ``points/<id>.parquet`` (rows, chunk_id, ppl, n_scored) for each.
 
     Returns ``{"sizes": [tokens], "validation_sizes": [tokens], "regimes": [...], "points": [...]}``; each
@@ -276,7 +287,8 @@ def build_plan(table: pa.Table, bin_index: np.ndarray, n_bins: int, cfg: PlanSec
         if v < 2 * max(sizes):
             raise ConfigError(f"plan.validation_sizes: {v:,} tokens is less than 2x the largest fitting size "
                               f"({max(sizes):,} tokens): a held-out point must test extrapolation in D")
-    regimes = make_regimes(table, n_bins, cfg, max(sizes), total, space)
+    regimes = make_regimes(table, n_bins, cfg, max(sizes), total, space,
+                           None if final_budget is None else final_budget / total)
     for reg in regimes:
         if reg.shape == "mixture":
             reg.target = _mixture_target(table, bin_index, reg, space)
@@ -298,7 +310,7 @@ def build_plan(table: pa.Table, bin_index: np.ndarray, n_bins: int, cfg: PlanSec
             if key not in cache:
                 if role == "validation":  # the regime's band, widened around its centre to hold D
                     cache[key] = sample_band(table, reg.quantiles, D, n_bins, seed, total)
-                elif reg.shape == "window":
+                elif reg.shape in ("window", "band"):
                     (q_lo, q_hi), = reg.quantiles
                     cache[key] = (sample_subset(table, token_budget=D, quantile_window=(q_lo, q_hi), seed=seed,
                                                 return_indices=True), (q_lo, q_hi))
@@ -346,7 +358,7 @@ def plot_plan(plan: dict[str, Any], regions: dict[int, RealisableRegion], path: 
         ax.fill(o[:, 0], o[:, 1], alpha=0.08, color=f"C{k}")
         ax.plot(o[:, 0], o[:, 1], lw=0.8, color=f"C{k}", label=f"realisable at D={D:,}")
     ok = [p for p in plan["points"] if p["status"] == "ok"]
-    for shape, marker in (("window", "o"), ("mixture", "s")):
+    for shape, marker in (("window", "o"), ("mixture", "s"), ("band", "^")):
         pts = [p for p in ok if p["shape"] == shape]
         if pts:
             ax.scatter([p[f"mu_{key}"] for p in pts], [p[f"sigma_{key}"] for p in pts], marker=marker,

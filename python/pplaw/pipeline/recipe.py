@@ -100,6 +100,10 @@ class PlanSection:
     window_bins: int = _f(0, "Bins per window (0: the fewest that hold the largest size, plus one).")
     mixtures: int = _f(2, "Mixture regimes: (mu, sigma) targets of two windows pooled (wider spread), "
                           "realised by target sampling; unreachable ones are reported and skipped.")
+    budget_bands: int = _f(0, "Band regimes shaped like the final selection: contiguous bands as wide as the "
+                              "narrowest band holding select.budget, spread over the landscape and run at the "
+                              "fitting sizes, so the law is fitted on the family it later selects from (its final "
+                              "forecast then extrapolates in D only).")
     replay_ratios: list[float] = _f([0.0], "Replay ratios R (general tokens / all tokens); several fit the "
                                            "mixture laws too.")
     seeds: list[int] = _f([0], "Seeds of every grid point (sampling and training).")
@@ -268,20 +272,23 @@ class RunRecipe:
             raise ConfigError(f"fit.laws must start with 'perplexity' (the paper's law, always reported), got "
                               f"{self.fit.laws}")
         from pplaw.exceptions import InvalidInputError as _Bad
-        from pplaw.laws.registry import get_law_spec
+        import pplaw.laws  # noqa: F401  (registers the laws)
+        from pplaw.laws.registry import REGISTRY, get_law_spec, parse_law_spec
 
         for i, spec in enumerate(self.fit.laws):
             try:
-                law = get_law_spec(spec, sigma=self.fit.sigma, space=self.fit.space)
+                name, _ = parse_law_spec(spec)
+                cls = REGISTRY.get(name)
+                if cls is not None and set(cls.variables) != {"mu", "sigma", "D"}:
+                    raise ConfigError(f"fit.laws[{i}] ({spec!r}) is not a perplexity law of (mu, sigma, D): its "
+                                      f"variables are {list(cls.variables)}")
+                get_law_spec(spec, sigma=self.fit.sigma, space=self.fit.space)
             except _Bad as err:
                 raise ConfigError(f"fit.laws[{i}] ({spec!r}): {err}") from err
-            if set(law.variables) != {"mu", "sigma", "D"}:
-                raise ConfigError(f"fit.laws[{i}] ({spec!r}) is not a perplexity law of (mu, sigma, D): its "
-                                  f"variables are {list(law.variables)}")
         if self.plan.validation_regimes < 1:
             raise ConfigError(f"plan.validation_regimes must be >= 1, got {self.plan.validation_regimes}")
-        if self.plan.mixtures < 0 or self.plan.window_bins < 0:
-            raise ConfigError("plan.mixtures and plan.window_bins must be >= 0")
+        if self.plan.mixtures < 0 or self.plan.window_bins < 0 or self.plan.budget_bands < 0:
+            raise ConfigError("plan.mixtures, plan.window_bins and plan.budget_bands must be >= 0")
         if not self.plan.seeds or not self.select.seeds:
             raise ConfigError("plan.seeds and select.seeds must not be empty")
         bad = sorted(set(self.baselines.methods) - set(METHODS))

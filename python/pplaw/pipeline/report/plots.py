@@ -56,7 +56,7 @@ def plot_sweep(rows: list[dict], space: str, target: str, path: Path) -> str:
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
     for k in sorted({r["size_no"] for r in ok}):
         sub = [r for r in ok if r["size_no"] == k]
-        for shape, marker in (("window", "o"), ("mixture", "s")):
+        for shape, marker in (("window", "o"), ("mixture", "s"), ("band", "^")):
             pts = [r for r in sub if r["shape"] == shape]
             if pts:
                 a.scatter([r[f"mu_{space}"] for r in pts], [r[target] for r in pts], marker=marker, color=f"C{k}",

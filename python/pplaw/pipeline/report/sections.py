@@ -211,6 +211,7 @@ def _fit(ctx: ReportContext, kinds, summary: dict) -> None:
         summary["learnable_band"] = {"lo": float(lo), "hi": float(hi), "mu_star_inside": inside}
         b.append(("p", f"Diagnostics: the {'/'.join(BAND_KINDS)} chunks span {label} [{lo:.4g}, {hi:.4g}] (5%-95%); "
                        f"mu* = {opt['mu']:.4g} is {'INSIDE' if inside else 'OUTSIDE'} this learnable band."))
+        _ci_width(ctx, opt, float(hi - lo), summary)
     if f.get("variants"):
         ho = "holdout_rmse" in f["variants"][0]
         rows = [[v["variant"], fmt(v["rmse"]), fmt(v["r2"]), fmt(v["mape"])]
@@ -247,6 +248,27 @@ def d_slopes(rows: list[dict[str, Any]], target: str) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in per_regime.items()}
 
 
+def _ci_width(ctx: ReportContext, opt: dict, band: float, summary: dict) -> None:
+    """Is the optimum pinned? Its mu* CI against the learnable band (issue 11: at most a third of it)."""
+    pick = opt.get("law_band") or {}
+    ci = (opt.get("ci") or {}).get("mu") or (pick.get("ci") or {}).get("mu")
+    if not ci or band <= 0:
+        why = ("the fit has no bootstrap draws (fit.bootstrap: 0)" if ctx.recipe.fit.bootstrap == 0 else
+               "no band the law could pick lies inside the fitted hull")
+        ctx.blocks.append(("p", f"Precision of the optimum: no CI on mu* ({why})."))
+        return
+    width = float(ci[1] - ci[0])
+    ratio = width / band
+    whose = "the selected optimum" if opt.get("ci") else "the law's best band (not selected)"
+    summary["optimum_ci"] = {"mu": list(ci), "width": width, "learnable_band": band, "ratio": ratio, "of": whose}
+    verdict = ("within a third of it" if ratio <= 1 / 3 else
+               "WIDER than a third of it: the sweep does not pin the optimum inside the learnable band; bands "
+               "across that CI are predicted to be equally good within the law's uncertainty")
+    ctx.blocks.append(("p", f"Precision of the optimum: the {100 * opt.get('level', 0.95):.0f}% CI of mu* for "
+                            f"{whose} is [{ci[0]:.4g}, {ci[1]:.4g}] ({width:.3g} wide), {ratio:.2f} of the learnable "
+                            f"band's width: {verdict}."))
+
+
 def _d_slopes(ctx: ReportContext, f: dict, summary: dict) -> None:
     """Does one D exponent fit every regime? The law scales the whole reducible loss by D^-aD."""
     slopes = d_slopes(ctx.sweep, ctx.recipe.fit.target)
@@ -255,11 +277,16 @@ def _d_slopes(ctx: ReportContext, f: dict, summary: dict) -> None:
     a_d = f["params"].get("aD")
     lo, hi = min(slopes, key=slopes.get), max(slopes, key=slopes.get)
     spread = slopes[hi] - slopes[lo]
-    mixed = spread > max(0.2, a_d or 0.0)
-    summary["d_slopes"] = {"per_regime": slopes, "aD": a_d, "spread": spread, "heterogeneous": mixed}
-    text = (f"Scaling with D: the law has one D exponent for every regime (aD = {fmt(a_d)}); the regimes' own "
-            f"log-log slopes of {ctx.recipe.fit.target} in D range from {slopes[lo]:.3g} ({lo}) to {slopes[hi]:.3g} "
-            f"({hi}).")
+    base = (f"the regimes' own log-log slopes of {ctx.recipe.fit.target} in D range from {slopes[lo]:.3g} ({lo}) to "
+            f"{slopes[hi]:.3g} ({hi})")
+    if a_d is None:  # a law whose data exponent depends on the regime (regime_d, logquad, spline)
+        mixed = False
+        summary["d_slopes"] = {"per_regime": slopes, "aD": None, "spread": spread, "heterogeneous": spread > 0.2}
+        text = (f"Scaling with D: the chosen law gives each regime its own data exponent; {base}.")
+    else:
+        mixed = spread > max(0.2, a_d)
+        summary["d_slopes"] = {"per_regime": slopes, "aD": a_d, "spread": spread, "heterogeneous": mixed}
+        text = f"Scaling with D: the law has one D exponent for every regime (aD = {fmt(a_d)}); {base}."
     if mixed:
         text += (" This spread is LARGE: the law cannot follow how each regime scales with D, and the misfit also "
                  "bends its (mu, sigma) shape (more sweep sizes make it weigh more). Trust the optimum less and "
