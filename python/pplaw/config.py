@@ -30,6 +30,25 @@ def check_model_ref(name: str | None, key: str) -> None:
                           f"Hugging Face Hub id of the form 'name' or 'org/name')")
 
 
+def load_causal_lm(ref: str, key: str, **kwargs: Any) -> Any:
+    """``AutoModelForCausalLM.from_pretrained(ref, **kwargs)`` with errors that name the option ``key`` and the
+    file: a truncated or corrupt ``*.safetensors`` (a copy cut short, a disk that filled up) otherwise surfaces
+    as safetensors' bare "Error while deserializing header"."""
+    from transformers import AutoModelForCausalLM
+
+    check_model_ref(ref, key)
+    try:
+        return AutoModelForCausalLM.from_pretrained(ref, **kwargs)
+    except Exception as err:  # noqa: BLE001 - re-raised with the option and file named
+        if type(err).__name__ == "SafetensorError" or "deserializ" in str(err):
+            files = sorted(p.name for p in Path(ref).expanduser().glob("*.safetensors")) if looks_local(ref) else []
+            raise ConfigError(f"{key}: the weights of {ref!r} ({', '.join(files) or 'safetensors'}) are corrupt or "
+                              f"truncated ({err}); re-save or re-copy the model folder") from err
+        if isinstance(err, (OSError, ValueError)):
+            raise ConfigError(f"{key}: cannot load a causal LM from {ref!r}: {err}") from err
+        raise
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, with errors that name the file."""
     path = Path(path)

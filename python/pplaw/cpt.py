@@ -130,20 +130,20 @@ def _check_same_run(old: dict, new: dict, run_dir: Path, old_dir: str | None = N
 
 
 def _load_model(cfg: CPTConfig, targs: CPTTrainingArguments):
-    from pplaw.config import check_model_ref
+    from pplaw.config import check_model_ref, load_causal_lm
 
     check_model_ref(cfg.model_name_or_path, "model_name_or_path")
     check_model_ref(cfg.tokenizer_name_or_path, "tokenizer_name_or_path")
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     dtype = "auto" if cfg.model_dtype == "auto" else getattr(torch, cfg.model_dtype)
     tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer_name_or_path or cfg.model_name_or_path,
                                               trust_remote_code=targs.trust_remote_code)
     if tokenizer.pad_token is None:  # the collator pads (rows are full, but the collator insists)
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path, dtype=dtype,
-                                                 trust_remote_code=targs.trust_remote_code)
+    model = load_causal_lm(cfg.model_name_or_path, "model_name_or_path", dtype=dtype,
+                           trust_remote_code=targs.trust_remote_code)
     return model, tokenizer
 
 

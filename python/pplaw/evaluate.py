@@ -241,7 +241,9 @@ def run_benchmarks(model, tokenizer, ecfg: EvalConfig) -> dict[str, Any]:
 
 def _load(model_path: str, tokenizer):
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from pplaw.config import load_causal_lm
 
     hub_like = model_path.count("/") == 1 and not model_path.startswith((".", "/", "~"))
     if not Path(model_path).expanduser().exists() and not hub_like:
@@ -250,7 +252,7 @@ def _load(model_path: str, tokenizer):
     try:
         tok = tokenizer if tokenizer is not None and not isinstance(tokenizer, str) else \
             AutoTokenizer.from_pretrained(tokenizer or model_path)
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype="auto" if cuda else torch.float32)
+        model = load_causal_lm(str(model_path), "model_path", dtype="auto" if cuda else torch.float32)
     except OSError as err:  # not a model folder, or a Hub id out of reach
         raise InvalidInputError(f"cannot load model {model_path!r}: {err}") from err
     return model.to("cuda" if cuda else "cpu").eval(), tok

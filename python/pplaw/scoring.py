@@ -243,15 +243,14 @@ class PerplexityScorer:
             if self.dtype != "auto":
                 model = model.to(getattr(torch, self.dtype))
         else:
-            from transformers import AutoModelForCausalLM
+            from pplaw.config import load_causal_lm
 
             device = self._resolve_device(rank)
             dtype = getattr(torch, self.dtype) if self.dtype != "auto" else (torch.float32 if device.type == "cpu" else "auto")
             try:
-                model = AutoModelForCausalLM.from_pretrained(
-                    self.model_ref, revision=self.revision, dtype=dtype, trust_remote_code=self.trust_remote_code
-                )
-            except (OSError, ValueError) as err:
+                model = load_causal_lm(self.model_ref, "model", revision=self.revision, dtype=dtype,
+                                       trust_remote_code=self.trust_remote_code)
+            except (OSError, ValueError) as err:  # ConfigError is a ValueError: the file and reason in its text
                 raise ScoringError(f"score_perplexity: cannot load model {self.model_ref!r}: {err}") from err
             model = model.to(device).eval()
         self._model = model

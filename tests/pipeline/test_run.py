@@ -100,6 +100,8 @@ def test_micro_run_validates_the_law_on_held_out_runs(micro_run):
     assert len(val) == 2 and all(r["band"] is not None for r in val)
     fit_rows = [r for r in rows if r.get("role") == "fit" and r["status"] == "ok"]
     assert min(r["D"] for r in val) >= 2 * max(r["D"] for r in fit_rows) * 0.95
+    bands = {r["regime"] for r in fit_rows if r["shape"] == "band"}  # plan.budget_bands: 2
+    assert bands == {"b0", "b1"}
     hold = json.loads((out / "fit" / "holdout.json").read_text())
     assert hold["validated"] and hold["n_val"] == 2 and hold["n_fit"] == len(fit_rows)
     from pplaw.pipeline.recipe import FitSection

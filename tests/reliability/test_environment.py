@@ -93,3 +93,34 @@ def test_lm_evals_git_probe_is_quiet(tmp_path, monkeypatch, capfd):
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     assert _quiet_git_hash() is None
     assert "fatal" not in capfd.readouterr().err
+
+
+def _tiny_model(path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=2)
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    return path / "model.safetensors"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_corrupt_safetensors_name_the_option_and_the_file(tmp_path, damage):
+    """A model folder whose weights were cut short (a copy interrupted, a full disk) or overwritten: the error
+    names the option and the file, for training, scoring and evaluation alike (not safetensors' bare
+    'Error while deserializing header')."""
+    from pplaw.config import load_causal_lm
+    from pplaw.evaluate import _load
+    from pplaw.exceptions import ScoringError
+    from pplaw.scoring import score_perplexity
+
+    f = _tiny_model(tmp_path / "m")
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"not a safetensors file")
+    with pytest.raises(ConfigError, match=r"model_name_or_path: the weights of .* \(model\.safetensors\) are "
+                                          r"corrupt or truncated"):
+        load_causal_lm(str(tmp_path / "m"), "model_name_or_path")
+    with pytest.raises(ConfigError, match="model_path: the weights"):
+        _load(str(tmp_path / "m"), object())  # a tokenizer object: the model alone is loaded
+    with pytest.raises(ScoringError, match="corrupt or truncated"):
+        score_perplexity(str(tmp_path / "m"))._load(None)
