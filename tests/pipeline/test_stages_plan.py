@@ -123,3 +123,17 @@ def test_budget_bands_are_as_wide_as_the_final_selection_family():
 
     with pytest.raises(ConfigError, match="budget_bands"):
         from_dict(RunRecipe, {"world": {}, "plan": {"budget_bands": -1}})
+
+
+def test_contiguous_pools_are_one_band():
+    """plan.mixture_sampling: band samples a pool of neighbouring windows uniformly inside one stretch of bins
+    (the family the final selection picks from); a pool with a gap cannot be a band."""
+    from pplaw.pipeline.plan import contiguous_span
+
+    assert contiguous_span([(0, 3), (3, 6)]) == (0, 6)
+    assert contiguous_span([(4, 8), (0, 5)]) == (0, 8)
+    assert contiguous_span([(0, 3), (4, 6)]) is None
+    from pplaw.pipeline.recipe import RunRecipe, from_dict
+
+    with pytest.raises(ConfigError, match="mixture_sampling"):
+        from_dict(RunRecipe, {"world": {}, "plan": {"mixture_sampling": "moments"}})

@@ -5,9 +5,13 @@ A *regime* is a region of the perplexity landscape:
 - a **window**: a contiguous run of landscape bins (token-weighted quantile bins), realised by sampling D
   tokens uniformly inside that quantile window (``pplaw.sample_subset(quantile_window=...)``);
 - a **mixture**: two windows pooled (neighbours first, see :func:`make_regimes`). Its target is the
-  pooled chunks' (mu, sigma) - a similar mean to the windows between them, a wider spread - realised by
-  target sampling
-  (``pplaw.sample_subset(target_mean=..., target_std=...)``, mean within 1%, std within 2%).
+  pooled chunks' (mu, sigma) - a similar mean to the windows between them, a wider spread. With
+  ``plan.mixture_sampling: band`` (the default) a pool that is one contiguous stretch of bins (neighbours)
+  is sampled uniformly inside it, like a window: the family the final selection picks from (contiguous bands
+  sampled uniformly). With ``target`` (and for pools with a gap) it is realised by target sampling
+  (``pplaw.sample_subset(target_mean=..., target_std=...)``, mean within 1%, std within 2%), which meets the
+  moments with whatever chunks do so: two subsets with the same (mu, sigma) can hold different text, so a
+  moment-matched mixture is a different subset than the band of the same moments.
 
 Every regime is realised at every size D (x replay ratio R x seed). What the corpus cannot realise (a
 window holding fewer than D tokens, a target outside the realisable range at D) is not silently moved:
@@ -221,6 +225,17 @@ def _mixture_target(table: pa.Table, bin_index: np.ndarray, reg: Regime, space: 
     return {"mu": float(st["mean"]), "sigma": float(st["std"])}
 
 
+def contiguous_span(bins: list[tuple[int, int]]) -> tuple[int, int] | None:
+    """The one stretch ``[lo, hi)`` of bins that ``bins`` cover without a gap, or None when they leave one."""
+    spans = sorted(bins)
+    lo, hi = spans[0]
+    for a, b in spans[1:]:
+        if a > hi:
+            return None
+        hi = max(hi, b)
+    return lo, hi
+
+
 def point_id(regime: str, size_no: int, r: float, seed: int) -> str:
     return f"{regime}_D{size_no}_R{r:g}_s{seed}"
 
@@ -310,8 +325,10 @@ def build_plan(table: pa.Table, bin_index: np.ndarray, n_bins: int, cfg: PlanSec
             if key not in cache:
                 if role == "validation":  # the regime's band, widened around its centre to hold D
                     cache[key] = sample_band(table, reg.quantiles, D, n_bins, seed, total)
-                elif reg.shape in ("window", "band"):
-                    (q_lo, q_hi), = reg.quantiles
+                elif reg.shape in ("window", "band") or (cfg.mixture_sampling == "band" and
+                                                         contiguous_span(reg.bins) is not None):
+                    lo_b, hi_b = contiguous_span(reg.bins)
+                    q_lo, q_hi = lo_b / n_bins, hi_b / n_bins
                     cache[key] = (sample_subset(table, token_budget=D, quantile_window=(q_lo, q_hi), seed=seed,
                                                 return_indices=True), (q_lo, q_hi))
                 else:

@@ -98,8 +98,13 @@ class PlanSection:
                                          "report says how far select.budget extrapolates beyond the largest).")
     windows: int = _f(5, "Window regimes: contiguous runs of landscape bins, spread from low to high PPL.")
     window_bins: int = _f(0, "Bins per window (0: the fewest that hold the largest size, plus one).")
-    mixtures: int = _f(2, "Mixture regimes: (mu, sigma) targets of two windows pooled (wider spread), "
-                          "realised by target sampling; unreachable ones are reported and skipped.")
+    mixtures: int = _f(2, "Mixture regimes: two windows pooled (wider spread); unreachable ones are reported "
+                          "and skipped.")
+    mixture_sampling: str = _f("band", "How a mixture is realised: 'band' samples a contiguous pool (neighbour "
+                                       "windows) uniformly, like the final selection's bands (pools with a gap "
+                                       "fall back to target sampling); 'target' meets the pooled (mu, sigma) by "
+                                       "target sampling, which can pick other text with the same moments.",
+                               choices=["band", "target"])
     budget_bands: int = _f(0, "Band regimes shaped like the final selection: contiguous bands as wide as the "
                               "narrowest band holding select.budget, spread over the landscape and run at the "
                               "fitting sizes, so the law is fitted on the family it later selects from (its final "
