@@ -91,7 +91,12 @@ def fit_and_optimise(rows: list[dict[str, Any]], recipe: RunRecipe, region: Real
     opt = fit.optimum(region=search_region(recipe.select.region, region, df), D=float(region.budget))
     fit.to_json(out / "fit.json")
     fit.plot(out / "fit.png", optimum=opt)
-    plots = [p.name for p in write_plots(fit, out, optimum=opt, by=df["regime"].to_numpy())]
+    # a validation run is its regime widened to hold a larger D (another (mu, sigma)): its own curve, not a third
+    # point on its regime's (a local law would draw the regime's curve at the mean of both)
+    by = df["regime"].astype(str).to_numpy()
+    if "role" in df.columns:
+        by = np.where(df["role"].fillna("fit").to_numpy() == "validation", np.char.add(by, " (held out)"), by)
+    plots = [p.name for p in write_plots(fit, out, optimum=opt, by=by)]
     summary = (f"law chosen: {law_choice['chosen']} ({law_choice['reason']})\n\n" + fit.summary() + "\n\n"
                + str(opt))
     outputs: dict[str, Any] = {
