@@ -92,8 +92,11 @@ def plot_comparison(finals: list[dict], path: Path) -> str:
         finite = [x for v in vals for x in v]
         if finite:
             lo, hi = min(finite), max(finite)
-            pad = (hi - lo) * 0.3 + 1e-6
+            # all methods equal (e.g. every general benchmark at 1.0): a visible band around the value, without
+            # matplotlib's "1e-6+1" offset notation
+            pad = (hi - lo) * 0.3 if hi > lo else max(0.05 * abs(hi), 0.01)
             ax.set_ylim(lo - pad, hi + pad)
+            ax.ticklabel_format(axis="y", useOffset=False)
         ax.set_title(f"{label} ({'lower' if sign < 0 else 'higher'} is better)")
         ax.tick_params(axis="x", rotation=25)
     fig.suptitle("DOS vs baselines at the same budget (bars: mean ± sd over seeds; dots: seeds)")
