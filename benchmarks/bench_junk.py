@@ -1,6 +1,7 @@
 """Real text with junk at one end of the landscape and known text at the other: is DOS ever worse than random?
 
-    python benchmarks/bench_junk.py [--seeds 0 1 2] [--out pplaw_runs/bench_junk] [--data DIR] [key=value ...]
+    python benchmarks/bench_junk.py [--seeds 0 1 2] [--out pplaw_runs/bench_junk] [--data DIR] [--inputs DIR]
+                                    [key=value ...]
 
 Issue 11's real-text check, as a bring-your-own recipe (no network, no Hub). Data from ``../shared/data``
 relative to the repository root (``--data`` to change it): PubMedQA (``pubmedqa/ori_pqal.json``, 1000
@@ -299,6 +300,8 @@ def main() -> int:
     ap.add_argument("--out", default="pplaw_runs/bench_junk")
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"),
                     help="folder with pubmedqa/ori_pqal.json and wikitext-2/{test,valid}.txt")
+    ap.add_argument("--inputs", default=None, help="folder of the built inputs (default <out>/inputs; built "
+                                                   "there when absent), e.g. to share them between variants")
     ap.add_argument("overrides", nargs="*", help="extra recipe overrides (key=value), passed to every pplaw run")
     a = ap.parse_args()
     data = Path(a.data)
@@ -309,7 +312,7 @@ def main() -> int:
               f"test/valid under {data}; pass --data DIR)", file=sys.stderr)
         return 2
     out = Path(a.out).resolve()
-    inputs = out / "inputs"
+    inputs = Path(a.inputs).resolve() if a.inputs else out / "inputs"
     t0 = time.perf_counter()
     info = build_inputs(data, inputs)
     log(f"inputs: {info['n_docs']} (+{info['n_heldout']} held-out abstracts); base model mean NLL "
@@ -328,12 +331,13 @@ def main() -> int:
         df = pd.DataFrame(rows)
         df.to_csv(out / "table.csv", index=False)
         md = df.to_markdown(index=False, floatfmt=".4g")
-        worse = [r["seed"] for r in rows if r["dos_minus_random"] is not None and r["dos_minus_random"] > 0]
-        verdict = (f"DOS worse than random in seed(s) {worse}" if worse
+        worse = [f"{r['seed']} (+{r['dos_minus_random']:.4f} nats)" for r in rows
+                 if r["dos_minus_random"] is not None and r["dos_minus_random"] > 0]
+        verdict = (f"DOS WORSE than random in seed(s) {', '.join(worse)}" if worse
                    else f"DOS not worse than random in any of {len(rows)} seed(s)")
         (out / "table.md").write_text(
-            "Held-out domain loss (nats/token, lower is better). Kind mix: domain/known/salad % of the subset's "
-            "chunks.\n\n" + md + f"\n\n{verdict}.\n")
+            f"bench_junk ({' '.join(a.overrides) or 'no overrides'}). Held-out domain loss (nats/token, lower is "
+            "better). Kind mix: domain/known/salad % of the subset's chunks.\n\n" + md + f"\n\n{verdict}.\n")
         print(md, "\n" + verdict, flush=True)
     log(f"done in {(time.perf_counter() - t0) / 60:.1f} min; table in {out / 'table.md'}")
     return 0 if len(rows) == len(a.seeds) else 1
