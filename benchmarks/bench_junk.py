@@ -303,7 +303,11 @@ def main() -> int:
     ap.add_argument("--inputs", default=None, help="folder of the built inputs (default <out>/inputs; built "
                                                    "there when absent), e.g. to share them between variants")
     ap.add_argument("overrides", nargs="*", help="extra recipe overrides (key=value), passed to every pplaw run")
-    a = ap.parse_args()
+    # recipe overrides (key=value) may stand anywhere, also after --seeds' list
+    argv = sys.argv[1:]
+    overrides = [x for x in argv if "=" in x and not x.startswith("-")]
+    a = ap.parse_args([x for x in argv if x not in overrides])
+    a.overrides = [*a.overrides, *overrides]
     data = Path(a.data)
     need = [data / "pubmedqa" / "ori_pqal.json", data / "wikitext-2" / "test.txt", data / "wikitext-2" / "valid.txt"]
     missing = [str(p) for p in need if not p.is_file()]
