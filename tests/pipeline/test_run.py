@@ -174,6 +174,25 @@ def test_a_moved_run_directory_is_resumed_not_recomputed(micro_run, model_cache,
     assert _records(moved) == before
 
 
+def test_another_select_family_refits_the_optimum(micro_run, model_cache, tmp_path, capsys):
+    """select.family decides the fit stage's optimum (a band, or none for 'free'): a resumed run with another family
+    must not reuse the old one (it did: the fit stage's key left the family out, so DOS stayed a band)."""
+    import shutil
+
+    from pplaw.cli.main import main
+
+    out, rc, _, _ = micro_run
+    assert rc == MICRO_RC
+    assert json.loads((out / "fit" / "stage.json").read_text())["outputs"]["optimum"].get("band") is not None
+    free = tmp_path / "free"
+    shutil.copytree(out, free)
+    main(["run", str(MICRO), "--out", str(free), f"cache_dir={model_cache}", "select.family=free",
+          "baselines.methods=[random]"])
+    text = capsys.readouterr().out
+    assert "[fit] up to date" not in text and "[plan] up to date" in text
+    assert json.loads((free / "fit" / "stage.json").read_text())["outputs"]["optimum"].get("band") is None
+
+
 def test_resume_after_a_kill_mid_sweep(tmp_path, model_cache):
     """Kill `pplaw run` once the first sweep run has finished; the re-run does not redo finished runs."""
     small = ["select.seeds=[0]", "baselines.methods=[random]", "plan.sizes=[0.1,0.2]", "fit.bootstrap=0"]

@@ -184,8 +184,11 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None]) -> dic
 
     # 4. fit the perplexity-aware law; the optimum inside what the corpus can realise at the final budget
     budget, region = plan.budget, plan.region
+    # select.family and select.fallback decide the fit stage's optimum (the band or the best sweep regime,
+    # pipeline/choose.py), so they are part of its key: without them a resumed run with another family reused
+    # the old optimum
     fit = stages.run("fit", {"sweep": sw.digest, "fit": recipe.to_dict()["fit"], "region": recipe.select.region,
-                             "budget": budget},
+                             "budget": budget, "family": recipe.select.family, "fallback": recipe.select.fallback},
                      lambda d: S.fit_and_optimise(sw.rows, recipe, region, d, table=table, plan=plan.plan),
                      load=FitArtefact.load)
 
