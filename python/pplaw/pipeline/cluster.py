@@ -46,6 +46,19 @@ class SlurmSection:
                                "of this machine, for a try-out without a cluster).", choices=["slurm", "local"])
 
 
+@dataclass
+class ScoreClusterOptions:
+    """``pplaw score``'s cluster options: score the shards as a Slurm job array."""
+
+    slurm: str | None = _f(None, "A YAML file with a `slurm:` section (a `pplaw run` recipe will do): score as a "
+                                 "Slurm job array with those options (its gpus_per_node, cpus_per_task per task).")
+    slurm_tasks: int = _f(8, "Tasks of the job array (--slurm): task i scores the shards k with k % tasks == i.")
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.slurm_tasks, int) and self.slurm_tasks >= 1):
+            raise ConfigError(f"pplaw score: --slurm_tasks must be an integer >= 1, got {self.slurm_tasks!r}")
+
+
 def check_slurm(s: SlurmSection, key: str = "slurm") -> None:
     """Value checks of a slurm section; each error names the recipe key (``slurm.time_min``)."""
     for name in ("partition", "account", "qos"):

@@ -54,6 +54,7 @@ class RayExecutor:
     accelerate_config: str | None
     run_dir: Path
     task: Callable[..., dict[str, Any]] = SW.train_pinned  # the task body (a test swaps in one that kills itself)
+    probe: Callable[[str, str, str], str | None] = _probe  # the shared-path probe (a test fakes a node-local disk)
 
     def run(self, todo: list[RunSpec], finish: Callable[[RunSpec, dict[str, Any]], None]) -> None:
         import ray
@@ -65,8 +66,8 @@ class RayExecutor:
         try:
             self._check_resources(ray)
             self.check_shared(ray)
-            remote = ray.remote(self.task).options(num_cpus=self.cpus, num_gpus=self.gpus,
-                                                   max_retries=self.max_retries, retry_exceptions=False)
+            remote = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.max_retries,
+                                retry_exceptions=False)(self.task)
             refs = {remote.options(name=f"pplaw:{s.id}").remote(s, self.launcher, self.accelerate_config,
                                                                  self.threads): s for s in todo}
             pending = list(refs)
@@ -105,7 +106,7 @@ class RayExecutor:
         root = self.run_dir.resolve()
         token = secrets.token_hex(8)
         (root / PROBE).write_text(token, encoding="utf-8")
-        probe = ray.remote(_probe).options(num_cpus=0, max_retries=0)
+        probe = ray.remote(num_cpus=0, max_retries=0)(self.probe)
         nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
         try:
             refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False))

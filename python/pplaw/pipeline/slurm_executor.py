@@ -76,8 +76,11 @@ def job_state(job: Any) -> str:
 
 
 def refresh(jobs: list[Any]) -> None:
-    """One ``sacct`` call for all the jobs: submitit's own refresh backs off to minutes between calls."""
-    if jobs and hasattr(jobs[0], "watcher"):
+    """One ``sacct`` call for all the jobs: submitit's own refresh backs off to minutes between calls.
+    (Local jobs are processes: nothing to ask.)"""
+    import submitit
+
+    if jobs and isinstance(jobs[0], submitit.SlurmJob):
         for j in jobs:
             j.watcher.register_job(j.job_id)
         jobs[0].watcher.update()
@@ -183,6 +186,23 @@ def pending_jobs(stage: Path) -> list[str]:
 
 # ----------------------------------------------------------------------------------------------------------
 # pplaw score as a job array over its shards
+
+
+def load_slurm(path: str | Path) -> SlurmSection:
+    """The ``slurm:`` section of a YAML file (a run recipe, or a file holding only that section), checked."""
+    from pplaw.config import load_yaml
+    from pplaw.pipeline.cluster import check_slurm
+    from pplaw.pipeline.recipe import from_dict
+
+    data = load_yaml(path)
+    if not isinstance(data, dict) or not isinstance(data.get("slurm"), dict):
+        raise ConfigError(f"--slurm {str(path)!r}: expected a YAML mapping with a `slurm:` section")
+    try:
+        section = from_dict(SlurmSection, data["slurm"], "slurm")
+        check_slurm(section)
+    except ConfigError as err:
+        raise ConfigError(f"--slurm {str(path)!r}: {err}") from err
+    return section
 
 
 def _score_part(cfg: Any, part: tuple[int, int]) -> dict[str, Any]:
