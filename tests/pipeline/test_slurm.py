@@ -156,3 +156,39 @@ def test_detach_needs_the_slurm_executor(tmp_path):
     with pytest.raises(ConfigError, match="--detach needs train.executor=slurm"):
         run_pipeline(load_recipe(MICRO), tmp_path / "out", detach=True)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_preempted_slurm_job_is_requeued_and_finishes_its_run(micro_run, tmp_path):
+    """Preemption as Slurm signals it (SIGTERM, then USR2: submitit's own `_interrupt` test hook): submitit
+    calls RunJob.checkpoint and requeues the job, which trains the run again in its folder to the same loss."""
+    if why := _slurm_answers():
+        pytest.skip(why)
+    from pplaw import runs
+    from pplaw.pipeline.cluster import SlurmSection
+    from pplaw.pipeline.slurm_executor import RunJob, make_submitit
+    from pplaw.pipeline.sweep import RunSpec
+
+    out = micro_run[0]
+    src = next(p for p in sorted((out / "sweep").glob("*/spec.json"))
+               if (p.parent / "run_record.json").is_file() and not (p.parent / "failed.json").exists())
+    spec = json.loads(src.read_text())
+    run = tmp_path / "sweep" / "run"
+    s = RunSpec("run", run, {**spec["cpt"], "output_dir": str(run), "run_id": "run"}, spec["meta"], root=tmp_path)
+    ex = make_submitit(SlurmSection(time_min=10), tmp_path / "slurm", cpus=1, gpus=0, max_requeues=2,
+                       name="pplaw-preempt")
+    job = ex.submit(RunJob(s, "inprocess", None, 1))
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        try:
+            if json.loads((run / "run_record.json").read_text()).get("status") == "training":
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.1)
+    job._interrupt()  # preemption: SIGTERM then USR2
+    assert job.result() == {"id": "run", "status": "ok"}
+    hist = subprocess.run(["sacct", "-n", "-X", "-D", "-P", "-o", "JobID,State", "-j", str(job.job_id)],
+                          check=True, capture_output=True, text=True).stdout
+    assert "REQUEUED" in hist or "PREEMPTED" in hist, hist  # the job ran twice under one id
+    new, old = runs.read_record(run)["eval"]["domain"]["loss"], runs.read_record(src.parent)["eval"]["domain"]["loss"]
+    assert new == pytest.approx(old, rel=1e-6)
