@@ -85,3 +85,18 @@ def check_slurm(s: SlurmSection, key: str = "slurm") -> None:
         raise ConfigError(f"{key}.poll_s must be a number of seconds > 0, got {s.poll_s!r}")
     if s.cluster not in ("slurm", "local"):
         raise ConfigError(f"{key}.cluster must be 'slurm' or 'local', got {s.cluster!r}")
+
+
+def check_executor(t: Any, slurm: SlurmSection) -> None:
+    """``train.executor`` and the train options it reads (``t``: the recipe's train section), and the slurm
+    section whatever the executor (a typo there should not wait for the day it is switched on)."""
+    if t.executor not in EXECUTORS:
+        raise ConfigError(f"train.executor must be one of {list(EXECUTORS)}, got {t.executor!r}")
+    for key, low in (("cpus_per_run", 1), ("gpus_per_run", 0), ("max_retries", 0)):
+        v = getattr(t, key)
+        if not (isinstance(v, int) and not isinstance(v, bool) and v >= low):
+            raise ConfigError(f"train.{key} must be an integer >= {low}, got {v!r}")
+    if t.ray_address is not None and (not isinstance(t.ray_address, str) or not t.ray_address.strip()):
+        raise ConfigError(f"train.ray_address must be a Ray address ('auto', 'ray://head:10001') or null, got "
+                          f"{t.ray_address!r}")
+    check_slurm(slurm, "slurm")

@@ -32,7 +32,7 @@ from typing import Any, Union
 import yaml
 
 from pplaw.config import borrow
-from pplaw.pipeline.cluster import EXECUTORS, SlurmSection, check_slurm
+from pplaw.pipeline.cluster import EXECUTORS, SlurmSection, check_executor
 from pplaw.cpt_options import CPTConfig, TrainingDefaults
 from pplaw.evaluate import EvalConfig
 from pplaw.exceptions import ConfigError
@@ -310,7 +310,7 @@ class RunRecipe:
             raise ConfigError("train.workers and train.threads_per_worker must be >= 0 and train.epochs > 0")
         if self.train.launcher == "accelerate" and not self.train.accelerate_config:
             raise ConfigError("train.launcher=accelerate needs train.accelerate_config")
-        _check_executor(self)
+        check_executor(self.train, self.slurm)
         if self.select.weights is not None and len(self.select.weights) != 2:
             raise ConfigError(f"select.weights must be [w_mu, w_s], got {self.select.weights}")
         if self.fit.bootstrap < 0:
@@ -376,22 +376,6 @@ def _check_ranges(r: RunRecipe) -> None:
 
 
 MAX_BINS = 100_000
-
-
-def _check_executor(r: RunRecipe) -> None:
-    """train.executor and the options it reads (the slurm section is checked whatever the executor: a typo
-    there should not wait for the day it is switched on)."""
-    t = r.train
-    if t.executor not in EXECUTORS:
-        raise ConfigError(f"train.executor must be one of {list(EXECUTORS)}, got {t.executor!r}")
-    for key, low in (("cpus_per_run", 1), ("gpus_per_run", 0), ("max_retries", 0)):
-        v = getattr(t, key)
-        if not (isinstance(v, int) and not isinstance(v, bool) and v >= low):
-            raise ConfigError(f"train.{key} must be an integer >= {low}, got {v!r}")
-    if t.ray_address is not None and (not isinstance(t.ray_address, str) or not t.ray_address.strip()):
-        raise ConfigError(f"train.ray_address must be a Ray address ('auto', 'ray://head:10001') or null, got "
-                          f"{t.ray_address!r}")
-    check_slurm(r.slurm, "slurm")
 
 
 def digest(obj: Any, root: str | Path | None = None) -> str:

@@ -131,9 +131,10 @@ class SlurmExecutor:
         self._wait(todo, jobs, finish)
 
     def _attach(self, spec: RunSpec, entry: dict[str, Any] | None, folder: Path) -> Any:
-        """The job of ``jobs.json`` that may still finish this very run (pending, running, requeued), or None."""
-        if not entry or entry.get("key") not in spec.keys or entry.get("cluster") != "slurm" \
-                or self.slurm.cluster != "slurm":
+        """The job of ``jobs.json`` that may still finish this very run (pending, running, requeued), or None.
+        A live job of another spec of the run (the recipe changed) is cancelled: its folder is about to be
+        replaced, and it must not write into the new run's."""
+        if not entry or entry.get("cluster") != "slurm" or self.slurm.cluster != "slurm":
             return None  # local jobs are processes of the driver that submitted them: not ours to wait for
         import submitit
 
@@ -141,7 +142,11 @@ class SlurmExecutor:
         refresh([job])
         state = job_state(job)
         young = time.time() - float(entry.get("submitted_at", 0)) < UNKNOWN_GRACE_S
-        return job if state in ALIVE or (state == "UNKNOWN" and young) else None
+        alive = state in ALIVE or (state == "UNKNOWN" and young)
+        if alive and entry.get("key") not in spec.keys:
+            job.cancel(check=False)
+            return None
+        return job if alive else None
 
     def _wait(self, todo: list[RunSpec], jobs: dict[str, Any], finish: Callable[[RunSpec, dict], None]) -> None:
         pending = {s.id: s for s in todo}
