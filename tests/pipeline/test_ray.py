@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,17 @@ def test_more_cpus_per_run_than_any_node_has_is_a_config_error(ray_cluster, tmp_
         _executor(tmp_path, cpus=1000)._check_resources(ray)
     with pytest.raises(ConfigError, match="train.gpus_per_run=64"):
         _executor(tmp_path, gpus=64)._check_resources(ray)
+
+
+def test_runs_finished_locally_are_not_redone_on_ray(micro_run, ray_cluster, model_cache, tmp_path):
+    """The finished-run rule does not depend on the executor: a local run directory resumed with
+    train.executor=ray trains nothing again (only the micro recipe's failing runs are retried, as Ray tasks)."""
+    from pplaw.cli.main import main
+
+    ref = micro_run[0]
+    moved = tmp_path / "moved"
+    shutil.copytree(ref, moved)
+    records = {p.relative_to(moved): p.read_bytes() for p in moved.glob("*/*/run_record.json")}
+    assert main(["run", str(MICRO), "--out", str(moved), f"cache_dir={model_cache}",
+                 "train.executor=ray"]) == MICRO_RC
+    assert {p.relative_to(moved): p.read_bytes() for p in moved.glob("*/*/run_record.json")} == records
