@@ -155,6 +155,9 @@ def test_detach_needs_the_slurm_executor(tmp_path):
 
     with pytest.raises(ConfigError, match="--detach needs train.executor=slurm"):
         run_pipeline(load_recipe(MICRO), tmp_path / "out", detach=True)
+    local = load_recipe(MICRO, [("train.executor", "slurm"), ("slurm.cluster", "local")])
+    with pytest.raises(ConfigError, match="slurm.cluster='local'"):
+        run_pipeline(local, tmp_path / "out", detach=True)
     assert not (tmp_path / "out").exists()
 
 

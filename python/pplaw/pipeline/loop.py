@@ -148,9 +148,10 @@ def run_pipeline(recipe: RunRecipe, out_dir: str | Path, log: Callable[[str], No
     ``detach`` (``train.executor: slurm``): submit the sweep's (or the final) runs as jobs and return
     ``{"detached": {"stage", "jobs_file", "n_jobs"}}`` instead of waiting; run again to collect them."""
     PF.check_paths(recipe)
-    if detach and recipe.train.executor != "slurm":
-        raise ConfigError(f"--detach needs train.executor=slurm (jobs that outlive this process), got "
-                          f"train.executor={recipe.train.executor!r}")
+    if detach and (recipe.train.executor != "slurm" or recipe.slurm.cluster != "slurm"):
+        raise ConfigError(f"--detach needs train.executor=slurm and slurm.cluster=slurm (jobs that outlive this "
+                          f"process), got train.executor={recipe.train.executor!r}, "
+                          f"slurm.cluster={recipe.slurm.cluster!r}")
     out = claim_run_dir(out_dir)
     with RunLock(out):
         try:

@@ -126,7 +126,7 @@ class SlurmExecutor:
                 book[s.id] = {"job_id": str(j.job_id), "key": s.key, "cluster": self.slurm.cluster,
                               "submitted_at": now}
             write_jobs(stage, book)
-        if self.detach and self.slurm.cluster == "slurm":
+        if self.detach:  # (run_pipeline allows it with slurm.cluster=slurm only: local jobs die with us)
             return  # the jobs run on; the next `pplaw run` collects them (jobs.json)
         self._wait(todo, jobs, finish)
 
