@@ -17,14 +17,14 @@ from typing import Any, Callable
 import numpy as np
 import yaml
 
-from pplaw.pipeline import plan as P
+from pplaw.exceptions import ConfigError
 from pplaw.pipeline import executors as EX
+from pplaw.pipeline import plan as P
 from pplaw.pipeline import preflight as PF
 from pplaw.pipeline import report as RP
 from pplaw.pipeline import select as S
 from pplaw.pipeline import sweep as SW
 from pplaw.pipeline.artefacts import FitArtefact, Inputs, PlanArtefact, RunTable, ScoredChunks, Selection
-from pplaw.exceptions import ConfigError
 from pplaw.pipeline.recipe import RunRecipe, digest
 from pplaw.pipeline.stages import RunLock, Stages, claim_run_dir
 from pplaw._io import atomic_write_text, remove_stale_temporaries
@@ -152,15 +152,17 @@ def run_pipeline(recipe: RunRecipe, out_dir: str | Path, log: Callable[[str], No
         raise ConfigError(f"--detach needs train.executor=slurm and slurm.cluster=slurm (jobs that outlive this "
                           f"process), got train.executor={recipe.train.executor!r}, "
                           f"slurm.cluster={recipe.slurm.cluster!r}")
+    executor = EX.make_executor(recipe, Path(out_dir), detach=detach)  # a missing engine fails before any work
     out = claim_run_dir(out_dir)
     with RunLock(out):
         try:
-            return _run_locked(recipe, out, log, detach)
+            return _run_locked(recipe, out, log, executor)
         except _Detached as d:
             return {"detached": d.info}
 
 
-def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None], detach: bool = False) -> dict[str, Any]:
+def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
+                executor: SW.Executor | None = None) -> dict[str, Any]:
     t_start = time.perf_counter()
     for folder in [out, out / "report", *(p for p in out.iterdir() if p.is_dir())]:
         remove_stale_temporaries(folder)  # left by a kill during an atomic write; we hold the lock
@@ -168,7 +170,6 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None], detach
     write_json_atomic(out / "recipe.json", recipe.to_dict())
     atomic_write_text(out / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     t = recipe.train
-    executor = EX.make_executor(recipe, out, detach=detach)
 
     def submitted(stage: str, res: dict[str, dict[str, Any]]) -> None:
         n = sum(v["status"] == "submitted" for v in res.values())
