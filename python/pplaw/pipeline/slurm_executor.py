@@ -111,7 +111,7 @@ class SlurmExecutor:
         stage = todo[0].dir.parent
         folder = stage / LOGS
         book = read_jobs(stage)
-        jobs = {s.id: j for s in todo if (j := self._attach(s, book.get(s.id), folder)) is not None}
+        jobs = self._attach(todo, book, folder)
         new = [s for s in todo if s.id not in jobs]
         if new:
             for s in new:
@@ -130,23 +130,30 @@ class SlurmExecutor:
             return  # the jobs run on; the next `pplaw run` collects them (jobs.json)
         self._wait(todo, jobs, finish)
 
-    def _attach(self, spec: RunSpec, entry: dict[str, Any] | None, folder: Path) -> Any:
-        """The job of ``jobs.json`` that may still finish this very run (pending, running, requeued), or None.
-        A live job of another spec of the run (the recipe changed) is cancelled: its folder is about to be
-        replaced, and it must not write into the new run's."""
-        if not entry or entry.get("cluster") != "slurm" or self.slurm.cluster != "slurm":
-            return None  # local jobs are processes of the driver that submitted them: not ours to wait for
+    def _attach(self, todo: list[RunSpec], book: dict[str, Any], folder: Path) -> dict[str, Any]:
+        """Run id -> its job of ``jobs.json`` that may still finish it (pending, running, requeued); one sacct
+        call for all. A live job of another spec of the run (the recipe changed) is cancelled: its folder is
+        about to be replaced, and it must not write into the new run's."""
+        if self.slurm.cluster != "slurm":
+            return {}  # local jobs are processes of the driver that submitted them: not ours to wait for
         import submitit
 
-        job = submitit.SlurmJob(folder=str(folder / "%j"), job_id=str(entry["job_id"]))
-        refresh([job])
-        state = job_state(job)
-        young = time.time() - float(entry.get("submitted_at", 0)) < UNKNOWN_GRACE_S
-        alive = state in ALIVE or (state == "UNKNOWN" and young)
-        if alive and entry.get("key") not in spec.keys:
-            job.cancel(check=False)
-            return None
-        return job if alive else None
+        known = {s.id: (s, book[s.id]) for s in todo if book.get(s.id, {}).get("cluster") == "slurm"}
+        jobs = {rid: submitit.SlurmJob(folder=str(folder / "%j"), job_id=str(e["job_id"]))
+                for rid, (_, e) in known.items()}
+        refresh(list(jobs.values()))
+        alive = {}
+        for rid, job in jobs.items():
+            spec, entry = known[rid]
+            state = job_state(job)
+            young = time.time() - float(entry.get("submitted_at", 0)) < UNKNOWN_GRACE_S
+            if not (state in ALIVE or (state == "UNKNOWN" and young)):
+                continue  # over: its run, unfinished, is submitted again
+            if entry.get("key") in spec.keys:
+                alive[rid] = job
+            else:
+                job.cancel(check=False)
+        return alive
 
     def _wait(self, todo: list[RunSpec], jobs: dict[str, Any], finish: Callable[[RunSpec, dict], None]) -> None:
         pending = {s.id: s for s in todo}
