@@ -95,9 +95,8 @@ def test_a_killed_ray_worker_is_retried_to_the_same_result(micro_run, ray_cluste
     def _dies_once(spec, launcher, accelerate_config, threads):
         """A task body that kills its own Ray worker process (SIGKILL) once training has started, on the first
         attempt only; the retry trains the run for real."""
-        import signal
-        import threading
-        import time
+        import subprocess
+        import sys
 
         from pplaw.pipeline.sweep import train_pinned
 
@@ -105,21 +104,14 @@ def test_a_killed_ray_worker_is_retried_to_the_same_result(micro_run, ray_cluste
         spec.dir.parent.mkdir(parents=True, exist_ok=True)
         if not first.exists():
             first.write_text(str(os.getpid()))
-
-            def kill() -> None:
-                rec = spec.dir / "run_record.json"
-                deadline = time.time() + 120
-                while time.time() < deadline:
-                    try:
-                        if json.loads(rec.read_text()).get("status") == "training":
-                            break
-                    except (OSError, ValueError):
-                        pass
-                    time.sleep(0.02)
-                time.sleep(0.3)
-                os.kill(os.getpid(), signal.SIGKILL)
-
-            threading.Thread(target=kill, daemon=True).start()
+            # a watcher process (not a thread: torch imports can starve one under load) SIGKILLs this worker
+            # as soon as the run's record says it is training
+            watch = (f"import json, os, time\nrec = {str(spec.dir / 'run_record.json')!r}\n"
+                     f"t = time.time() + 120\nwhile time.time() < t:\n"
+                     f"    try:\n        if json.load(open(rec)).get('status') == 'training': break\n"
+                     f"    except (OSError, ValueError): pass\n    time.sleep(0.01)\n"
+                     f"os.kill({os.getpid()}, 9)\n")
+            subprocess.Popen([sys.executable, "-c", watch])
         else:
             (spec.dir.parent / ".attempt2").write_text(str(os.getpid()))
         return train_pinned(spec, launcher, accelerate_config, threads)

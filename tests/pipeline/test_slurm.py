@@ -198,6 +198,8 @@ def test_a_preempted_slurm_job_is_requeued_and_finishes_its_run(micro_run, tmp_p
         if job.paths.result_pickle.exists():
             break
         time.sleep(0.2)
+    while time.time() < deadline and not job.paths.result_pickle.exists():
+        time.sleep(0.5)  # (not job.result(): submitit's watcher may have cached the FAILED of the requeue)
     assert job.result() == {"id": "run", "status": "ok"}
     hist = subprocess.run(["sacct", "-n", "-X", "-D", "-P", "-o", "JobID,State", "-j", str(job.job_id)],
                           check=True, capture_output=True, text=True).stdout

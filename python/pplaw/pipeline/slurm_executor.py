@@ -81,17 +81,27 @@ def refresh(jobs: list[Any]) -> None:
     import submitit
 
     if jobs and isinstance(jobs[0], submitit.SlurmJob):
+        # the watcher never asks again about a job it once saw ended; but a preempted job can show FAILED for
+        # a moment before Slurm requeues it, so every look asks afresh
+        jobs[0].watcher.clear()
         for j in jobs:
             j.watcher.register_job(j.job_id)
         jobs[0].watcher.update()
 
 
-def _is_over(job: Any, cluster: str) -> bool:
+ENDED_GRACE_S = 30.0  # an ended state without a result must last this long (a requeue may follow it)
+
+
+def _is_over(job: Any, cluster: str, ended_since: dict[str, float]) -> bool:
     if job.paths.result_pickle.exists():
         return True
     if cluster == "local":
         return job.done()
-    return job_state(job) not in ALIVE | {"UNKNOWN"}
+    if job_state(job) in ALIVE | {"UNKNOWN"}:
+        ended_since.pop(str(job.job_id), None)
+        return False
+    first = ended_since.setdefault(str(job.job_id), time.time())
+    return time.time() - first >= ENDED_GRACE_S
 
 
 @dataclass
@@ -157,11 +167,12 @@ class SlurmExecutor:
 
     def _wait(self, todo: list[RunSpec], jobs: dict[str, Any], finish: Callable[[RunSpec, dict], None]) -> None:
         pending = {s.id: s for s in todo}
+        ended_since: dict[str, float] = {}
         while pending:
             refresh([jobs[i] for i in pending])
             for rid in list(pending):
                 job, spec = jobs[rid], pending[rid]
-                if not _is_over(job, self.slurm.cluster):
+                if not _is_over(job, self.slurm.cluster, ended_since):
                     continue
                 del pending[rid]
                 finish(spec, self._outcome(spec, job))
@@ -236,9 +247,10 @@ def score_array(cfg: Any, slurm: SlurmSection, tasks: int, *, cpus: int = 1, gpu
     with ex.batch():
         jobs = [ex.submit(_score_part, cfg, (i, tasks)) for i in range(tasks)]
     log(f"pplaw score: submitted {tasks} job(s) ({', '.join(str(j.job_id) for j in jobs)}); logs in {out / LOGS}")
+    ended_since: dict[str, float] = {}
     while True:
         refresh(jobs)
-        if all(_is_over(j, slurm.cluster) for j in jobs):
+        if all([_is_over(j, slurm.cluster, ended_since) for j in jobs]):
             break
         time.sleep(slurm.poll_s)
     failed = []
