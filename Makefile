@@ -24,7 +24,7 @@ $(PY):
 $(STAMP): pyproject.toml kernels/pyproject.toml | $(PY)
 	$(PIP) install "maturin>=1.7,<2"
 	$(PIP) install -e ./kernels
-	$(PIP) install -e ".[test,polars,ray]"
+	$(PIP) install -e ".[test,polars,ray,cluster]"
 	touch $(STAMP)
 
 # The Rust extension (pplaw._core), built in place into python/pplaw/ (incremental: seconds when unchanged).

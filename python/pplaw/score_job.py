@@ -252,16 +252,31 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
-def run_score(cfg: ScoreConfig, *, log: Callable[[str], None] = _stderr) -> dict[str, Any]:
+def run_score(cfg: ScoreConfig, *, log: Callable[[str], None] = _stderr, part: tuple[int, int] | None = None,
+              summarise_only: bool = False) -> dict[str, Any]:
     """Score the corpus of ``cfg`` into ``cfg.out`` (resuming finished shards); returns the summary that is
-    also written to ``summary.yaml``. ``log`` gets the progress notes (resumption)."""
+    also written to ``summary.yaml``. ``log`` gets the progress notes (resumption).
+
+    ``part=(i, n)``: only shards ``k`` with ``k % n == i`` (one task of a job array,
+    :func:`pplaw.pipeline.slurm_executor.score_array`); returns ``{"part", "shards"}`` and writes no summary.
+    ``summarise_only``: score nothing, write the summary of the shards (all of them must be there)."""
     import pyarrow.parquet as pq
     from tqdm.auto import tqdm
 
     from pplaw.chunking import chunk_texts
     from pplaw.scoring import PerplexityScorer
 
+    if part is not None and not (len(part) == 2 and 0 <= part[0] < part[1]):
+        raise ConfigError(f"pplaw score: part must be (task index, number of tasks) with 0 <= index < tasks, got {part}")
     ds, files = load_corpus(cfg)
+    if summarise_only:
+        out, n_shards = Path(cfg.out), math.ceil(len(ds) / cfg.shard_docs)
+        names = [out / f"scores-{k:05d}-of-{n_shards:05d}.parquet" for k in range(n_shards)]
+        missing = [p.name for p in names if not p.is_file()]
+        if missing:
+            raise InvalidInputError(f"pplaw score: {len(missing)} shard(s) missing in {str(out)!r} ({missing[:3]}...); "
+                                    f"run the same command again to score them")
+        return _summarise(names, out)
 
     from transformers import AutoTokenizer
 
@@ -294,13 +309,15 @@ def run_score(cfg: ScoreConfig, *, log: Callable[[str], None] = _stderr) -> dict
             warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="chunk_texts: dropped")  # counted in summary.yaml instead
         for k, path in enumerate(names):
-            if done[k]:
+            if done[k] or (part is not None and k % part[1] != part[0]):
                 continue
             start, stop = k * cfg.shard_docs, min(n_docs, (k + 1) * cfg.shard_docs)
             table, stats = _score_shard(ds, start, stop, chunker, scorer, cfg, bar, rate)
             meta = {SHARD_META_KEY: yaml.safe_dump({"docs": [start, stop], "stats": stats}).encode()}
             table = table.replace_schema_metadata(meta)
             _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    if part is not None:
+        return {"part": list(part), "shards": [p.name for k, p in enumerate(names) if k % part[1] == part[0]]}
     return _summarise(names, out)
 
 

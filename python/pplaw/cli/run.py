@@ -16,11 +16,14 @@ from pathlib import Path
 
 from pplaw.exceptions import ConfigError
 
-USAGE = "usage: pplaw run [RECIPE.yaml] [--out DIR] [section.key=value | --section.key VALUE ...] [--help]"
+USAGE = ("usage: pplaw run [RECIPE.yaml] [--out DIR] [--detach] [section.key=value | --section.key VALUE ...] "
+         "[--help]\n  --detach  (train.executor=slurm) submit the runs' jobs and return; run the same command "
+         "again to collect them")
 
 
 def parse_argv(argv: list[str]) -> tuple[str | None, str | None, list[tuple[str, str]]]:
-    """(recipe path or None, --out or None, [(dotted key, raw YAML value)])."""
+    """(recipe path or None, --out or None, [(dotted key, raw YAML value)]); ``--detach`` is not an override
+    (see :func:`split_detach`)."""
     recipe, out, overrides = None, None, []
     i = 0
     while i < len(argv):
@@ -53,6 +56,12 @@ def parse_argv(argv: list[str]) -> tuple[str | None, str | None, list[tuple[str,
             raise ConfigError(f"unexpected argument {a!r} (one recipe only; overrides look like key=value)\n{USAGE}")
         i += 1
     return recipe, out, overrides
+
+
+def split_detach(argv: list[str]) -> tuple[list[str], bool]:
+    """(argv without ``--detach``, whether it was there)."""
+    rest = [a for a in argv if a != "--detach"]
+    return rest, len(rest) != len(argv)
 
 
 def _num(x) -> float | None:
@@ -117,12 +126,18 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from pplaw.pipeline import load_recipe, run_pipeline
 
+    argv, detach = split_detach(argv)
     path, out, overrides = parse_argv(argv)
     recipe = load_recipe(path, overrides)
     out_dir = Path(out) if out else Path("pplaw_runs") / recipe.name
     print(f"pplaw run: recipe {path or 'quickstart (embedded)'} -> {out_dir}")
     t0 = time.perf_counter()
-    summary = run_pipeline(recipe, out_dir)
+    summary = run_pipeline(recipe, out_dir, detach=detach)
+    if "detached" in summary:
+        d = summary["detached"]
+        print(f"pplaw run: {d['n_jobs']} run(s) of the {d['stage']} stage are Slurm jobs now (ids in {d['jobs_file']}); "
+              f"run the same command again to collect them and go on")
+        return 0
     _print_summary(summary, out_dir, time.perf_counter() - t0)
     bad = n_failed(summary)
     if bad:

@@ -13,6 +13,10 @@ chunks of --chunk-tokens tokens (pplaw.chunk_texts) and each chunk is scored wit
 
 Each shard is written atomically (temp file + rename) when done; a re-run skips finished shards, so an
 interrupted run resumes where it stopped. The job itself is :func:`pplaw.score_job.run_score`.
+
+``--slurm RECIPE.yaml [--slurm_tasks N]`` scores the shards as a Slurm job array (the recipe's ``slurm:``
+section: partition, account, time_min, gpus_per_node, ...), N tasks each scoring every N-th shard, then
+writes the summary here (:func:`pplaw.pipeline.slurm_executor.score_array`).
 """
 
 from __future__ import annotations
@@ -26,8 +30,18 @@ from pplaw.score_job import ScoreConfig, run_score, summary_lines
 def main(argv: list[str]) -> int:
     from pplaw.config import parse_config
 
-    (cfg,) = parse_config([ScoreConfig], argv, prog="pplaw score", description=__doc__.split("\n\n")[0])
-    summary = run_score(cfg)
+    from pplaw.pipeline.cluster import ScoreClusterOptions
+
+    cfg, cl = parse_config([ScoreConfig, ScoreClusterOptions], argv, prog="pplaw score",
+                           description=__doc__.split("\n\n")[0])
+    if cl.slurm:
+        from pplaw.pipeline.slurm_executor import load_slurm, score_array
+
+        slurm = load_slurm(cl.slurm)
+        summary = score_array(cfg, slurm, cl.slurm_tasks, cpus=slurm.cpus_per_task or 1,
+                              gpus=slurm.gpus_per_node or 0)
+    else:
+        summary = run_score(cfg)
     print("\n".join(summary_lines(summary, Path(cfg.out))))
     return 0
 

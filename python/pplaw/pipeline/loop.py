@@ -17,6 +17,8 @@ from typing import Any, Callable
 import numpy as np
 import yaml
 
+from pplaw.exceptions import ConfigError
+from pplaw.pipeline import executors as EX
 from pplaw.pipeline import plan as P
 from pplaw.pipeline import preflight as PF
 from pplaw.pipeline import report as RP
@@ -130,18 +132,38 @@ def final_specs(recipe: RunRecipe, inp: Inputs, chunks: ScoredChunks, bench: dic
     return specs
 
 
-def run_pipeline(recipe: RunRecipe, out_dir: str | Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+class _Detached(Exception):
+    """A stage's runs were submitted and left running (``--detach``): the loop stops there."""
+
+    def __init__(self, stage: str, jobs_file: Path, n_jobs: int) -> None:
+        super().__init__(stage)
+        self.info = {"stage": stage, "jobs_file": str(jobs_file), "n_jobs": n_jobs}
+
+
+def run_pipeline(recipe: RunRecipe, out_dir: str | Path, log: Callable[[str], None] = print, *,
+                 detach: bool = False) -> dict[str, Any]:
     """Run (or resume) every stage of ``recipe`` into ``out_dir``; returns the report's summary.
 
     The recipe is checked whole first (:mod:`pplaw.pipeline.preflight`); ``out_dir`` must be new, empty
-    or a pplaw run directory, and is locked for the whole run (:class:`~pplaw.pipeline.stages.RunLock`)."""
+    or a pplaw run directory, and is locked for the whole run (:class:`~pplaw.pipeline.stages.RunLock`).
+    ``detach`` (``train.executor: slurm``): submit the sweep's (or the final) runs as jobs and return
+    ``{"detached": {"stage", "jobs_file", "n_jobs"}}`` instead of waiting; run again to collect them."""
     PF.check_paths(recipe)
+    if detach and (recipe.train.executor != "slurm" or recipe.slurm.cluster != "slurm"):
+        raise ConfigError(f"--detach needs train.executor=slurm and slurm.cluster=slurm (jobs that outlive this "
+                          f"process), got train.executor={recipe.train.executor!r}, "
+                          f"slurm.cluster={recipe.slurm.cluster!r}")
+    executor = EX.make_executor(recipe, Path(out_dir), detach=detach)  # a missing engine fails before any work
     out = claim_run_dir(out_dir)
     with RunLock(out):
-        return _run_locked(recipe, out, log)
+        try:
+            return _run_locked(recipe, out, log, executor)
+        except _Detached as d:
+            return {"detached": d.info}
 
 
-def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None]) -> dict[str, Any]:
+def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
+                executor: SW.Executor | None = None) -> dict[str, Any]:
     t_start = time.perf_counter()
     for folder in [out, out / "report", *(p for p in out.iterdir() if p.is_dir())]:
         remove_stale_temporaries(folder)  # left by a kill during an atomic write; we hold the lock
@@ -149,6 +171,11 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None]) -> dic
     write_json_atomic(out / "recipe.json", recipe.to_dict())
     atomic_write_text(out / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     t = recipe.train
+
+    def submitted(stage: str, res: dict[str, dict[str, Any]]) -> None:
+        n = sum(v["status"] == "submitted" for v in res.values())
+        if n:
+            raise _Detached(stage, stages.dir(stage) / "jobs.json", n)
 
     # 1. the inputs, then the perplexity of every chunk of the domain corpus under the base model
     inp = resolve_inputs(recipe, stages)
@@ -172,7 +199,8 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None]) -> dic
 
     def sweep(d: Path) -> dict[str, Any]:
         res = SW.run_all(specs, workers=t.workers, threads=t.threads_per_worker, launcher=t.launcher,
-                         accelerate_config=t.accelerate_config, desc="sweep")
+                         accelerate_config=t.accelerate_config, desc="sweep", executor=executor)
+        submitted("sweep", res)
         rows = SW.run_table(specs, recipe)
         write_json_atomic(d / "runs.json", rows)
         return {"runs": "runs.json", "n_ok": sum(r["status"] == "ok" for r in rows),
@@ -202,8 +230,9 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None]) -> dic
     fspecs = final_specs(recipe, inp, chunks, bench, sel, stages.dir("final"))
 
     def final(d: Path) -> dict[str, Any]:
-        SW.run_all(fspecs, workers=t.workers, threads=t.threads_per_worker, launcher=t.launcher,
-                   accelerate_config=t.accelerate_config, desc="final runs")
+        res = SW.run_all(fspecs, workers=t.workers, threads=t.threads_per_worker, launcher=t.launcher,
+                         accelerate_config=t.accelerate_config, desc="final runs", executor=executor)
+        submitted("final", res)
         frows = SW.run_table(fspecs, recipe)
         write_json_atomic(d / "runs.json", frows)
         return {"runs": "runs.json", "n_ok": sum(r["status"] == "ok" for r in frows),

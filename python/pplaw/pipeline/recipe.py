@@ -7,7 +7,7 @@ and the stages build those configs from the section (:func:`pplaw.config.shared_
 
 A recipe is a YAML mapping whose top-level keys are the sections of :class:`RunRecipe` (``world``,
 ``model``, ``corpus``, ``scoring``, ``landscape``, ``plan``, ``train``, ``evaluate``, ``fit``, ``select``,
-``baselines``, ``report``). Every level is checked: an unknown key is a :class:`~pplaw.exceptions.ConfigError`
+``baselines``, ``report``, ``slurm``). Every level is checked: an unknown key is a :class:`~pplaw.exceptions.ConfigError`
 that names its path (``plan.sizez``) and lists the valid keys, so a typo never silently falls back to a
 default. ``pplaw run --help`` prints every option with its help text.
 
@@ -32,6 +32,7 @@ from typing import Any, Union
 import yaml
 
 from pplaw.config import borrow
+from pplaw.pipeline.cluster import EXECUTORS, SlurmSection, check_executor
 from pplaw.cpt_options import CPTConfig, TrainingDefaults
 from pplaw.evaluate import EvalConfig
 from pplaw.exceptions import ConfigError
@@ -121,8 +122,23 @@ class PlanSection:
 
 @dataclass
 class TrainSection:
-    """How each run is trained (``pplaw.cpt``): launcher, parallelism and the CPT options."""
+    """How each run is trained (``pplaw.cpt``): where (executor), launcher, parallelism and the CPT options."""
 
+    executor: str = _f("local", "Where the sweep's and the final runs execute: 'local' (this machine: in this "
+                                "process or a worker pool, see workers), 'ray' (each run a Ray task on "
+                                "train.ray_address) or 'slurm' (each run a Slurm job, options in the slurm "
+                                "section). The run directory must then be on a file system every node mounts.",
+                       choices=list(EXECUTORS))
+    ray_address: str | None = _f(None, "executor=ray: the cluster to join (ray.init(address=...): 'auto', "
+                                       "'ray://head:10001'); null: start a Ray cluster on this machine.")
+    cpus_per_run: int = _f(1, "executor=ray/slurm: CPU cores each run gets (its Ray task's num_cpus; the Slurm "
+                              "job's cpus_per_task unless slurm.cpus_per_task is set); also its torch threads "
+                              "unless threads_per_worker is set.")
+    gpus_per_run: int = _f(0, "executor=ray/slurm: GPUs each run gets (its Ray task's num_gpus; the Slurm job's "
+                              "GPUs unless slurm.gpus_per_node is set).")
+    max_retries: int = _f(2, "executor=ray: retries of a run whose worker or node died (Ray's max_retries); "
+                             "executor=slurm: requeues of a run after preemption or its time limit (it resumes "
+                             "from its last checkpoint).")
     launcher: str = _f("inprocess", "'inprocess' (pplaw.cpt in this process or a worker pool) or 'accelerate' "
                                     "(each run under `accelerate launch`).", choices=["inprocess", "accelerate"])
     accelerate_config: str | None = _f(None, "accelerate config file for launcher=accelerate "
@@ -242,6 +258,7 @@ class RunRecipe:
     select: SelectSection = field(default_factory=SelectSection, metadata={"help": SelectSection.__doc__})
     baselines: BaselinesSection = field(default_factory=BaselinesSection, metadata={"help": BaselinesSection.__doc__})
     report: ReportSection = field(default_factory=ReportSection, metadata={"help": "Report options."})
+    slurm: SlurmSection = field(default_factory=SlurmSection, metadata={"help": SlurmSection.__doc__})
 
     def __post_init__(self) -> None:
         self.check()
@@ -305,6 +322,7 @@ class RunRecipe:
             raise ConfigError("train.workers and train.threads_per_worker must be >= 0 and train.epochs > 0")
         if self.train.launcher == "accelerate" and not self.train.accelerate_config:
             raise ConfigError("train.launcher=accelerate needs train.accelerate_config")
+        check_executor(self.train, self.slurm)
         if self.select.weights is not None and len(self.select.weights) != 2:
             raise ConfigError(f"select.weights must be [w_mu, w_s], got {self.select.weights}")
         if self.fit.bootstrap < 0:

@@ -11,6 +11,10 @@ Runs are trained one after another in this process (``workers <= 1``), or by a p
 (``workers > 1``): one per GPU (each sees only its own through ``CUDA_VISIBLE_DEVICES``) or, on a CPU, each
 with ``threads_per_worker`` torch threads. With ``launcher="accelerate"`` every run is a subprocess
 ``accelerate launch --config_file CFG -m pplaw.cli.train --config spec.yaml``, for multi-GPU runs.
+
+On a cluster (``train.executor: ray`` or ``slurm``) :func:`run_all` hands the unfinished runs to an executor
+(:mod:`pplaw.pipeline.executors`), which runs the same :func:`train_one` on the cluster's nodes: the folders,
+the finished-run rule and ``failed.json`` are the same whichever executor ran a run.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import yaml
 
@@ -217,6 +221,20 @@ def train_one(spec: RunSpec, launcher: str = "inprocess", accelerate_config: str
         return {"id": spec.id, "status": "failed", "error": f"{type(err).__name__}: {err}"}
 
 
+def record_failure(spec: RunSpec, error_type: str, error: str, tb: str = "") -> dict[str, Any]:
+    """Write ``failed.json`` for a run that died outside :func:`train_one` (its worker, node or job was lost)
+    and return its result."""
+    write_json_atomic(spec.dir / FAILED, {"id": spec.id, "error_type": error_type, "error": error, "traceback": tb})
+    return {"id": spec.id, "status": "failed", "error": f"{error_type}: {error}"}
+
+
+class Executor(Protocol):
+    """Runs unfinished runs somewhere else (:mod:`pplaw.pipeline.executors`); ``finish(spec, result)`` is
+    called once per run as it ends. A run it leaves running (a detached Slurm job) gets no ``finish``."""
+
+    def run(self, todo: list[RunSpec], finish: Callable[[RunSpec, dict[str, Any]], None]) -> None: ...
+
+
 _WORKER: dict[str, Any] = {}
 
 
@@ -233,6 +251,18 @@ def _init_worker(threads: int, devices: Any) -> None:
 
 
 def _worker_train(spec: RunSpec, launcher: str, accelerate_config: str | None) -> dict[str, Any]:
+    return train_one(spec, launcher, accelerate_config, in_worker=True)
+
+
+def train_pinned(spec: RunSpec, launcher: str, accelerate_config: str | None, threads: int) -> dict[str, Any]:
+    """:func:`train_one` in a process of a cluster executor (a Ray worker, a Slurm job): torch threads pinned
+    to the CPUs the run was given, the trainer's output to its ``train.log``."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    torch.set_num_threads(threads)
+    _quiet()
     return train_one(spec, launcher, accelerate_config, in_worker=True)
 
 
@@ -265,8 +295,11 @@ def plan_workers(requested: int, threads: int) -> tuple[int, int, list[str] | No
 
 def run_all(specs: list[RunSpec], *, workers: int, threads: int, launcher: str = "inprocess",
             accelerate_config: str | None = None, desc: str = "runs",
-            on_done: Callable[[RunSpec, dict], None] | None = None) -> dict[str, dict[str, Any]]:
-    """Train every unfinished run; returns ``{id: {"status": "ok" | "failed" | "skipped", "error"}}``."""
+            on_done: Callable[[RunSpec, dict], None] | None = None,
+            executor: Executor | None = None) -> dict[str, dict[str, Any]]:
+    """Train every unfinished run; returns ``{id: {"status": "ok" | "failed" | "skipped" | "submitted",
+    "error"}}``. With ``executor`` (Ray, Slurm) the runs execute there; ``"submitted"``: a run whose job was
+    left running (``--detach``)."""
     from tqdm.auto import tqdm
 
     results: dict[str, dict[str, Any]] = {}
@@ -293,7 +326,12 @@ def run_all(specs: list[RunSpec], *, workers: int, threads: int, launcher: str =
 
     try:
         n, th, gpus = plan_workers(workers, threads)
-        if n <= 1 or len(todo) <= 1:
+        if executor is not None:
+            if todo:
+                executor.run(todo, finish)
+            for s in todo:
+                results.setdefault(s.id, {"id": s.id, "status": "submitted"})
+        elif n <= 1 or len(todo) <= 1:
             import torch
 
             old = torch.get_num_threads()
@@ -321,9 +359,7 @@ def run_all(specs: list[RunSpec], *, workers: int, threads: int, launcher: str =
                     try:
                         res = fut.result()
                     except Exception as err:  # noqa: BLE001 - a worker that died (out of memory...)
-                        res = {"id": s.id, "status": "failed", "error": f"worker died: {type(err).__name__}: {err}"}
-                        write_json_atomic(s.dir / FAILED, {"id": s.id, "error_type": type(err).__name__,
-                                                           "error": str(err), "traceback": ""})
+                        res = record_failure(s, type(err).__name__, f"worker died: {err}")
                     finish(s, res)
     finally:
         bar.close()
