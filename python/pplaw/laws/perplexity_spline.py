@@ -264,8 +264,9 @@ class PerplexityLawSpline(PerplexityLaw):
                 pick = rng.choice(groups, size=groups.size, replace=True)
                 w = np.array([np.sum(pick == g) for g in lab], float)  # each run weighted by its regime's draws
                 draws[b] = law.penalised(G, z, lam, tau2, w)
-        multi = np.bincount(lab, minlength=K)
-        if np.all(multi < 2):
+        multi = np.bincount(lab, minlength=K)  # runs per regime
+        sizes = np.array([np.unique(data.X["D"][lab == k]).size for k in range(K)])
+        if np.all(sizes < 2):
             warnings.append("no regime was run at two sizes: every data exponent comes from the smoothing alone")
         resid = z - G @ theta
         sol = Solution(theta, float(np.sum(resid ** 2)), True,
