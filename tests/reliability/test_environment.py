@@ -47,7 +47,7 @@ def test_a_full_disk_is_one_clear_line_and_the_run_resumes(tmp_path, monkeypatch
     import pplaw.pipeline as PL
     from pplaw.cli.main import main
 
-    def full(recipe, out):
+    def full(recipe, out, **kw):  # run_pipeline(recipe, out, detach=...)
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "score" / "x.parquet"))
 
     monkeypatch.setattr(PL, "run_pipeline", full)

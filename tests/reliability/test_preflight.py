@@ -84,13 +84,13 @@ def test_a_run_with_failed_runs_exits_non_zero_and_lists_them(monkeypatch, tmp_p
     import pplaw.pipeline as PL
     from pplaw.cli.main import main
 
-    monkeypatch.setattr(PL, "run_pipeline", lambda recipe, out: _summary(
+    monkeypatch.setattr(PL, "run_pipeline", lambda recipe, out, **kw: _summary(
         failed_runs=[{"id": "w0_d0", "error": "BudgetError: x"}],
         failed_final_runs=[{"id": "dos_s1", "error": "ConfigError: y"}]))
     assert main(["run", "--out", str(tmp_path)]) == 1
     cap = capsys.readouterr()
     assert "w0_d0" in cap.out and "dos_s1" in cap.out and "2 run(s) FAILED" in cap.err
-    monkeypatch.setattr(PL, "run_pipeline", lambda recipe, out: _summary())
+    monkeypatch.setattr(PL, "run_pipeline", lambda recipe, out, **kw: _summary())
     assert main(["run", "--out", str(tmp_path)]) == 0
 
 
@@ -99,7 +99,7 @@ def test_the_summary_never_prints_nan(monkeypatch, tmp_path, capsys):
     import pplaw.pipeline as PL
     from pplaw.cli.main import main
 
-    monkeypatch.setattr(PL, "run_pipeline", lambda recipe, out: _summary())
+    monkeypatch.setattr(PL, "run_pipeline", lambda recipe, out, **kw: _summary())
     main(["run", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert "nan" not in out and "2.0000" in out and "no benchmarks were run" in out
