@@ -85,3 +85,69 @@ def test_the_cli_parses_detach_apart_from_the_overrides():
 
     argv, detach = split_detach(["r.yaml", "--detach", "train.executor=slurm", "--out", "x"])
     assert detach and parse_argv(argv) == ("r.yaml", "x", [("train.executor", "slurm")])
+
+
+class _FakeJob:
+    """What _is_over reads of a submitit SlurmJob: its id, sacct's state (through the watcher) and whether the
+    result pickle was written."""
+
+    def __init__(self, state: str, result: bool, tmp: Path) -> None:
+        import types
+
+        self.job_id = "42"
+        self.watcher = types.SimpleNamespace(get_state=lambda job_id, mode: state)
+        pickle = tmp / "42_result.pkl"
+        if result:
+            pickle.write_bytes(b"x")
+        self.paths = types.SimpleNamespace(result_pickle=pickle)
+
+
+def test_a_job_that_wrote_its_result_is_waited_for_until_slurm_says_it_ended(tmp_path, monkeypatch):
+    """The stage ends only when no job of it is left on the cluster (sacct COMPLETED, not RUNNING), so a
+    re-run or a user's sacct never sees a stage's job still running after `pplaw run` returned."""
+    from pplaw.pipeline import slurm_executor as SE
+
+    seen: dict[str, float] = {}
+    assert not SE._is_over(_FakeJob("RUNNING", True, tmp_path), "slurm", seen)
+    assert SE._is_over(_FakeJob("COMPLETED", True, tmp_path), "slurm", seen)
+    # a job stuck in a live state after writing its result is let go after a grace period, not waited for forever
+    clock = [1000.0]
+    monkeypatch.setattr(SE.time, "time", lambda: clock[0])
+    seen = {}
+    assert not SE._is_over(_FakeJob("COMPLETING", True, tmp_path), "slurm", seen)
+    clock[0] += SE.FINISHING_GRACE_S + 1
+    assert SE._is_over(_FakeJob("COMPLETING", True, tmp_path), "slurm", seen)
+    # no result and a live state: not over; an ended state without a result must last ENDED_GRACE_S (requeues)
+    seen = {}
+    (tmp_path / "42_result.pkl").unlink()
+    assert not SE._is_over(_FakeJob("RUNNING", False, tmp_path), "slurm", seen)
+    assert not SE._is_over(_FakeJob("FAILED", False, tmp_path), "slurm", seen)
+    clock[0] += SE.ENDED_GRACE_S + 1
+    assert SE._is_over(_FakeJob("FAILED", False, tmp_path), "slurm", seen)
+
+
+def test_a_local_run_refuses_runs_whose_detached_slurm_jobs_may_still_run(tmp_path, monkeypatch):
+    """After `pplaw run --detach`, a run with another executor must not train runs that have live Slurm jobs:
+    the error names the jobs and how to collect them; runs without a job entry are not blocked."""
+    import json
+    import types
+
+    from pplaw.pipeline import slurm_executor as SE
+
+    stage = tmp_path / "sweep"
+    stage.mkdir()
+    runs = [types.SimpleNamespace(id=f"r{i}", dir=stage / f"r{i}", keys=["k"]) for i in range(2)]
+    SE.refuse_if_jobs_alive(runs, "local")  # no jobs.json: nothing to refuse
+    (stage / "jobs.json").write_text(json.dumps({"r0": {"job_id": "77", "key": "k", "cluster": "slurm",
+                                                        "submitted_at": 0}}))
+    monkeypatch.setattr(SE, "live_jobs", lambda todo, book, folder: {"r0": (todo[0], book["r0"], None)})
+    monkeypatch.setattr("shutil.which", lambda name: "/usr/bin/" + name)
+    with pytest.raises(ConfigError, match=r"train.executor=local: 1 run\(s\) of .*sweep still have Slurm jobs "
+                                          r"pending or running \(77;.*Collect them with train.executor=slurm"):
+        SE.refuse_if_jobs_alive(runs, "local")
+    SE.refuse_if_jobs_alive(runs[1:], "local")  # r1 has no job: free to train
+    monkeypatch.setattr(SE, "live_jobs", lambda todo, book, folder: {})
+    SE.refuse_if_jobs_alive(runs, "ray")  # its job is over: the run is free to train again
+    monkeypatch.setattr("shutil.which", lambda name: None)  # no Slurm client here: cannot tell, so refuse
+    with pytest.raises(ConfigError, match=r"cannot ask Slurm whether they still run.*delete .*jobs.json"):
+        SE.refuse_if_jobs_alive(runs, "local")

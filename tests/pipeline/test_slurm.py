@@ -89,6 +89,13 @@ def test_the_micro_sweep_as_real_slurm_jobs_survives_a_scancel(micro_run, model_
     assert second[victim] != first[victim]
     assert {k: v for k, v in second.items() if k != victim} == {k: v for k, v in first.items() if k != victim}
 
+    # 3b. a local run meanwhile refuses to train runs whose jobs still run (two writers in one folder)
+    local_args = [a for a in args if a != "train.executor=slurm"]
+    assert main(local_args) != 0
+    err = capsys.readouterr().err
+    assert "still have Slurm jobs pending or running" in err and "train.executor=slurm" in err, err
+    assert _jobs(sweep) == second
+
     # 4. collect: wait for every job, then fit, select and the final runs (jobs too) to the report
     assert main(args) == 0
     assert (tmp_path / "report.md").is_file()

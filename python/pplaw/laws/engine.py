@@ -83,6 +83,7 @@ class Law:
     formula: ClassVar[str] = ""
     variables: tuple[str, ...] = ()  # inputs, each mapped to a column at fit time
     positive: tuple[str, ...] = ()  # inputs whose logarithm is taken: must be > 0
+    optional: tuple[str, ...] = ()  # inputs a prediction may omit (the law has a stated default for them)
     default_space: ClassVar[str] = "log"
     default_loss: ClassVar[str] = "huber"
     default_delta: ClassVar[float] = HUBER_DELTA

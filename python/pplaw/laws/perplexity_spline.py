@@ -20,7 +20,17 @@ measure: outside the fitted regimes it is an extrapolation (the loop searches on
 ``E`` is a floor no subset goes below (``floor`` times the smallest fitted loss; default 0, a pure power law in
 each regime). A pure power law over-states the gain of much larger budgets when the loss decelerates towards
 its floor; the loop scores candidate floors by held-out error at a larger size (``fit.laws`` entries such as
-``perplexity_spline:floor=0.3``). The spline's coordinates are ``(mu, s)`` in nats for ``space="log_ppl"`` and
+``perplexity_spline:floor=0.3``).
+
+``pool`` (``k``, default 0: off) is an effective-data term for subsets drawn from a finite pool (pplaw's, after
+the data-constrained law of Muennighoff et al., 2023). A run samples ``D`` tokens from its regime's pool of ``P``
+tokens (the landscape band it was drawn from). Real corpora repeat what they know (entities and facts recur with
+Zipf-like frequencies), so the value of the next token drawn falls as the pool's content is used up; if it
+decays as ``exp(-k x / P)`` after ``x`` tokens, the run has seen ``D_eff = P / k * (1 - exp(-k D / P))``
+tokens' worth, and ``log D_eff`` replaces ``log D``. For ``D << P`` nothing changes; as ``D`` nears ``P`` the
+gain of more tokens shrinks, which a power law in ``D`` fitted where ``D / P`` was small over-states. The law
+then has a fourth variable ``P`` (a column of pool tokens per run); candidate rates are scored by held-out
+error like the floors (``perplexity_spline:pool=2``). The spline's coordinates are ``(mu, s)`` in nats for ``space="log_ppl"`` and
 ``(log mu, log s)`` for ``space="ppl"``, so one distance serves both axes (``sigma_scale`` weights the spread).
 """
 
@@ -93,11 +103,18 @@ class PerplexityLawSpline(PerplexityLaw):
     default_loss = "mse"
 
     def __init__(self, sigma: str = "std", space: str = "log_ppl", *, floor: float = 0.0, sigma_scale: float = 1.0,
-                 smoothing: float | None = None, knots: Any = None, d0: float | None = None, e: float | None = None,
-                 grid: Mapping[str, Any] | None = None, bounds: Mapping[str, Any] | None = None,
-                 fixed: Mapping[str, float] | None = None):
+                 pool: float = 0.0, smoothing: float | None = None, knots: Any = None, d0: float | None = None,
+                 e: float | None = None, grid: Mapping[str, Any] | None = None,
+                 bounds: Mapping[str, Any] | None = None, fixed: Mapping[str, float] | None = None):
         if not (np.isfinite(floor) and 0.0 <= float(floor) < 1.0):
             raise InvalidInputError(f"floor must be in [0, 1) (a fraction of the smallest fitted loss), got {floor!r}")
+        if not (isinstance(pool, (int, float)) and np.isfinite(pool) and 0.0 <= float(pool) <= 50.0):
+            raise InvalidInputError(f"pool must be a decay rate in [0, 50] (0: no effective-data term), got {pool!r}")
+        self.pool = float(pool)
+        if self.pool > 0:  # the pool each run was drawn from, in tokens: a fourth input
+            self.variables = ("mu", "sigma", "D", "P")
+            self.positive = ("mu", "sigma", "D", "P")
+            self.optional = ("P",)  # a prediction without P takes the subset as its whole pool (P = D)
         if not (np.isfinite(sigma_scale) and float(sigma_scale) > 0):
             raise InvalidInputError(f"sigma_scale must be a positive number, got {sigma_scale!r}")
         if smoothing is not None and not (np.isfinite(smoothing) and float(smoothing) >= 0):
@@ -111,6 +128,8 @@ class PerplexityLawSpline(PerplexityLaw):
 
     def options(self) -> dict[str, Any]:
         out = {**super().options(), "floor": self.floor, "sigma_scale": self.sigma_scale}
+        if self.pool > 0:
+            out["pool"] = self.pool
         if self.knots is not None:
             out.update(knots=self.knots.tolist(), d0=self.d0, e=self.e, smoothing=self.smoothing)
         return out
@@ -118,7 +137,8 @@ class PerplexityLawSpline(PerplexityLaw):
     def describe(self) -> str:
         k = "" if self.knots is None else f", {len(self.knots)} regimes"
         return (f"PerplexityLawSpline (pplaw's local two-stage extension, not the paper's law): {self.formula}   "
-                f"[floor {self.floor:g} x min loss, sigma scale {self.sigma_scale:g}{k}; mu, sigma in "
+                f"[floor {self.floor:g} x min loss, sigma scale {self.sigma_scale:g}"
+                f"{f', D_eff with pool decay {self.pool:g}' if self.pool > 0 else ''}{k}; mu, sigma in "
                 f"{self.ppl_space} space]")
 
     def declare(self) -> tuple[Param, ...]:
@@ -143,6 +163,18 @@ class PerplexityLawSpline(PerplexityLaw):
         return np.column_stack([m, s * self.sigma_scale])
 
     # ------------------------------------------------------------------ model
+    def log_d(self, D: Any, P: Any = None) -> np.ndarray:
+        """``log D`` (``pool`` 0) or ``log D_eff``: ``D_eff = P / k (1 - exp(-k D / P))`` for a subset of ``D``
+        tokens drawn from a pool of ``P`` (``P`` None: the subset is its whole pool, ``P = D``)."""
+        D = np.asarray(D, float)
+        if self.pool <= 0:
+            return np.log(D)
+        P = D if P is None else np.broadcast_to(np.asarray(P, float), D.shape)
+        if np.any(~np.isfinite(P) | (P <= 0)):
+            raise InvalidInputError("P (the pool each subset was drawn from, in tokens) must be finite and > 0")
+        k = self.pool
+        return np.log(P / k) + np.log(-np.expm1(-k * D / P))
+
     def _need_fit(self) -> None:
         if self._spline is None:
             raise FitError(f"{type(self).__name__} has no regimes yet: fit it first (its knots come from the data)")
@@ -152,7 +184,7 @@ class PerplexityLawSpline(PerplexityLaw):
         point and ``t = log D - log D0``."""
         self._need_fit()
         W = self._spline.weights(self._scaled(X["mu"], X["sigma"]))  # (n, K)
-        t = np.log(np.asarray(X["D"], float)) - self.d0  # (n,)
+        t = self.log_d(X["D"], X.get("P")) - self.d0  # (n,)
         return np.hstack([W, -t[:, None] * W]), float(self.e)
 
     def forward(self, theta: np.ndarray, design: Any) -> np.ndarray:
@@ -175,7 +207,8 @@ class PerplexityLawSpline(PerplexityLaw):
         pts = self._scaled(data.X["mu"], data.X["sigma"])
         knots, _ = knots_of(pts)
         e = self.floor * float(np.min(data.y))
-        cfg = {**self.config(), "knots": knots.tolist(), "d0": float(np.mean(np.log(data.X["D"]))), "e": e,
+        cfg = {**self.config(), "knots": knots.tolist(), "d0": float(np.mean(self.log_d(data.X["D"], data.X.get("P")))),
+               "e": e,
                "smoothing": self.smoothing}
         return type(self)(**cfg)
 
@@ -245,7 +278,7 @@ class PerplexityLawSpline(PerplexityLaw):
                            f"one ({data.X['D'][0]:.6g})")
         G, _ = law.design(data.X)
         z = np.log(data.y - law.e)
-        tau2 = float(np.var(np.log(data.X["D"])))
+        tau2 = float(np.var(law.log_d(data.X["D"], data.X.get("P"))))
         warnings: list[str] = []
         curve: dict = {}
         if law.smoothing is None:
@@ -289,7 +322,9 @@ class PerplexityLawSpline(PerplexityLaw):
     # ------------------------------------------------------------------ optimum
     def g_at(self, p: Mapping[str, Any], mu: np.ndarray, sigma: np.ndarray, D: float | None) -> np.ndarray:
         """Minus the log predicted loss at budget ``D`` (maximal where the loss is minimal); ``p`` values may be
-        arrays ``(B,)``: the result is ``(B, M)`` against points ``(M,)``."""
+        arrays ``(B,)``: the result is ``(B, M)`` against points ``(M,)``. With ``pool`` the subset at a point is
+        taken to be its whole pool (``P = D``: the narrowest band holding the budget); the loop's band search
+        passes each band's own pool instead."""
         if D is None:
             raise InvalidInputError(f"{type(self).__name__}.optimum needs D (the budget in tokens): its data "
                                     "exponent depends on (mu, sigma), so the optimum moves with D")
@@ -298,7 +333,7 @@ class PerplexityLawSpline(PerplexityLaw):
         mu = np.asarray(mu, float)
         K = len(self.knots)
         W = self._spline.weights(self._scaled(mu.ravel(), np.asarray(sigma, float).ravel())).reshape(mu.shape + (K,))
-        t = np.log(float(D)) - self.d0
+        t = float(self.log_d(float(D))) - self.d0
         coef = th[..., :K] - t * th[..., K:]  # (P,) or (B, K): log reducible loss at D is W @ coef
         if th.ndim == 2 and mu.ndim == 2:  # per-draw points (B, M) (the optimum's zoom)
             u = np.einsum("bk,bmk->bm", coef, W)

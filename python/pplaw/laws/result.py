@@ -128,7 +128,11 @@ class Fit:
             elif frame is not None:
                 col = self.columns.get(v, v)
                 col = col if col in frame.columns else v
+                if col not in frame.columns and v in self.law.optional:
+                    continue
                 cols[v] = numeric_column(frame, col, role=f"variable {v!r}")
+            elif v in self.law.optional:
+                continue  # the law's default (e.g. the spline's pool P = D)
             else:
                 raise MissingColumnError(f"no value for variable {v!r} (column {self.columns.get(v, v)!r}); "
                                          f"pass a table with that column or {v}=...")

@@ -53,6 +53,9 @@ def choose_law(df: pd.DataFrame, recipe: Any, out: Path) -> dict[str, Any]:
     f = recipe.fit
     fit_df, val_df = split_roles(df)
     laws = candidate_laws(recipe)
+    if "P" not in df.columns or not np.all(np.isfinite(df["P"].to_numpy(float))):
+        # a law with a pool term needs each run's pool (its landscape band): without bands, leave it out
+        laws = {k: v for k, v in laws.items() if "P" not in v.variables}
     paper = f.laws[0]
     if val_df.empty:
         return {"chosen": paper, "validated": False, "trusted": False, "n_fit": int(len(fit_df)), "n_val": 0,
@@ -129,10 +132,16 @@ def best_sweep_regime(df: pd.DataFrame, target: str) -> dict[str, Any]:
     return {"regime": str(r["regime"]), "run": str(r["id"]), "loss": float(r[target]), "D": int(r["D"])}
 
 
+def _inputs(fit: Any, cand: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The law's inputs of each candidate band: (mu, sigma, D) and, for a law with a pool term, the band's P."""
+    from pplaw.pipeline.select import law_inputs
+
+    return law_inputs(fit, **{c: cand[c].to_numpy(float) for c in ("mu", "sigma", "D", "P") if c in cand.columns})
+
+
 def _draw_preds(fit: Any, cand: pd.DataFrame) -> np.ndarray | None:
     """``(B, n)`` bootstrap predictions of every candidate (None without bootstrap draws)."""
-    preds = fit.predict_draws(mu=cand["mu"].to_numpy(float), sigma=cand["sigma"].to_numpy(float),
-                              D=cand["D"].to_numpy(float))
+    preds = fit.predict_draws(**_inputs(fit, cand))
     return preds if len(preds) >= 2 else None
 
 
@@ -147,8 +156,8 @@ def choose_band(fit: Any, df: pd.DataFrame, table: pa.Table, plan: dict[str, Any
     cand = realise_bands(table, bands_at(budget / total, n_bins), budget, seed, space)
     if cand.empty:
         raise FitError(f"no contiguous band of the landscape holds the final budget of {budget:,} tokens")
-    cand["predicted"] = fit.predict(mu=cand["mu"].to_numpy(float), sigma=cand["sigma"].to_numpy(float),
-                                    D=cand["D"].to_numpy(float))
+    cand["P"] = (cand["q_hi"] - cand["q_lo"]) * total  # each band's pool (token-weighted bins)
+    cand["predicted"] = fit.predict(**_inputs(fit, cand))
     cand["in_hull"] = True
     if sel.region in ("fitted", "both"):
         try:
@@ -162,10 +171,9 @@ def choose_band(fit: Any, df: pd.DataFrame, table: pa.Table, plan: dict[str, Any
     idx, q = sample_band(table, [tuple(x) for x in reg["quantiles"]], budget, n_bins, seed, total)
     st = stats_both(table, np.asarray(idx))
     bs_row = pd.DataFrame([{"q_lo": q[0], "q_hi": q[1], **st, "mu": st[f"mu_{space}"],
-                            "sigma": st[f"sigma_{space}"], "D": float(budget)}])
+                            "sigma": st[f"sigma_{space}"], "D": float(budget), "P": (q[1] - q[0]) * total}])
     bs.update(band=[float(q[0]), float(q[1])], mu=float(bs_row["mu"][0]), sigma=float(bs_row["sigma"][0]),
-              predicted=float(fit.predict(mu=bs_row["mu"].to_numpy(float), sigma=bs_row["sigma"].to_numpy(float),
-                                          D=bs_row["D"].to_numpy(float))[0]))
+              predicted=float(fit.predict(**_inputs(fit, bs_row))[0]))
     inside = cand[cand["in_hull"]]
     draws = _draw_preds(fit, inside) if not inside.empty else None
     if inside.empty:

@@ -17,7 +17,7 @@ from pathlib import Path
 from pplaw.exceptions import ConfigError
 
 from pplaw.pipeline.recipe import RunRecipe
-from pplaw.pipeline.sweep import Executor
+from pplaw.pipeline.sweep import Executor, is_finished
 
 
 def make_executor(recipe: RunRecipe, run_dir: Path, *, detach: bool = False) -> Executor | None:
@@ -41,6 +41,17 @@ def make_executor(recipe: RunRecipe, run_dir: Path, *, detach: bool = False) -> 
                              max_requeues=t.max_retries, threads=threads, launcher=t.launcher,
                              accelerate_config=t.accelerate_config, detach=detach)
     return None
+
+
+def refuse_if_jobs_alive(specs: list, executor: Executor | None) -> None:
+    """Under any executor but Slurm: fail (ConfigError) when runs still to train have Slurm jobs of an earlier
+    ``pplaw run --detach`` pending or running; the Slurm executor itself waits for such jobs instead."""
+    from pplaw.pipeline.slurm_executor import SlurmExecutor, refuse_if_jobs_alive as refuse
+
+    if isinstance(executor, SlurmExecutor):
+        return
+    todo = [s for s in specs if not is_finished(s)]
+    refuse(todo, "ray" if executor is not None else "local")
 
 
 def _check_available(recipe: RunRecipe) -> None:

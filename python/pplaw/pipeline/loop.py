@@ -198,6 +198,7 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
     specs = sweep_specs(recipe, inp, chunks, bench, plan, stages.dir("sweep"))
 
     def sweep(d: Path) -> dict[str, Any]:
+        EX.refuse_if_jobs_alive(specs, executor)
         res = SW.run_all(specs, workers=t.workers, threads=t.threads_per_worker, launcher=t.launcher,
                          accelerate_config=t.accelerate_config, desc="sweep", executor=executor)
         submitted("sweep", res)
@@ -230,6 +231,7 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
     fspecs = final_specs(recipe, inp, chunks, bench, sel, stages.dir("final"))
 
     def final(d: Path) -> dict[str, Any]:
+        EX.refuse_if_jobs_alive(fspecs, executor)
         res = SW.run_all(fspecs, workers=t.workers, threads=t.threads_per_worker, launcher=t.launcher,
                          accelerate_config=t.accelerate_config, desc="final runs", executor=executor)
         submitted("final", res)

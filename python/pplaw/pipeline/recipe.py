@@ -177,6 +177,13 @@ class EvaluateSection:
     eval_tokens_per_batch: int = borrow(EvalConfig, "eval_tokens_per_batch")
 
 
+
+# the spline law's default candidates: floors (a fraction of the smallest loss no subset goes below) x pool decay
+# rates (effective data of a subset drawn from a finite band); each is scored by held-out error, none is assumed
+SPLINE_GRID = ["perplexity_spline" + ":" * bool(o) + ",".join(o)
+               for o in ([f"floor={fl}"] * (fl > 0) + [f"pool={k}"] * (k > 0)
+                         for fl in (0, 0.3, 0.6) for k in (0, 1, 2, 3))]
+
 @dataclass
 class FitSection:
     """The perplexity-aware law fitted to the sweep (``pplaw.laws.PerplexityLaw``)."""
@@ -186,15 +193,16 @@ class FitSection:
                     choices=["ppl", "log_ppl"])
     sigma: str = _f("std", "Plug sigma in as the standard deviation ('std') or the variance ('var').",
                     choices=["std", "var"])
-    laws: list[str] = _f(["perplexity", "perplexity_regime_d", "perplexity_spline", "perplexity_spline:floor=0.3",
-                          "perplexity_spline:floor=0.6"],
+    laws: list[str] = _f(["perplexity", "perplexity_regime_d", *SPLINE_GRID],
                          "Candidate laws, first the paper's (always reported); the loop fits each on the sweep's fit "
                          "points, scores it on the held-out validation points (plan.validation_sizes) and uses the "
                          "one with the lowest held-out MAPE. pplaw's extensions: 'perplexity_regime_d' (data "
                          "exponent d0 + d1*mu + d2*sigma), 'perplexity_logquad' (log-quadratic two-stage form), "
                          "'perplexity_spline' (each regime's power law in D, smoothed over (mu, sigma) by a "
                          "thin-plate spline). Options follow a colon: 'perplexity_spline:floor=0.3' puts a floor "
-                         "of 0.3 x the smallest loss under every power law.")
+                         "of 0.3 x the smallest loss under every power law; 'pool=2' replaces D by the effective "
+                         "data of a subset drawn from a finite pool (its landscape band), D_eff = P/k (1 - "
+                         "exp(-k D/P)). Default: the spline at floors 0, 0.3, 0.6 x pool rates 0, 1, 2, 3.")
     bootstrap: int = _f(200, "Bootstrap resamples of runs for the CIs.")
     seed: int = _f(0, "Bootstrap seed.")
     compare_variants: bool = _f(True, "Also fit every (space, sigma) variant and report which fits best.")

@@ -30,8 +30,10 @@ from pplaw.runs import write_json_atomic
 SUFFIX = {"ppl": "ppl", "log_ppl": "log_ppl"}
 
 
-def fit_frame(rows: list[dict[str, Any]], space: str) -> pd.DataFrame:
-    """The finished sweep runs as the law's table: ``mu``/``sigma`` in ``space``, ``D`` = subset tokens."""
+def fit_frame(rows: list[dict[str, Any]], space: str, total_tokens: int | None = None) -> pd.DataFrame:
+    """The finished sweep runs as the law's table: ``mu``/``sigma`` in ``space``, ``D`` = subset tokens and,
+    with ``total_tokens``, ``P`` = the tokens of the landscape band each run was drawn from (its pool; the
+    bins are token-weighted, so a band of width ``w`` holds ``w * total_tokens``)."""
     ok = [r for r in rows if r["status"] == "ok" and r.get("domain_loss") is not None]
     if not ok:
         raise FitError("no sweep run finished, so there is nothing to fit: see sweep/runs.json and the failed.json "
@@ -39,7 +41,30 @@ def fit_frame(rows: list[dict[str, Any]], space: str) -> pd.DataFrame:
     df = pd.DataFrame(ok)
     df["mu"], df["sigma"] = df[f"mu_{space}"], df[f"sigma_{space}"]
     df["r_domain"] = 1.0 - df["R"]
+    if total_tokens and "band" in df.columns:
+        df["P"] = [pool_tokens(b, total_tokens) for b in df["band"]]
     return df
+
+
+def pool_tokens(band: Any, total_tokens: int) -> float:
+    """Tokens in a landscape band ``(q_lo, q_hi)`` of token-weighted quantiles (NaN without a band)."""
+    try:
+        lo, hi = float(band[0]), float(band[1])
+    except (TypeError, IndexError, ValueError):
+        return float("nan")
+    return max(hi - lo, 0.0) * float(total_tokens)
+
+
+def final_pool(method: str, D: float, fit_outputs: dict[str, Any], total_tokens: int) -> float:
+    """The pool a final subset was drawn from: its band (DOS from the band family, best sweep regime), the
+    whole corpus (random, full, moment-matched DOS) or the subset itself (lowest/highest PPL take a prefix)."""
+    if method == "dos" and (fit_outputs.get("optimum") or {}).get("band") is not None:
+        return pool_tokens(fit_outputs["optimum"]["band"], total_tokens)
+    if method == "best_sweep" and (fit_outputs.get("best_sweep") or {}).get("band") is not None:
+        return pool_tokens(fit_outputs["best_sweep"]["band"], total_tokens)
+    if method in ("lowest_ppl", "highest_ppl"):
+        return float(D)
+    return float(total_tokens)
 
 
 class _Both:
@@ -82,7 +107,7 @@ def fit_and_optimise(rows: list[dict[str, Any]], recipe: RunRecipe, region: Real
     from pplaw.pipeline import choose as C
 
     f = recipe.fit
-    df = fit_frame(rows, f.space)
+    df = fit_frame(rows, f.space, None if plan is None else int(plan["total_tokens"]))
     law_choice = C.choose_law(df, recipe, out)
     write_json_atomic(out / "holdout.json", law_choice)
     law = C.candidate_laws(recipe)[law_choice["chosen"]]
@@ -149,16 +174,23 @@ def _mixture_laws(df: pd.DataFrame, out: Path) -> dict[str, Any]:
     return res
 
 
-def predict(fit_path: Path, mu: float, sigma: float, D: float) -> dict[str, Any]:
-    """The law's prediction (with its bootstrap confidence interval when there is one)."""
+def predict(fit_path: Path, mu: float, sigma: float, D: float, P: float | None = None) -> dict[str, Any]:
+    """The law's prediction (with its bootstrap confidence interval when there is one); ``P``: the subset's
+    pool, for laws with a pool term (others ignore it)."""
     from pplaw.laws import Fit
 
     fit = Fit.from_json(fit_path)
+    X = law_inputs(fit, mu=[mu], sigma=[sigma], D=[D], P=None if P is None else [P])
     try:
-        p = fit.predict(mu=[mu], sigma=[sigma], D=[D], interval="confidence")
+        p = fit.predict(**X, interval="confidence")
         return {"prediction": float(p["prediction"][0]), "lo": float(p["lo"][0]), "hi": float(p["hi"][0])}
     except FitError:
-        return {"prediction": float(fit.predict(mu=[mu], sigma=[sigma], D=[D])[0]), "lo": None, "hi": None}
+        return {"prediction": float(fit.predict(**X)[0]), "lo": None, "hi": None}
+
+
+def law_inputs(fit: Any, **arrays: Any) -> dict[str, Any]:
+    """``arrays`` restricted to the fitted law's variables (``P`` only for a law with a pool term; None dropped)."""
+    return {k: v for k, v in arrays.items() if v is not None and k in fit.law.variables}
 
 
 # ----------------------------------------------------------------------------------------------------------

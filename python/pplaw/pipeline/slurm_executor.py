@@ -15,6 +15,7 @@ whose job ended without finishing them (cancelled, failed, lost) are submitted a
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 from dataclasses import dataclass
@@ -90,17 +91,25 @@ def refresh(jobs: list[Any]) -> None:
 
 
 ENDED_GRACE_S = 30.0  # an ended state without a result must last this long (a requeue may follow it)
+# a job that wrote its result still runs for a moment (submitit's teardown, Slurm's epilog) before sacct says
+# COMPLETED; it is waited for this long at most, so that a stage ends with no job of it still on the cluster
+FINISHING_GRACE_S = 120.0
 
 
 def _is_over(job: Any, cluster: str, ended_since: dict[str, float]) -> bool:
-    if job.paths.result_pickle.exists():
-        return True
+    key = str(job.job_id)
     if cluster == "local":
-        return job.done()
-    if job_state(job) in ALIVE | {"UNKNOWN"}:
-        ended_since.pop(str(job.job_id), None)
+        return job.paths.result_pickle.exists() or job.done()
+    alive = job_state(job) in ALIVE | {"UNKNOWN"}
+    if job.paths.result_pickle.exists():
+        if not alive:
+            return True
+        first = ended_since.setdefault(key + ":result", time.time())
+        return time.time() - first >= FINISHING_GRACE_S
+    if alive:
+        ended_since.pop(key, None)
         return False
-    first = ended_since.setdefault(str(job.job_id), time.time())
+    first = ended_since.setdefault(key, time.time())
     return time.time() - first >= ENDED_GRACE_S
 
 
@@ -146,19 +155,8 @@ class SlurmExecutor:
         about to be replaced, and it must not write into the new run's."""
         if self.slurm.cluster != "slurm":
             return {}  # local jobs are processes of the driver that submitted them: not ours to wait for
-        import submitit
-
-        known = {s.id: (s, book[s.id]) for s in todo if book.get(s.id, {}).get("cluster") == "slurm"}
-        jobs = {rid: submitit.SlurmJob(folder=str(folder / "%j"), job_id=str(e["job_id"]))
-                for rid, (_, e) in known.items()}
-        refresh(list(jobs.values()))
         alive = {}
-        for rid, job in jobs.items():
-            spec, entry = known[rid]
-            state = job_state(job)
-            young = time.time() - float(entry.get("submitted_at", 0)) < UNKNOWN_GRACE_S
-            if not (state in ALIVE or (state == "UNKNOWN" and young)):
-                continue  # over: its run, unfinished, is submitted again
+        for rid, (spec, entry, job) in live_jobs(todo, book, folder).items():
             if entry.get("key") in spec.keys:
                 alive[rid] = job
             else:
@@ -187,6 +185,56 @@ class SlurmExecutor:
             return SW.record_failure(spec, type(err).__name__,
                                      f"Slurm job {job.job_id} ended ({state}) without finishing the run; logs in "
                                      f"{job.paths.stdout.parent}: {str(err)[:1500]}")
+
+
+def live_jobs(todo: list[RunSpec], book: dict[str, Any], folder: Path) -> dict[str, tuple[RunSpec, dict, Any]]:
+    """Run id -> (spec, its ``jobs.json`` entry, its submitit job) for the runs of ``todo`` whose Slurm job may
+    still finish them (pending, running, requeued, or just submitted and not yet known to sacct); one sacct
+    call for all. Jobs that are over are left out: their runs, unfinished, are submitted again."""
+    import submitit
+
+    known = {s.id: (s, book[s.id]) for s in todo if book.get(s.id, {}).get("cluster") == "slurm"}
+    if not known:
+        return {}
+    jobs = {rid: submitit.SlurmJob(folder=str(folder / "%j"), job_id=str(e["job_id"]))
+            for rid, (_, e) in known.items()}
+    refresh(list(jobs.values()))
+    alive = {}
+    for rid, job in jobs.items():
+        spec, entry = known[rid]
+        state = job_state(job)
+        young = time.time() - float(entry.get("submitted_at", 0)) < UNKNOWN_GRACE_S
+        if state in ALIVE or (state == "UNKNOWN" and young):
+            alive[rid] = (spec, entry, job)
+    return alive
+
+
+def refuse_if_jobs_alive(todo: list[RunSpec], executor: str) -> None:
+    """Before another executor trains ``todo``: a run whose Slurm job (``pplaw run --detach``) is still pending
+    or running would get a second writer in its folder. Raise a ConfigError naming the jobs instead."""
+    if not todo:
+        return
+    stage = todo[0].dir.parent
+    book = read_jobs(stage)
+    if not any(book.get(s.id, {}).get("cluster") == "slurm" for s in todo):
+        return
+    import shutil
+
+    if shutil.which("sacct") is None or importlib.util.find_spec("submitit") is None:
+        ids = sorted(str(book[s.id]["job_id"]) for s in todo if book.get(s.id, {}).get("cluster") == "slurm")
+        raise ConfigError(
+            f"train.executor={executor}: {stage / JOBS} lists Slurm jobs for runs not finished yet "
+            f"({', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''}), and this machine cannot ask Slurm whether "
+            f"they still run (no sacct/submitit). Collect them with train.executor=slurm on the login node, or "
+            f"delete {stage / JOBS} once you are sure they are gone")
+    alive = live_jobs(todo, book, stage / LOGS)
+    if alive:
+        ids = sorted(str(e["job_id"]) for _, e, _ in alive.values())
+        raise ConfigError(
+            f"train.executor={executor}: {len(alive)} run(s) of {stage} still have Slurm jobs pending or running "
+            f"({', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''}; submitted by `pplaw run --detach`): training "
+            f"them here too would give their folders two writers. Collect them with train.executor=slurm, or "
+            f"scancel them first")
 
 
 def read_jobs(stage: Path) -> dict[str, Any]:

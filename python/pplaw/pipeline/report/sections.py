@@ -355,16 +355,18 @@ def _comparison(ctx: ReportContext, kinds, summary: dict) -> None:
 
 
 def _prediction(ctx: ReportContext, summary: dict) -> None:
-    from pplaw.pipeline.select import predict
+    from pplaw.pipeline.select import final_pool, predict
 
     sp, _ = _space(ctx)
+    total = int(ctx.plan["total_tokens"])
     fit_path = ctx.out / "fit" / ctx.fit["fit"]
     rows, pred = [], {}
     for m in METHOD_ORDER:
         rs = [r for r in ctx.finals if r["method"] == m and r["status"] == "ok"]
         if not rs or m == "full":
             continue
-        ps = [predict(fit_path, r[f"mu_{sp}"], r[f"sigma_{sp}"], r["D"]) for r in rs]
+        ps = [predict(fit_path, r[f"mu_{sp}"], r[f"sigma_{sp}"], r["D"], final_pool(m, r["D"], ctx.fit, total))
+              for r in rs]
         measured = [r[ctx.recipe.fit.target] for r in rs]
         p = float(np.mean([x["prediction"] for x in ps]))
         lo = [x["lo"] for x in ps if x["lo"] is not None]
