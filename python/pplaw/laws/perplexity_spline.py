@@ -136,7 +136,9 @@ class PerplexityLawSpline(PerplexityLaw):
 
     def describe(self) -> str:
         k = "" if self.knots is None else f", {len(self.knots)} regimes"
-        return (f"PerplexityLawSpline (pplaw's local two-stage extension, not the paper's law): {self.formula}   "
+        form = self.formula if self.pool <= 0 else self.formula.replace(
+            "(log D - log D0)", "(log D_eff - log D0), D_eff = P/k (1 - exp(-k D/P))")
+        return (f"PerplexityLawSpline (pplaw's local two-stage extension, not the paper's law): {form}   "
                 f"[floor {self.floor:g} x min loss, sigma scale {self.sigma_scale:g}"
                 f"{f', D_eff with pool decay {self.pool:g}' if self.pool > 0 else ''}{k}; mu, sigma in "
                 f"{self.ppl_space} space]")
