@@ -15,7 +15,8 @@ from typing import Any, Literal, Protocol, final
 import pyarrow as pa
 
 __all__ = ["LandscapeCore", "GridCore", "build_landscape", "build_grid", "subset_stats", "sample_subset",
-           "select_dos", "dos_objective", "realisable_range", "chunk_key", "__version__"]
+           "select_dos", "dos_objective", "realisable_range", "realisable_edges", "chunk_key",
+           "__version__"]
 
 __version__: str
 
@@ -155,5 +156,19 @@ def realisable_range(
     quantile_max: float | None = None,
     rows: _ArrayLike | None = None,
 ) -> dict[str, Any]: ...
+def realisable_edges(
+    ppl: _ArrayLike,
+    tokens: _ArrayLike,
+    *,
+    token_budget: int,
+    space: _Space = "ppl",
+    ppl_min: float | None = None,
+    ppl_max: float | None = None,
+    quantile_min: float | None = None,
+    quantile_max: float | None = None,
+    rows: _ArrayLike | None = None,
+) -> tuple[pa.RecordBatch, pa.RecordBatch]:
+    """(lower, upper) edges of the realisable region, each a batch of (mean, std) points: every minimal
+    contiguous window of the sorted order (least spread), every lowest + highest tails split (most spread)."""
 def chunk_key(seed: int, chunk_id: int) -> int:
     """The 64-bit random key of a chunk (hash of seed and chunk_id) that sampling orders by."""

@@ -30,6 +30,7 @@ from typing import Any
 from trl import SFTConfig
 
 from pplaw import runs
+from pplaw._checks import require
 from pplaw._io import jsonable
 from pplaw.config import borrow
 from pplaw.cpt_data import build_mixture, check_ratio, load_table, subset_stats
@@ -170,8 +171,8 @@ def prepare(cfg: CPTConfig, targs: CPTTrainingArguments, tokenizer):
     general = load_table(cfg.general_data, what="general_data") if cfg.general_data and cfg.replay_ratio > 0 else None
     if cfg.general_data and cfg.replay_ratio == 0:
         log.warning("general_data is set but replay_ratio is 0: no general replay")
-    if targs.max_length is None or targs.max_length < 2:
-        raise ConfigError(f"max_length (the packed sequence length) must be >= 2, got {targs.max_length}")
+    require(targs.max_length is not None and targs.max_length >= 2, "max_length (the packed sequence length)",
+            "be >= 2", targs.max_length)
     gbs = targs.per_device_train_batch_size * targs.gradient_accumulation_steps * targs.world_size
     mix = build_mixture(domain, general, tokenizer, seq_len=targs.max_length, global_batch_size=gbs,
                         replay_ratio=cfg.replay_ratio, budget_tokens=cfg.budget_tokens, seed=targs.seed,

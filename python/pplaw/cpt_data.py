@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from pplaw._checks import is_finite, require
 from pplaw.exceptions import (
     BudgetError,
     ConfigError,
@@ -171,8 +172,7 @@ class Mixture:
 
 
 def check_ratio(r: Any) -> float:
-    if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or not 0 <= r < 1:
-        raise ConfigError(f"replay_ratio R = general tokens / total tokens must be in [0, 1), got {r!r}")
+    require(is_finite(r) and 0 <= r < 1, "replay_ratio R = general tokens / total tokens", "be in [0, 1)", r)
     return float(r)
 
 

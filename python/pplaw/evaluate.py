@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pplaw import tasks as T
+from pplaw._checks import require
 from pplaw.exceptions import ConfigError, InvalidInputError, PplawError
 
 log = logging.getLogger("pplaw.evaluate")
@@ -115,9 +116,9 @@ def _suite_definitions(value: dict | str | None) -> dict[str, list[str]]:
         except json.JSONDecodeError as err:
             raise ConfigError(
                 f"suite_definitions must be a mapping {{suite: [tasks]}} (JSON on the command line): {err}") from err
-    if not isinstance(value, dict) or not all(isinstance(v, list) and all(isinstance(t, str) for t in v) and v
-                                              for v in value.values()):
-        raise ConfigError(f"suite_definitions must map suite names to non-empty lists of task names, got {value!r}")
+    require(isinstance(value, dict) and all(isinstance(v, list) and all(isinstance(t, str) for t in v) and bool(v)
+                                            for v in value.values()),
+            "suite_definitions", "map suite names to non-empty lists of task names", value)
     return value
 
 

@@ -198,6 +198,43 @@ def realisable_range(
     )
 
 
+def realisable_edges(
+    data: Any,
+    *,
+    token_budget: int,
+    space: Space = "ppl",
+    ppl_window: tuple[float, float] | None = None,
+    quantile_window: tuple[float, float] | None = None,
+    ppl_column: str = "ppl",
+    tokens_column: str = "n_scored",
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two edges of the region :func:`realisable_range` bounds, as ``(lower, upper)``: (k, 2) arrays of
+    (mean, std) in ``space``. ``lower`` holds every shortest contiguous run of the PPL ranking with at least
+    ``token_budget`` tokens (the least spread for its mean), ``upper`` every "lowest chunks + highest tail"
+    split (the most spread), both in the order of the run's (the split's) start; exact prefix sums in the core.
+    """
+    space = _check_space(space)
+    budget = _check_budget(token_budget)
+    pwin = _check_window(ppl_window, "ppl_window", lo_min=0.0, hi_max=math.inf)
+    qwin = _check_window(quantile_window, "quantile_window", lo_min=0.0, hi_max=1.0)
+    cols = _columns_of(data, ppl_column, tokens_column, None)
+    lower, upper = cols.call(
+        _core().realisable_edges,
+        cols.ppl,
+        cols.tokens,
+        token_budget=budget,
+        space=space,
+        **_window_kwargs(pwin, qwin),
+        **cols.core_kwargs(),
+    )
+    return _points(lower), _points(upper)
+
+
+def _points(batch: pa.RecordBatch) -> np.ndarray:
+    """(k, 2) float64 (mean, std) of a ``realisable_edges`` record batch."""
+    return np.column_stack([batch.column("mean").to_numpy(), batch.column("std").to_numpy()]).astype(np.float64)
+
+
 def sample_subset(
     data: Any,
     *,

@@ -27,6 +27,7 @@ from typing import Any, Callable, Literal
 
 import yaml
 
+from pplaw._checks import at_least, one_of
 from pplaw._io import atomic_write
 from pplaw.exceptions import ConfigError, EmptyInputError, InvalidInputError, MissingColumnError
 
@@ -65,16 +66,13 @@ def check_config(cfg: ScoreConfig) -> None:
     for flag, value in (("--model", cfg.model), ("--data", cfg.data), ("--out", cfg.out)):
         if not value:
             raise ConfigError(f"pplaw score: {flag} is required (on the command line or in --config)")
-    if cfg.chunk_tokens < 2:
-        raise ConfigError(f"pplaw score: --chunk-tokens must be >= 2, got {cfg.chunk_tokens}")
-    if cfg.shard_docs < 1 or cfg.max_tokens_per_batch < 1:
-        raise ConfigError("pplaw score: --shard-docs and --max-tokens-per-batch must be >= 1")
-    if cfg.max_docs is not None and cfg.max_docs < 1:
-        raise ConfigError(f"pplaw score: --max-docs must be >= 1, got {cfg.max_docs}")
-    if cfg.txt_sample_by not in ("line", "paragraph", "document"):
-        raise ConfigError(f"pplaw score: --txt-sample-by must be line, paragraph or document, got {cfg.txt_sample_by!r}")
-    if cfg.encoding_errors not in ("strict", "replace"):
-        raise ConfigError(f"pplaw score: --encoding-errors must be strict or replace, got {cfg.encoding_errors!r}")
+    at_least(cfg.chunk_tokens, "pplaw score: --chunk-tokens", 2)
+    at_least(cfg.shard_docs, "pplaw score: --shard-docs", 1)
+    at_least(cfg.max_tokens_per_batch, "pplaw score: --max-tokens-per-batch", 1)
+    at_least(cfg.max_docs, "pplaw score: --max-docs", 1, optional=True)
+    one_of(cfg.txt_sample_by, "pplaw score: --txt-sample-by", ("line", "paragraph", "document"),
+           what="line, paragraph or document")
+    one_of(cfg.encoding_errors, "pplaw score: --encoding-errors", ("strict", "replace"), what="strict or replace")
 
 
 def data_files(path: str) -> tuple[str, list[Path]]:

@@ -225,3 +225,23 @@ pub fn realisable_range(c: &Corpus, budget: i128, space: Space, window: &Window)
     let pre = Prefix::new(&p.members);
     Ok(region(&p, &pre, budget, None))
 }
+
+/// The two edges of the realisable region at a budget, as (mean, std) points in the sorted order:
+/// `lower` from every minimal contiguous window (the least spread for its mean), `upper` from every
+/// "lowest `a` + highest tail" split (the most spread). `region` reduces the same candidates to ranges.
+#[derive(Clone, Debug, Default)]
+pub struct RegionEdges {
+    pub lower: Vec<(f64, f64)>,
+    pub upper: Vec<(f64, f64)>,
+}
+
+/// The edges of what the window can realise at a budget (see [`RegionEdges`]).
+pub fn realisable_edges(c: &Corpus, budget: i128, space: Space, window: &Window) -> Result<RegionEdges> {
+    let p = prepare(c, space, window, 0, true)?;
+    let budget = check_budget(&p, budget)?;
+    let pre = Prefix::new(&p.members);
+    let mut edges = RegionEdges::default();
+    pre.for_windows(budget, |_, _, _, m, v| edges.lower.push((m, v.sqrt())));
+    pre.for_tails(budget, |_, _, _, m, v| edges.upper.push((m, v.sqrt())));
+    Ok(edges)
+}

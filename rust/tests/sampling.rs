@@ -6,7 +6,7 @@ use common::*;
 use pplaw_core::error::Error;
 use pplaw_core::hash::chunk_key;
 use pplaw_core::members::Window;
-use pplaw_core::sample::{realisable_range, sample_subset, SampleRequest};
+use pplaw_core::sample::{realisable_edges, realisable_range, sample_subset, SampleRequest};
 use pplaw_core::stats::Space;
 
 fn req(budget: u64, mean: Option<f64>, std: Option<f64>, space: Space) -> SampleRequest {
@@ -93,6 +93,32 @@ fn targets_across_the_realisable_region_are_met() {
         }
     }
     assert_eq!(met, total);
+}
+
+#[test]
+fn realisable_edges_span_the_realisable_range() {
+    // The edges are the candidates `realisable_range` reduces: their extremes are its ranges, exactly.
+    let n = 5000;
+    let ppl = lognormal(n, 11, 2.4, 0.6);
+    let tok: Vec<u64> = (0..n).map(|i| 64 + chunk_key(2, i as u64) % 448).collect();
+    let c = corpus(&ppl, &tok, None);
+    let budget: u64 = tok.iter().sum::<u64>() / 7;
+    for space in [Space::Ppl, Space::LogPpl] {
+        let reg = realisable_range(&c, budget as i128, space, &Window::default()).unwrap();
+        let e = realisable_edges(&c, budget as i128, space, &Window::default()).unwrap();
+        assert!(!e.lower.is_empty() && !e.upper.is_empty());
+        let all = e.lower.iter().chain(&e.upper);
+        let mean_lo = all.clone().map(|p| p.0).fold(f64::INFINITY, f64::min);
+        let mean_hi = all.map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
+        assert_eq!((mean_lo, mean_hi), reg.mean);
+        assert_eq!(e.lower.iter().map(|p| p.1).fold(f64::INFINITY, f64::min), reg.std.0);
+        assert_eq!(e.upper.iter().map(|p| p.1).fold(0.0, f64::max), reg.std.1);
+        // sliding a window right drops its smallest values and adds larger ones
+        for w in e.lower.windows(2) {
+            assert!(w[0].0 <= w[1].0, "window means ascend with the window start");
+        }
+    }
+    assert!(matches!(realisable_edges(&c, 0, Space::Ppl, &Window::default()), Err(Error::Budget(_))));
 }
 
 #[test]

@@ -7,11 +7,10 @@ A leaf of :mod:`pplaw.pipeline` (it imports no other pipeline module), so that :
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from pplaw.exceptions import ConfigError
+from pplaw._checks import integer, nonempty_str, number, one_of, require
 
 EXECUTORS = ("local", "ray", "slurm")
 
@@ -55,48 +54,33 @@ class ScoreClusterOptions:
     slurm_tasks: int = _f(8, "Tasks of the job array (--slurm): task i scores the shards k with k % tasks == i.")
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.slurm_tasks, int) and self.slurm_tasks >= 1):
-            raise ConfigError(f"pplaw score: --slurm_tasks must be an integer >= 1, got {self.slurm_tasks!r}")
+        integer(self.slurm_tasks, "pplaw score: --slurm_tasks", 1)
 
 
 def check_slurm(s: SlurmSection, key: str = "slurm") -> None:
     """Value checks of a slurm section; each error names the recipe key (``slurm.time_min``)."""
     for name in ("partition", "account", "qos"):
-        v = getattr(s, name)
-        if v is not None and (not isinstance(v, str) or not v.strip()):
-            raise ConfigError(f"{key}.{name} must be a non-empty string or null, got {v!r}")
-    if not (isinstance(s.time_min, int) and not isinstance(s.time_min, bool) and s.time_min >= 1):
-        raise ConfigError(f"{key}.time_min must be an integer number of minutes >= 1, got {s.time_min!r}")
-    for name, low in (("gpus_per_node", 0), ("cpus_per_task", 1)):
-        v = getattr(s, name)
-        if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and v >= low):
-            raise ConfigError(f"{key}.{name} must be an integer >= {low} or null, got {v!r}")
-    if s.mem_gb is not None and not (isinstance(s.mem_gb, (int, float)) and math.isfinite(s.mem_gb) and s.mem_gb > 0):
-        raise ConfigError(f"{key}.mem_gb must be a number of GB > 0 or null, got {s.mem_gb!r}")
-    if not isinstance(s.additional_parameters, dict) or \
-            any(not isinstance(k, str) or not k or k.startswith("-") for k in s.additional_parameters):
-        raise ConfigError(f"{key}.additional_parameters must map sbatch option names without dashes (constraint, "
-                          f"exclude, ...) to values, got {s.additional_parameters!r}")
-    if any(not isinstance(line, str) for line in s.setup):
-        raise ConfigError(f"{key}.setup must be a list of shell lines (strings), got {s.setup!r}")
-    if not (isinstance(s.array_parallelism, int) and s.array_parallelism >= 1):
-        raise ConfigError(f"{key}.array_parallelism must be an integer >= 1, got {s.array_parallelism!r}")
-    if not (isinstance(s.poll_s, (int, float)) and math.isfinite(s.poll_s) and s.poll_s > 0):
-        raise ConfigError(f"{key}.poll_s must be a number of seconds > 0, got {s.poll_s!r}")
-    if s.cluster not in ("slurm", "local"):
-        raise ConfigError(f"{key}.cluster must be 'slurm' or 'local', got {s.cluster!r}")
+        nonempty_str(getattr(s, name), f"{key}.{name}")
+    integer(s.time_min, f"{key}.time_min", 1, unit=" number of minutes")
+    integer(s.gpus_per_node, f"{key}.gpus_per_node", 0, optional=True)
+    integer(s.cpus_per_task, f"{key}.cpus_per_task", 1, optional=True)
+    number(s.mem_gb, f"{key}.mem_gb", what="a number of GB", optional=True)
+    params = s.additional_parameters
+    require(isinstance(params, dict) and all(isinstance(k, str) and k and not k.startswith("-") for k in params),
+            f"{key}.additional_parameters", "map sbatch option names without dashes (constraint, exclude, ...) to "
+            "values", params)
+    require(all(isinstance(line, str) for line in s.setup), f"{key}.setup", "be a list of shell lines (strings)",
+            s.setup)
+    integer(s.array_parallelism, f"{key}.array_parallelism", 1)
+    number(s.poll_s, f"{key}.poll_s", what="a number of seconds")
+    one_of(s.cluster, f"{key}.cluster", ("slurm", "local"), what="'slurm' or 'local'")
 
 
 def check_executor(t: Any, slurm: SlurmSection) -> None:
     """``train.executor`` and the train options it reads (``t``: the recipe's train section), and the slurm
     section whatever the executor (a typo there should not wait for the day it is switched on)."""
-    if t.executor not in EXECUTORS:
-        raise ConfigError(f"train.executor must be one of {list(EXECUTORS)}, got {t.executor!r}")
+    one_of(t.executor, "train.executor", EXECUTORS)
     for key, low in (("cpus_per_run", 1), ("gpus_per_run", 0), ("max_retries", 0)):
-        v = getattr(t, key)
-        if not (isinstance(v, int) and not isinstance(v, bool) and v >= low):
-            raise ConfigError(f"train.{key} must be an integer >= {low}, got {v!r}")
-    if t.ray_address is not None and (not isinstance(t.ray_address, str) or not t.ray_address.strip()):
-        raise ConfigError(f"train.ray_address must be a Ray address ('auto', 'ray://head:10001') or null, got "
-                          f"{t.ray_address!r}")
+        integer(getattr(t, key), f"train.{key}", low)
+    nonempty_str(t.ray_address, "train.ray_address", what="a Ray address ('auto', 'ray://head:10001')")
     check_slurm(slurm, "slurm")

@@ -125,38 +125,17 @@ def _thin(points: np.ndarray, n: int = 400) -> np.ndarray:
 
 
 def realisable_region(ppl: np.ndarray, tokens: np.ndarray, budget: int, space: str = "ppl") -> RealisableRegion:
-    """The region (see the module doc) from per-chunk PPL and token counts: O(n log n) with prefix sums.
+    """The region (see the module doc) from per-chunk PPL and token counts: the Rust core's edges
+    (:func:`pplaw.sampling.realisable_edges`: windows and tails of the PPL ranking, prefix sums, O(n log n)),
+    thinned for the plan's files and plots.
 
     Token-weighted moments (identical to the chunk-weighted ones when all chunks have the same length).
     """
+    from pplaw.sampling import realisable_edges
+
     if space not in SPACES:
         raise ConfigError(f"space must be one of {SPACES}, got {space!r}")
-    x = np.log(ppl) if space == "log_ppl" else np.asarray(ppl, float)
-    order = np.argsort(x, kind="stable")
-    x, w = x[order], np.asarray(tokens, np.float64)[order]  # (n,)
-    total = w.sum()
-    if budget > total:
-        raise BudgetError(f"budget {budget:,} exceeds the corpus ({int(total):,} tokens)")
-    c = x.mean()  # centre for numerically stable prefix moments
-    p0 = np.concatenate([[0.0], np.cumsum(w)])  # (n+1,)
-    p1 = np.concatenate([[0.0], np.cumsum(w * (x - c))])
-    p2 = np.concatenate([[0.0], np.cumsum(w * (x - c) ** 2)])
-
-    def moments(t0, t1, t2):
-        m = t1 / t0
-        return np.column_stack([c + m, np.sqrt(np.maximum(t2 / t0 - m * m, 0.0))])
-
-    # windows [a, b): the shortest run from a holding >= budget tokens -> least spread for its mean
-    a = np.arange(len(x) + 1)
-    b = np.searchsorted(p0, p0 + budget, side="left")
-    ok = b <= len(x)
-    a_w, b_w = a[ok], b[ok]
-    lower = moments(p0[b_w] - p0[a_w], p1[b_w] - p1[a_w], p2[b_w] - p2[a_w])
-    # tails: the lowest a chunks + the highest chunks from c on, c as large as the budget allows
-    a_t = a[: int(np.searchsorted(p0, budget, side="left")) + 1]  # up to the lowest chunks alone
-    c_t = np.searchsorted(p0, total - budget + p0[a_t], side="right") - 1
-    c_t = np.maximum(c_t, a_t)
-    upper = moments(p0[a_t] + (p0[-1] - p0[c_t]), p1[a_t] + (p1[-1] - p1[c_t]), p2[a_t] + (p2[-1] - p2[c_t]))
+    lower, upper = realisable_edges({"ppl": ppl, "n_scored": tokens}, token_budget=int(budget), space=space)
     return RealisableRegion(int(budget), space, _thin(lower), _thin(upper))
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from typing import Any, Union
 
 import yaml
 
+from pplaw._checks import at_least, is_finite, number, require
 from pplaw.config import borrow
 from pplaw.pipeline.cluster import EXECUTORS, SlurmSection, check_executor
 from pplaw.cpt_options import CPTConfig, TrainingDefaults
@@ -273,10 +273,10 @@ class RunRecipe:
 
     def check(self) -> None:
         """Consistency checks that one field alone cannot express, and value ranges (each names its key)."""
-        if not isinstance(self.name, str) or not self.name.strip() or self.name in (".", "..") \
-                or any(c in self.name for c in "/\\\0") or self.name.startswith("~"):
-            raise ConfigError(f"name must be a plain folder name (the default output is pplaw_runs/<name>): no "
-                              f"'/', '\\', '~' and not '.' or '..'; got {self.name!r}")
+        n = self.name
+        require(isinstance(n, str) and bool(n.strip()) and n not in (".", "..") and not any(c in n for c in "/\\\0")
+                and not n.startswith("~"), "name", "be a plain folder name (the default output is pplaw_runs/<name>): "
+                "no '/', '\\', '~' and not '.' or '..'", n)
         _check_ranges(self)
         if self.world is None and not (self.model.base_model and self.corpus.domain_data):
             raise ConfigError("recipe: give either `world` (a synthetic world) or both `model.base_model` and "
@@ -285,19 +285,16 @@ class RunRecipe:
             raise ConfigError("recipe: `world` supplies the model and corpora; leave model.base_model and "
                               "corpus.domain_data unset (or drop `world` to bring your own)")
         for name, values in (("plan.sizes", self.plan.sizes), ("select.budget", [self.select.budget])):
-            if not values or any(not (v > 0) for v in values):
-                raise ConfigError(f"{name} must hold positive sizes (<= 1: share of the corpus, > 1: tokens), "
-                                  f"got {values}")
+            require(bool(values) and all(v > 0 for v in values), name,
+                    "hold positive sizes (<= 1: share of the corpus, > 1: tokens)", values)
         for r in [*self.plan.replay_ratios, self.select.replay_ratio]:
-            if not 0 <= r < 1:
-                raise ConfigError(f"replay ratios must be in [0, 1), got {r}")
+            require(0 <= r < 1, "replay ratios", "be in [0, 1)", r)
         if (any(r > 0 for r in self.plan.replay_ratios) or self.select.replay_ratio > 0) and \
                 self.world is None and not self.corpus.general_data:
             raise ConfigError("a replay ratio R > 0 needs corpus.general_data")
-        if self.plan.windows < 2:
-            raise ConfigError(f"plan.windows must be >= 2 (the law needs a spread of regimes), got {self.plan.windows}")
-        if any(not (v > 0) for v in self.plan.validation_sizes):
-            raise ConfigError(f"plan.validation_sizes must hold positive sizes, got {self.plan.validation_sizes}")
+        at_least(self.plan.windows, "plan.windows", 2, why=" (the law needs a spread of regimes)")
+        require(all(v > 0 for v in self.plan.validation_sizes), "plan.validation_sizes", "hold positive sizes",
+                self.plan.validation_sizes)
         if not self.fit.laws or self.fit.laws[0] != "perplexity":
             raise ConfigError(f"fit.laws must start with 'perplexity' (the paper's law, always reported), got "
                               f"{self.fit.laws}")
@@ -315,26 +312,22 @@ class RunRecipe:
                 get_law_spec(spec, sigma=self.fit.sigma, space=self.fit.space)
             except _Bad as err:
                 raise ConfigError(f"fit.laws[{i}] ({spec!r}): {err}") from err
-        if self.plan.validation_regimes < 1:
-            raise ConfigError(f"plan.validation_regimes must be >= 1, got {self.plan.validation_regimes}")
-        if self.plan.mixtures < 0 or self.plan.window_bins < 0 or self.plan.budget_bands < 0:
-            raise ConfigError("plan.mixtures, plan.window_bins and plan.budget_bands must be >= 0")
-        if not self.plan.seeds or not self.select.seeds:
-            raise ConfigError("plan.seeds and select.seeds must not be empty")
+        at_least(self.plan.validation_regimes, "plan.validation_regimes", 1)
+        for key in ("mixtures", "window_bins", "budget_bands"):
+            at_least(getattr(self.plan, key), f"plan.{key}", 0)
+        require(bool(self.plan.seeds), "plan.seeds", "not be empty", self.plan.seeds)
+        require(bool(self.select.seeds), "select.seeds", "not be empty", self.select.seeds)
         bad = sorted(set(self.baselines.methods) - set(METHODS))
-        if bad:
-            raise ConfigError(f"baselines.methods: unknown {bad}; choose from {list(METHODS)}")
-        if self.landscape.n_bins < 2:
-            raise ConfigError(f"landscape.n_bins must be >= 2, got {self.landscape.n_bins}")
-        if self.train.workers < 0 or self.train.threads_per_worker < 0 or self.train.epochs <= 0:
-            raise ConfigError("train.workers and train.threads_per_worker must be >= 0 and train.epochs > 0")
+        require(not bad, "baselines.methods", f"be among {list(METHODS)} (unknown: {bad})", self.baselines.methods)
+        at_least(self.landscape.n_bins, "landscape.n_bins", 2)
+        at_least(self.train.workers, "train.workers", 0)
+        at_least(self.train.threads_per_worker, "train.threads_per_worker", 0)
         if self.train.launcher == "accelerate" and not self.train.accelerate_config:
             raise ConfigError("train.launcher=accelerate needs train.accelerate_config")
         check_executor(self.train, self.slurm)
-        if self.select.weights is not None and len(self.select.weights) != 2:
-            raise ConfigError(f"select.weights must be [w_mu, w_s], got {self.select.weights}")
-        if self.fit.bootstrap < 0:
-            raise ConfigError(f"fit.bootstrap must be >= 0, got {self.fit.bootstrap}")
+        require(self.select.weights is None or len(self.select.weights) == 2, "select.weights", "be [w_mu, w_s]",
+                self.select.weights)
+        at_least(self.fit.bootstrap, "fit.bootstrap", 0)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -345,54 +338,37 @@ class RunRecipe:
         return digest({n: d[n] for n in names})
 
 
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _check_ranges(r: RunRecipe) -> None:
     """Values that could only fail late (after the world build or the whole sweep): checked up front."""
     t = r.train
-    if not (_finite(t.learning_rate) and t.learning_rate > 0):
-        raise ConfigError(f"train.learning_rate must be a finite number > 0, got {t.learning_rate!r}")
-    if not (_finite(t.weight_decay) and t.weight_decay >= 0):
-        raise ConfigError(f"train.weight_decay must be a finite number >= 0, got {t.weight_decay!r}")
-    if not (_finite(t.warmup_steps) and t.warmup_steps >= 0):
-        raise ConfigError(f"train.warmup_steps must be a finite number >= 0, got {t.warmup_steps!r}")
-    if not _finite(t.epochs):
-        raise ConfigError(f"train.epochs must be a finite number > 0, got {t.epochs!r}")
+    number(t.learning_rate, "train.learning_rate")
+    number(t.weight_decay, "train.weight_decay", strict=False)
+    number(t.warmup_steps, "train.warmup_steps", strict=False)
+    number(t.epochs, "train.epochs")
     for key in ("max_length", "per_device_train_batch_size", "gradient_accumulation_steps"):
-        if getattr(t, key) < 1:
-            raise ConfigError(f"train.{key} must be >= 1, got {getattr(t, key)!r}")
+        at_least(getattr(t, key), f"train.{key}", 1)
     sc = r.scoring
-    if sc.chunk_tokens < 2:
-        raise ConfigError(f"scoring.chunk_tokens must be >= 2 (a chunk needs a token to predict), got "
-                          f"{sc.chunk_tokens!r}")
-    if sc.min_tail_tokens is not None and not 0 <= sc.min_tail_tokens <= sc.chunk_tokens:
-        raise ConfigError(f"scoring.min_tail_tokens must be in [0, scoring.chunk_tokens], got {sc.min_tail_tokens!r}")
+    at_least(sc.chunk_tokens, "scoring.chunk_tokens", 2, why=" (a chunk needs a token to predict)")
+    require(sc.min_tail_tokens is None or 0 <= sc.min_tail_tokens <= sc.chunk_tokens, "scoring.min_tail_tokens",
+            "be in [0, scoring.chunk_tokens]", sc.min_tail_tokens)
     for key in ("max_tokens_per_batch", "shard_docs"):
-        if getattr(sc, key) < 1:
-            raise ConfigError(f"scoring.{key} must be >= 1, got {getattr(sc, key)!r}")
-    if r.landscape.n_bins > MAX_BINS:
-        raise ConfigError(f"landscape.n_bins must be <= {MAX_BINS}, got {r.landscape.n_bins!r}")
-    for key, values in (("plan.seeds", r.plan.seeds), ("select.seeds", r.select.seeds), ("fit.seed", [r.fit.seed])):
-        if any(v < 0 for v in values):
-            raise ConfigError(f"{key} must be >= 0, got {values if key != 'fit.seed' else values[0]!r}")
+        at_least(getattr(sc, key), f"scoring.{key}", 1)
+    require(r.landscape.n_bins <= MAX_BINS, "landscape.n_bins", f"be <= {MAX_BINS}", r.landscape.n_bins)
+    for key, values in (("plan.seeds", r.plan.seeds), ("select.seeds", r.select.seeds)):
+        require(all(v >= 0 for v in values), key, "be >= 0", values)
+    at_least(r.fit.seed, "fit.seed", 0)
     for key, values in (("plan.sizes", r.plan.sizes), ("plan.validation_sizes", r.plan.validation_sizes),
                         ("select.budget", [r.select.budget]), ("plan.replay_ratios", r.plan.replay_ratios)):
-        if any(not _finite(v) for v in values):
-            raise ConfigError(f"{key} must hold finite numbers, got {values}")
-    if r.select.weights is not None and any(not (_finite(w) and w >= 0) for w in r.select.weights):
-        raise ConfigError(f"select.weights must be finite numbers >= 0, got {r.select.weights}")
+        require(all(is_finite(v) for v in values), key, "hold finite numbers", values)
+    require(r.select.weights is None or all(is_finite(w) and w >= 0 for w in r.select.weights), "select.weights",
+            "be finite numbers >= 0", r.select.weights)
     ev = r.evaluate
-    if ev.bench_limit is not None and not (_finite(ev.bench_limit) and ev.bench_limit > 0):
-        raise ConfigError(f"evaluate.bench_limit must be > 0, got {ev.bench_limit!r}")
-    if ev.num_fewshot is not None and ev.num_fewshot < 0:
-        raise ConfigError(f"evaluate.num_fewshot must be >= 0, got {ev.num_fewshot!r}")
+    require(ev.bench_limit is None or (is_finite(ev.bench_limit) and ev.bench_limit > 0), "evaluate.bench_limit",
+            "be > 0", ev.bench_limit)
+    at_least(ev.num_fewshot, "evaluate.num_fewshot", 0, optional=True)
     for key in ("bench_batch_size", "eval_tokens_per_batch"):
-        if getattr(ev, key) < 1:
-            raise ConfigError(f"evaluate.{key} must be >= 1, got {getattr(ev, key)!r}")
-    if ev.eval_max_chunks is not None and ev.eval_max_chunks < 1:
-        raise ConfigError(f"evaluate.eval_max_chunks must be >= 1, got {ev.eval_max_chunks!r}")
+        at_least(getattr(ev, key), f"evaluate.{key}", 1)
+    at_least(ev.eval_max_chunks, "evaluate.eval_max_chunks", 1, optional=True)
 
 
 MAX_BINS = 100_000

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pplaw._checks import at_least, require
 from pplaw.exceptions import ConfigError
 
 # Bump when a generator or the pretraining loop changes in a way that changes its output, so caches
@@ -70,8 +71,7 @@ class WorldConfig:
         for name in ("n_countries", "n_cities", "n_people", "general_docs", "general_val_docs", "n_diseases",
                      "n_drugs", "n_hard_drugs", "n_enzymes", "domain_docs", "domain_val_docs", "num_layers",
                      "num_heads", "hidden_size", "intermediate_size", "pretrain_batch_size", "threads"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"world.{name} must be >= 1, got {getattr(self, name)!r}")
+            require(int(getattr(self, name)) >= 1, f"world.{name}", "be >= 1", getattr(self, name))
         if self.n_cities < self.n_countries:
             raise ConfigError(f"world.n_cities ({self.n_cities}) must be >= world.n_countries ({self.n_countries})")
         if self.n_drugs < self.n_diseases:
@@ -81,18 +81,16 @@ class WorldConfig:
             raise ConfigError("world.n_people, n_countries, n_diseases and n_enzymes must be >= 4 "
                               "(multiple-choice questions need 3 distinct distractors)")
         fracs = self.kind_fractions()
-        if any(f < 0 for f in fracs.values()) or abs(sum(fracs.values()) - 1.0) > 1e-6:
-            raise ConfigError(f"world.frac_* must be >= 0 and sum to 1, got {fracs}")
-        if not 0.0 <= self.noise_char_fraction <= 1.0:
-            raise ConfigError(f"world.noise_char_fraction must be in [0, 1], got {self.noise_char_fraction}")
-        if self.doc_tokens < 16:
-            raise ConfigError(f"world.doc_tokens must be >= 16, got {self.doc_tokens}")
-        if self.vocab_size < 300:
-            raise ConfigError(f"world.vocab_size must be >= 300 (256 bytes + specials + merges), got {self.vocab_size}")
+        require(all(f >= 0 for f in fracs.values()) and abs(sum(fracs.values()) - 1.0) <= 1e-6, "world.frac_*",
+                "be >= 0 and sum to 1", fracs)
+        require(0.0 <= self.noise_char_fraction <= 1.0, "world.noise_char_fraction", "be in [0, 1]",
+                self.noise_char_fraction)
+        at_least(self.doc_tokens, "world.doc_tokens", 16)
+        at_least(self.vocab_size, "world.vocab_size", 300, why=" (256 bytes + specials + merges)")
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"world.hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})")
-        if self.pretrain_epochs <= 0 or self.pretrain_lr <= 0:
-            raise ConfigError("world.pretrain_epochs and world.pretrain_lr must be > 0")
+        for name in ("pretrain_epochs", "pretrain_lr"):
+            require(getattr(self, name) > 0, f"world.{name}", "be > 0", getattr(self, name))
 
     def kind_fractions(self) -> dict[str, float]:
         return {"redundant": self.frac_redundant, "learnable": self.frac_learnable,

@@ -2,7 +2,7 @@
 //! call the pure-Rust core, and raise `pplaw.exceptions` classes ([`errors`]). No algorithm here.
 //!
 //! One file per topic: [`errors`] (the error bridge, running without the GIL), [`landscape`] (landscape and
-//! grid), [`sample`] (subset statistics, sampling, realisable range), [`dos`] (Distance-to-Optimum
+//! grid), [`sample`] (subset statistics, sampling, realisable range and edges), [`dos`] (Distance-to-Optimum
 //! Selection); this file holds the shared input/output conversions and registers the module.
 
 mod dos;
@@ -134,6 +134,7 @@ pub fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dos::select_dos, m)?)?;
     m.add_function(wrap_pyfunction!(dos::dos_objective, m)?)?;
     m.add_function(wrap_pyfunction!(sample::realisable_range, m)?)?;
+    m.add_function(wrap_pyfunction!(sample::realisable_edges, m)?)?;
     m.add_function(wrap_pyfunction!(sample::chunk_key, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

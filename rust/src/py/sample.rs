@@ -1,11 +1,12 @@
-//! Subsets: `subset_stats`, `sample_subset` (to a target), `realisable_range`, `chunk_key`.
+//! Subsets: `subset_stats`, `sample_subset` (to a target), `realisable_range`, `realisable_edges`,
+//! `chunk_key`.
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3_arrow::input::AnyArray;
 
 use super::errors::{compute, realisable_dict, to_py};
-use super::{budget, corpus, selection, space, u64_array, window};
+use super::{batch, budget, corpus, f64s, selection, space, u64_array, window};
 use crate::stats::Weighting;
 
 #[pyfunction]
@@ -88,6 +89,33 @@ pub(crate) fn realisable_range<'py>(
     let w = window(ppl_min, ppl_max, quantile_min, quantile_max);
     let r = compute(py, || crate::sample::realisable_range(&c, b, sp, &w))?;
     realisable_dict(py, &r)
+}
+
+#[pyfunction]
+#[pyo3(signature = (ppl, tokens, *, token_budget, space="ppl", ppl_min=None, ppl_max=None, quantile_min=None,
+                    quantile_max=None, rows=None))]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn realisable_edges<'py>(
+    py: Python<'py>,
+    ppl: AnyArray,
+    tokens: AnyArray,
+    token_budget: i128,
+    space: &str,
+    ppl_min: Option<f64>,
+    ppl_max: Option<f64>,
+    quantile_min: Option<f64>,
+    quantile_max: Option<f64>,
+    rows: Option<AnyArray>,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let c = corpus(py, ppl, tokens, None, rows)?;
+    let b = budget(py, token_budget)?;
+    let sp = self::space(py, space)?;
+    let w = window(ppl_min, ppl_max, quantile_min, quantile_max);
+    let e = compute(py, || crate::sample::realisable_edges(&c, b, sp, &w))?;
+    let edge = |pts: &[(f64, f64)]| {
+        batch(py, vec![("mean", f64s(pts.iter().map(|p| p.0))), ("std", f64s(pts.iter().map(|p| p.1)))])
+    };
+    Ok((edge(&e.lower)?, edge(&e.upper)?))
 }
 
 #[pyfunction]

@@ -1,0 +1,76 @@
+"""The value checks of every config: the ``pplaw run`` recipe's sections (:mod:`pplaw.pipeline.recipe`,
+:mod:`pplaw.pipeline.cluster`), the synthetic world (:class:`pplaw.synth.world.WorldConfig`) and the
+commands' configs (:class:`pplaw.score_job.ScoreConfig`, ``pplaw train``, ``pplaw evaluate``).
+
+One error form, naming the key: ``ConfigError("<key> must be <what>, got <value>")``, e.g.
+``train.learning_rate must be a finite number > 0, got -0.001`` (``<key>`` is the recipe path, or a command's
+flag such as ``pplaw score: --max-docs``). A config calls these from its ``__post_init__`` (or, for the
+recipe, from ``RunRecipe.check``); the YAML loader checks the types and choices before (``recipe.from_dict``).
+
+A leaf: imports nothing of pplaw but :mod:`pplaw.exceptions`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from pplaw.exceptions import ConfigError
+
+
+def is_int(v: Any) -> bool:
+    """An integer that is not a bool."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_finite(v: Any) -> bool:
+    """A finite int or float that is not a bool."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def require(ok: bool, key: str, must: str, value: Any) -> None:
+    """Raise ``ConfigError("<key> must <must>, got <value!r>")`` unless ``ok``. ``must`` starts with its verb
+    (``"be >= 1"``, ``"hold finite numbers"``)."""
+    if not ok:
+        raise ConfigError(f"{key} must {must}, got {value!r}")
+
+
+def at_least(value: Any, key: str, low: float, *, why: str = "", optional: bool = False) -> None:
+    """``value >= low`` (the loader has checked the type); ``optional``: None passes."""
+    if optional and value is None:
+        return
+    require(value >= low, key, f"be >= {low}{why}", value)
+
+
+def integer(value: Any, key: str, low: int, *, unit: str = "", optional: bool = False) -> None:
+    """An integer >= ``low`` (``unit``: " number of minutes"); ``optional``: None passes (and the message
+    says "or null")."""
+    if optional and value is None:
+        return
+    require(is_int(value) and value >= low, key, f"be an integer{unit} >= {low}{' or null' if optional else ''}",
+            value)
+
+
+def number(value: Any, key: str, *, low: float = 0, strict: bool = True, what: str = "a finite number",
+           optional: bool = False) -> None:
+    """A finite number > ``low`` (``strict``) or >= ``low``; ``what`` names it ("a number of GB");
+    ``optional``: None passes (and the message says "or null")."""
+    if optional and value is None:
+        return
+    ok = is_finite(value) and (value > low if strict else value >= low)
+    require(ok, key, f"be {what} {'>' if strict else '>='} {low}{' or null' if optional else ''}", value)
+
+
+def nonempty_str(value: Any, key: str, *, what: str = "a non-empty string", optional: bool = True) -> None:
+    """A string with a non-blank character; ``optional``: None passes."""
+    if optional and value is None:
+        return
+    require(isinstance(value, str) and bool(value.strip()), key, f"be {what}{' or null' if optional else ''}",
+            value)
+
+
+def one_of(value: Any, key: str, choices: Iterable[Any], *, what: str | None = None) -> None:
+    """``value`` in ``choices`` (``what``: how the message lists them; default ``one of [...]``)."""
+    choices = list(choices)
+    require(value in choices, key, f"be {what or f'one of {choices}'}", value)
