@@ -215,22 +215,30 @@ def read_scored(
     if table.num_rows == 0:
         raise EmptyInputError(f"input {str(path)!r} has no rows")
     check_unique_ids(table, "chunk_id", f"scored chunks {str(path)!r}")
-    warn_ppl_below_one(table, ppl_column, f"scored chunks {str(path)!r}")
+    check_ppl_at_least_one(table, ppl_column, f"scored chunks {str(path)!r}")
     return table, files, counts
 
 
-def warn_ppl_below_one(table: pa.Table, column: str, where: str) -> int:
-    """Warn when ``column`` holds values below 1: a perplexity is ``exp(mean NLL) >= 1``, so such a column is
-    probably a log-PPL or a loss. Returns how many there are."""
+PPL_ROUNDOFF = 1e-3  # a perplexity below 1 - this is no rounding of exp(mean NLL >= 0): the column is not a PPL
+
+
+def check_ppl_at_least_one(table: pa.Table, column: str, where: str) -> int:
+    """Refuse a ``column`` with values below 1: a perplexity is ``exp(mean NLL) >= 1``, so such a column is a
+    log-PPL, a loss or something else, and every bin, window and fit built on it would be silently wrong.
+    Values within :data:`PPL_ROUNDOFF` under 1 (float round-off of a near-perfect prediction) pass.
+    Returns how many values are below 1."""
     import pyarrow.compute as pc
 
     if column not in table.column_names or not pa.types.is_floating(table.column(column).type):
         return 0
-    n = int(pc.sum(pc.less(table.column(column), 1.0)).as_py() or 0)
-    if n:
-        warnings.warn(f"{where}: column {column!r} has {n} value(s) below 1 (min "
-                      f"{pc.min(table.column(column)).as_py():.4g}); a perplexity is exp(mean NLL) >= 1: is this a "
-                      f"log-PPL or a loss column?", stacklevel=3)
+    col = table.column(column)
+    n = int(pc.sum(pc.less(col, 1.0)).as_py() or 0)
+    bad = int(pc.sum(pc.less(col, 1.0 - PPL_ROUNDOFF)).as_py() or 0)
+    if bad:
+        raise InvalidInputError(
+            f"{where}: column {column!r} has {bad} value(s) below 1 (min {pc.min(col).as_py():.4g}); a perplexity is "
+            f"exp(mean NLL) >= 1, so this is not a PPL column (a log-PPL? then exponentiate it; a loss? then "
+            f"PPL = exp(loss))")
     return n
 
 

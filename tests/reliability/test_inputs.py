@@ -96,12 +96,16 @@ def test_an_unfinished_or_damaged_scored_directory_is_named(tmp_path):
         scored_files(d)
 
 
-def test_a_ppl_column_below_one_is_flagged(tmp_path):
-    """Issue 14 item 10: PPL = exp(mean NLL) >= 1; values below 1 (a log-PPL or loss column) are warned about."""
+def test_a_ppl_column_below_one_is_refused(tmp_path):
+    """Issue 14 item 10: PPL = exp(mean NLL) >= 1; values below 1 (a log-PPL or loss column) are refused with the
+    column named; float round-off just under 1 passes."""
     p = tmp_path / "s.parquet"
     pq.write_table(pa.table({"ppl": [0.5, 2.0, 3.0], "n_scored": [3, 3, 3]}), p)
-    with pytest.warns(UserWarning, match=r"column 'ppl' has 1 value\(s\) below 1"):
+    with pytest.raises(InvalidInputError, match=r"column 'ppl' has 1 value\(s\) below 1 \(min 0.5\).*not a PPL"):
         read_scored(p, ["ppl", "n_scored"])
+    pq.write_table(pa.table({"ppl": [1.0 - 1e-6, 2.0, 3.0], "n_scored": [3, 3, 3]}), p)
+    table, _, _ = read_scored(p, ["ppl", "n_scored"])
+    assert table.num_rows == 3
 
 
 def test_results_honour_the_umask(tmp_path):

@@ -132,10 +132,13 @@ def best_sweep_regime(df: pd.DataFrame, target: str) -> dict[str, Any]:
     return {"regime": str(r["regime"]), "run": str(r["id"]), "loss": float(r[target]), "D": int(r["D"])}
 
 
+def law_inputs(fit: Any, **arrays: Any) -> dict[str, Any]:
+    """``arrays`` restricted to the fitted law's variables (``P`` only for a law with a pool term; None dropped)."""
+    return {k: v for k, v in arrays.items() if v is not None and k in fit.law.variables}
+
+
 def _inputs(fit: Any, cand: pd.DataFrame) -> dict[str, np.ndarray]:
     """The law's inputs of each candidate band: (mu, sigma, D) and, for a law with a pool term, the band's P."""
-    from pplaw.pipeline.select import law_inputs
-
     return law_inputs(fit, **{c: cand[c].to_numpy(float) for c in ("mu", "sigma", "D", "P") if c in cand.columns})
 
 

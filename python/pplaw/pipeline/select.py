@@ -178,6 +178,7 @@ def predict(fit_path: Path, mu: float, sigma: float, D: float, P: float | None =
     """The law's prediction (with its bootstrap confidence interval when there is one); ``P``: the subset's
     pool, for laws with a pool term (others ignore it)."""
     from pplaw.laws import Fit
+    from pplaw.pipeline.choose import law_inputs
 
     fit = Fit.from_json(fit_path)
     X = law_inputs(fit, mu=[mu], sigma=[sigma], D=[D], P=None if P is None else [P])
@@ -186,11 +187,6 @@ def predict(fit_path: Path, mu: float, sigma: float, D: float, P: float | None =
         return {"prediction": float(p["prediction"][0]), "lo": float(p["lo"][0]), "hi": float(p["hi"][0])}
     except FitError:
         return {"prediction": float(fit.predict(**X)[0]), "lo": None, "hi": None}
-
-
-def law_inputs(fit: Any, **arrays: Any) -> dict[str, Any]:
-    """``arrays`` restricted to the fitted law's variables (``P`` only for a law with a pool term; None dropped)."""
-    return {k: v for k, v in arrays.items() if v is not None and k in fit.law.variables}
 
 
 # ----------------------------------------------------------------------------------------------------------
