@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from pplaw.pipeline.report.sections import d_slopes
+from pplaw.pipeline.analysis import d_slopes
 
 
 def _row(regime, D, loss, status="ok", R=0.25, seed=0):

@@ -2,12 +2,12 @@
 
 The report states what was measured, with its spread over seeds, and says so plainly when a comparison
 comes out the wrong way (DOS worse than a baseline) or is not consistent across seeds. Numbers come only
-from the run's own files. The per-kind view of the landscape uses the recipe's diagnostics file (the
-synthetic world's hidden kinds), which the method itself never reads.
+from the run's own files, computed by :func:`pplaw.pipeline.analysis.analyse` (also ``summary.json``); the
+report renders them and computes none itself.
 
-Modules: :mod:`~pplaw.pipeline.report.context` (the run's artefacts, the metrics, number formatting),
+Modules: :mod:`~pplaw.pipeline.report.context` (the run's artefacts, number formatting),
 :mod:`~pplaw.pipeline.report.plots` (figures), :mod:`~pplaw.pipeline.report.sections` (the sections in
-reading order, and the summary) and :mod:`~pplaw.pipeline.report.render` (blocks -> Markdown / HTML).
+reading order) and :mod:`~pplaw.pipeline.report.render` (blocks -> Markdown / HTML).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from pplaw._io import atomic_write_text
+from pplaw.pipeline.analysis import analyse
 from pplaw.pipeline.report import sections
 from pplaw.pipeline.report.context import ReportContext
 from pplaw.pipeline.report.render import render_html, render_md
@@ -26,7 +27,9 @@ def write_report(ctx: ReportContext) -> dict[str, Any]:
     """Make the plots, write ``report.md`` / ``report.html`` into the run directory; return the summary."""
     ctx.blocks = []
     (ctx.out / "report").mkdir(parents=True, exist_ok=True)
-    summary = sections.build(ctx)
+    analysis = analyse(ctx)
+    sections.render(ctx, analysis)
+    summary = analysis.summary
     md = render_md(ctx.blocks)
     atomic_write_text(ctx.out / "report.md", md)
     if ctx.recipe.report.html:

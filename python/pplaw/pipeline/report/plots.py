@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from pplaw._io import save_figure
-from pplaw.pipeline.report.context import METHOD_ORDER, METRICS
+from pplaw.pipeline.analysis import METHOD_ORDER, METRICS
 
 
 def pyplot():

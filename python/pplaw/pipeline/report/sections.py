@@ -1,43 +1,31 @@
-"""The sections of the ``pplaw run`` report, in reading order (see :mod:`pplaw.pipeline.report`), and the
-machine-readable summary they fill in."""
+"""The sections of the ``pplaw run`` report, in reading order (see :mod:`pplaw.pipeline.report`).
+
+They only render: every number comes from the :class:`~pplaw.pipeline.analysis.Analysis` of the run (the
+summary and its report-only detail); ``ctx`` gives the recipe's settings, the names of the stages' files and
+plots, and the artefacts' own values that the report quotes as they are (the law's name, its variants,
+the fit's warnings, the sweep's table)."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
-import numpy as np
-
-from pplaw.io import read_indices
+from pplaw.pipeline.analysis import BAND_KINDS, METRICS, Analysis
 from pplaw.pipeline.report import plots
-from pplaw.pipeline.report.context import (
-    BAND_KINDS,
-    METHOD_ORDER,
-    METRICS,
-    ReportContext,
-    compare,
-    composition,
-    fmt,
-    kinds_of,
-    mean_sd,
-)
+from pplaw.pipeline.report.context import ReportContext, fmt, mean_sd
 
 
-def build(ctx: ReportContext) -> dict[str, Any]:
-    """Fill ``ctx.blocks``; return the machine-readable summary (also ``summary.json``)."""
-    kinds = kinds_of(ctx)
-    summary: dict[str, Any] = {"name": ctx.recipe.name, "budget": ctx.budget}
-    _intro(ctx)
-    _headline(ctx, summary)
-    _landscape(ctx, kinds, summary)
-    _plan(ctx, summary)
-    _sweep(ctx, summary)
-    _holdout(ctx, summary)
-    _fit(ctx, kinds, summary)
-    _comparison(ctx, kinds, summary)
-    _prediction(ctx, summary)
+def render(ctx: ReportContext, a: Analysis) -> None:
+    """Fill ``ctx.blocks`` from ``a`` (and make the report's plots)."""
+    _intro(ctx, a)
+    _headline(ctx, a)
+    _landscape(ctx, a)
+    _plan(ctx, a)
+    _sweep(ctx, a)
+    _holdout(ctx, a)
+    _fit(ctx, a)
+    _comparison(ctx, a)
+    _prediction(ctx, a)
     timings(ctx)
-    return summary
 
 
 def _space(ctx) -> tuple[str, str]:
@@ -45,26 +33,21 @@ def _space(ctx) -> tuple[str, str]:
     return sp, ("log-PPL" if sp == "log_ppl" else "PPL")
 
 
-def _intro(ctx: ReportContext) -> None:
+def _intro(ctx: ReportContext, a: Analysis) -> None:
     rc, t = ctx.recipe, ctx.table
-    n_tok = int(np.asarray(t.column("n_scored")).sum())
     src = (f"a synthetic world (`pplaw.synth`, hash {ctx.inputs.world_hash})" if rc.world is not None
            else f"base model `{rc.model.base_model}`, corpus `{rc.corpus.domain_data}`")
     b = ctx.blocks
     b.append(("h1", rc.report.title))
-    b.append(("p", f"Recipe **{rc.name}** on {src}: {t.num_rows:,} domain chunks ({n_tok:,} scored tokens). "
-                   f"Final budget D = {ctx.budget:,} tokens ({ctx.budget / n_tok:.1%} of the corpus), each run "
-                   f"training on {rc.train.epochs:g} x D tokens; final comparison over seeds "
+    b.append(("p", f"Recipe **{rc.name}** on {src}: {t.num_rows:,} domain chunks ({a.detail['n_tokens']:,} scored "
+                   f"tokens). Final budget D = {ctx.budget:,} tokens ({a.detail['budget_share']:.1%} of the corpus), "
+                   f"each run training on {rc.train.epochs:g} x D tokens; final comparison over seeds "
                    f"{list(rc.select.seeds)}. Law: {ctx.fit.get('law', '-')}."))
 
 
-def _headline(ctx: ReportContext, summary: dict) -> None:
+def _headline(ctx: ReportContext, a: Analysis) -> None:
     lines = []
-    for base in ("random", "lowest_ppl", "highest_ppl", "full"):
-        cmp = compare(ctx.finals, base)
-        if not cmp:
-            continue
-        summary.setdefault("margins", {})[base] = cmp
+    for base, cmp in (a.summary.get("margins") or {}).items():
         parts = []
         for key, label, sign in METRICS[:3]:
             c = cmp.get(key)
@@ -80,7 +63,7 @@ def _headline(ctx: ReportContext, summary: dict) -> None:
         ctx.blocks.append(("p", "No final comparison finished (see the failed runs below)."))
 
 
-def _landscape(ctx: ReportContext, kinds, summary: dict) -> None:
+def _landscape(ctx: ReportContext, a: Analysis) -> None:
     b, s = ctx.blocks, ctx.landscape["summary"]
     b.append(("h2", "1. Perplexity landscape"))
     b.append(("p", f"Chunk PPL under the base model: mean {s['mean']:.4g}, std {s['std']:.4g}; log-PPL mean "
@@ -88,32 +71,22 @@ def _landscape(ctx: ReportContext, kinds, summary: dict) -> None:
                    "quantile bins."))
     b.append(("img", "landscape/landscape.png", "The landscape: PPL histogram with the bin edges, token mass and "
                                                 "mean PPL per bin."))
-    if kinds is None:
+    if "kinds" not in a.summary:  # no diagnostics file
         return
-    ppl = ctx.table.column("ppl").to_numpy()
-    name = plots.plot_kinds(ppl, kinds, ctx.landscape["edges"], ctx.out / "report" / "kinds.png")
-    rows, per_kind = [], {}
-    for k in sorted(set(kinds)):
-        p = ppl[kinds == k]
-        q = np.quantile(p, [0.05, 0.25, 0.5, 0.75, 0.95])
-        per_kind[k] = {"n": int(p.size), "q05": q[0], "median": q[2], "q95": q[4]}
-        rows.append([k, f"{p.size:,}", *(fmt(float(v)) for v in q)])
-    order = sorted(per_kind, key=lambda k: per_kind[k]["median"])
-    overlaps = [f"{a} above {c}'s 5% quantile: {np.mean(ppl[kinds == a] > per_kind[c]['q05']):.1%}"
-                for a, c in zip(order, order[1:])]
-    summary["kinds"] = per_kind
+    d, per_kind = a.detail, a.summary["kinds"]
+    name = plots.plot_kinds(d["ppl"], d["kinds"], ctx.landscape["edges"], ctx.out / "report" / "kinds.png")
+    rows = [[k, f"{per_kind[k]['n']:,}", *(fmt(v) for v in d["kind_quantiles"][k])] for k in per_kind]
+    overlaps = [f"{x} above {y}'s 5% quantile: {share:.1%}" for x, y, share in d["kind_overlaps"]]
     b.append(("p", "Diagnostics only (the method never sees these labels): the hidden kind of each chunk. "
-                   "Kinds ordered by median PPL: " + " < ".join(order) + ". Overlap of neighbours: "
+                   "Kinds ordered by median PPL: " + " < ".join(d["kind_order"]) + ". Overlap of neighbours: "
                    + "; ".join(overlaps) + "."))
     b.append(("table", ["kind", "chunks", "PPL q05", "q25", "median", "q75", "q95"], rows))
     b.append(("img", f"report/{name}", "Per-kind PPL histograms and the kind mix of each landscape bin."))
 
 
-def _plan(ctx: ReportContext, summary: dict) -> None:
+def _plan(ctx: ReportContext, a: Analysis) -> None:
     sp, label = _space(ctx)
-    pts = ctx.plan["points"]
-    bad = [p for p in pts if p["status"] != "ok"]
-    summary["unreachable"] = [{"id": p["id"], "reason": p["reason"]} for p in bad]
+    pts, bad = ctx.plan["points"], a.summary["unreachable"]
     b = ctx.blocks
     b.append(("h2", "2. Fitting grid"))
     b.append(("p", f"{len(ctx.plan['regimes'])} regimes (windows of landscape bins and mixtures of two windows) x "
@@ -125,17 +98,15 @@ def _plan(ctx: ReportContext, summary: dict) -> None:
         b.append(("table", ["point", "reason"], [[p["id"], p["reason"]] for p in bad]))
 
 
-def _sweep(ctx: ReportContext, summary: dict) -> None:
+def _sweep(ctx: ReportContext, a: Analysis) -> None:
     sp, label = _space(ctx)
     rows = ctx.sweep
     target = ctx.recipe.fit.target
     b = ctx.blocks
-    failed = [r for r in rows if r["status"] != "ok"]  # failed, or (never silently) not finished
-    summary["failed_runs"] = [{"id": r["id"], "error": r["error"] or f"status {r['status']}"} for r in failed]
+    failed = a.detail["sweep_failed"]  # failed, or (never silently) not finished
     b.append(("h2", "3. Sweep"))
-    n_ok = sum(r["status"] == "ok" for r in rows)
-    b.append(("p", f"{n_ok} of {len(rows)} runs finished" + (f"; {len(failed)} FAILED (listed below; the sweep went "
-                                                             "on without them)." if failed else ".")))
+    b.append(("p", f"{a.detail['sweep_ok']} of {len(rows)} runs finished"
+                   + (f"; {len(failed)} FAILED (listed below; the sweep went on without them)." if failed else ".")))
     b.append(("img", f"report/{plots.plot_sweep(rows, sp, target, ctx.out / 'report' / 'sweep.png')}",
               f"{target} of every sweep run against its subset's statistics."))
     table = [[r["id"], r["shape"], f"{r['D']:,}", fmt(r["R"]), fmt(r[f"mu_{sp}"]), fmt(r[f"sigma_{sp}"]),
@@ -146,40 +117,37 @@ def _sweep(ctx: ReportContext, summary: dict) -> None:
         b.append(("table", ["failed run", "error"], [[r["id"], (r["error"] or "")[:400]] for r in failed]))
 
 
-def _holdout(ctx: ReportContext, summary: dict) -> None:
+def _holdout(ctx: ReportContext, a: Analysis) -> None:
     """Each candidate law's error on the validation points it never saw, before any selection."""
-    lc = ctx.fit.get("law_choice") or {}
-    summary["holdout"] = {k: lc.get(k) for k in ("chosen", "validated", "trusted", "n_fit", "n_val", "reason",
-                                                  "table")}
+    h = a.summary["holdout"]
+    lc = ctx.fit.get("law_choice") or {}  # for its plot's name, and its reason when it gives none
     b = ctx.blocks
     b.append(("h2", "4a. Held-out validation: does the law predict runs it never saw?"))
-    if not lc.get("validated"):
+    if not h["validated"]:
         b.append(("p", f"**Not validated.** {lc.get('reason', 'no held-out points')}. Add "
                        "`plan.validation_sizes` (>= 2x the largest of `plan.sizes`) to measure it."))
         return
     rows = [[r["law"], fmt(r.get("holdout_mape")), fmt(r.get("holdout_worst_signed")),
-             fmt(r.get("insample_mape")), fmt(r.get("r2"))] for r in lc.get("table", [])]
-    b.append(("p", f"Every candidate law was fitted on the {lc['n_fit']} fitting runs only and predicted the "
-                   f"{lc['n_val']} held-out runs (larger D). Chosen: **{lc['chosen']}**: {lc['reason']}. "
+             fmt(r.get("insample_mape")), fmt(r.get("r2"))] for r in h["table"] or []]
+    b.append(("p", f"Every candidate law was fitted on the {h['n_fit']} fitting runs only and predicted the "
+                   f"{h['n_val']} held-out runs (larger D). Chosen: **{h['chosen']}**: {h['reason']}. "
                    "The chosen law is then refitted on every run for the optimum and the final prediction."
-                   + (f" It is the best of {len(rows)} candidates on these {lc['n_val']} points, so its held-out "
+                   + (f" It is the best of {len(rows)} candidates on these {h['n_val']} points, so its held-out "
                       "MAPE flatters it somewhat; the final runs' forecast (section 6), never used to choose, is "
                       "the independent check." if len(rows) > 2 else "")))
     b.append(("table", ["law", "held-out MAPE %", "worst point %", "in-sample MAPE %", "in-sample R^2"], rows))
     b.append(("img", f"fit/{lc['plot']}", "predicted vs measured on the held-out runs"))
-    if not lc.get("trusted"):
+    if not h["trusted"]:
         b.append(("p", f"**Warning: the chosen law's held-out MAPE exceeds {10:.0f}%: its predicted losses at the "
                        "final budget are not fit to be trusted for planning compute.**"))
 
 
-def _fit(ctx: ReportContext, kinds, summary: dict) -> None:
+def _fit(ctx: ReportContext, a: Analysis) -> None:
     sp, label = _space(ctx)
-    f, opt = ctx.fit, ctx.fit["optimum"]
-    summary["optimum"] = opt
-    summary["fit_metrics"] = f["metrics"]
+    f, opt, s = ctx.fit, a.summary["optimum"], a.summary
     b = ctx.blocks
     b.append(("h2", "4. The perplexity-aware law and its optimum"))
-    m = f["metrics"]
+    m = s["fit_metrics"]
     b.append(("p", f"{f['law']} fitted to {f['n_runs']} runs: R^2 {m['r2']:.4f}, RMSE {m['rmse']:.4g}, MAPE "
                    f"{m['mape']:.3g}%."))
     for name in f["plots"]:
@@ -195,26 +163,20 @@ def _fit(ctx: ReportContext, kinds, summary: dict) -> None:
         text += (" The optimum lies ON THE EDGE of the search region: the law would prefer (mu, sigma) outside it, "
                  "so this is a constrained optimum.")
     b.append(("p", text))
-    if opt.get("selected"):
-        bs = ctx.fit.get("best_sweep") or {}
-        summary["selection"] = {"selected": opt["selected"], "why": opt.get("why"), "band": opt.get("band"),
-                                "best_sweep": bs}
+    if "selection" in s:
+        sel, bs = s["selection"], s["selection"]["best_sweep"]
         b.append(("p", f"Selection family: contiguous bands of the landscape sampled uniformly ({opt.get('n_bands')} "
                        f"bands hold the budget, {opt.get('n_bands_searched')} searched). Best sweep regime: "
                        f"{bs.get('regime')} (run {bs.get('run')}, {ctx.recipe.fit.target} {bs.get('loss', float('nan')):.4f}), "
                        f"as band {bs.get('band')} at the budget. **DOS selects "
-                       f"{'the law' + chr(39) + 's best band' if opt['selected'] == 'law' else 'the best sweep regime'}** "
-                       f"{opt.get('band')}: {opt.get('why')}."))
-    if kinds is not None and any(k in set(kinds) for k in BAND_KINDS):
-        x = ctx.table.column("ppl").to_numpy()
-        x = np.log(x) if sp == "log_ppl" else x
-        band_mask = np.isin(kinds, BAND_KINDS)
-        lo, hi = np.quantile(x[band_mask], [0.05, 0.95])
-        inside = bool(lo <= opt["mu"] <= hi)
-        summary["learnable_band"] = {"lo": float(lo), "hi": float(hi), "mu_star_inside": inside}
-        b.append(("p", f"Diagnostics: the {'/'.join(BAND_KINDS)} chunks span {label} [{lo:.4g}, {hi:.4g}] (5%-95%); "
-                       f"mu* = {opt['mu']:.4g} is {'INSIDE' if inside else 'OUTSIDE'} this learnable band."))
-        _ci_width(ctx, opt, float(hi - lo), summary)
+                       f"{'the law' + chr(39) + 's best band' if sel['selected'] == 'law' else 'the best sweep regime'}** "
+                       f"{sel['band']}: {sel['why']}."))
+    if "learnable_band" in s:
+        lb = s["learnable_band"]
+        b.append(("p", f"Diagnostics: the {'/'.join(BAND_KINDS)} chunks span {label} [{lb['lo']:.4g}, {lb['hi']:.4g}] "
+                       f"(5%-95%); mu* = {opt['mu']:.4g} is {'INSIDE' if lb['mu_star_inside'] else 'OUTSIDE'} this "
+                       "learnable band."))
+        _ci_width(ctx, a)
     if f.get("variants"):
         ho = "holdout_rmse" in f["variants"][0]
         rows = [[v["variant"], fmt(v["rmse"]), fmt(v["r2"]), fmt(v["mape"])]
@@ -229,68 +191,43 @@ def _fit(ctx: ReportContext, kinds, summary: dict) -> None:
                   + ["converged"], rows))
     if f.get("warnings"):
         b.append(("p", "Fit warnings: " + " | ".join(f["warnings"])))
-    _d_slopes(ctx, f, summary)
+    _d_slopes(ctx, a)
     path = ctx.out / "fit" / f["summary"]
     if path.is_file():
         b.append(("pre", path.read_text(encoding="utf-8")))
 
 
-def d_slopes(rows: list[dict[str, Any]], target: str) -> dict[str, float]:
-    """Each regime's own scaling with D: ``-d ln(target) / d ln D`` by least squares over its finished sizes
-    (per replay ratio and seed, then averaged). Positive: the loss falls with more data."""
-    groups: dict[tuple, list[tuple[float, float]]] = {}
-    for r in rows:
-        y = r.get(target)
-        if r["status"] == "ok" and y is not None and math.isfinite(y) and y > 0:
-            groups.setdefault((r["regime"], r["R"], r["seed"]), []).append((math.log(r["D"]), math.log(y)))
-    per_regime: dict[str, list[float]] = {}
-    for (regime, _, _), pts in groups.items():
-        x, y = np.array(pts).T
-        if np.ptp(x) > 0:
-            per_regime.setdefault(regime, []).append(-float(np.polyfit(x, y, 1)[0]))
-    return {k: float(np.mean(v)) for k, v in per_regime.items()}
-
-
-def _ci_width(ctx: ReportContext, opt: dict, band: float, summary: dict) -> None:
+def _ci_width(ctx: ReportContext, a: Analysis) -> None:
     """Is the optimum pinned? Its mu* CI against the learnable band (issue 11: at most a third of it)."""
-    pick = opt.get("law_band") or {}
-    ci = (opt.get("ci") or {}).get("mu") or (pick.get("ci") or {}).get("mu")
-    if not ci or band <= 0:
+    opt, oc = a.summary["optimum"], a.summary.get("optimum_ci")
+    if oc is None:
         why = ("the fit has no bootstrap draws (fit.bootstrap: 0)" if ctx.recipe.fit.bootstrap == 0 else
                "no band the law could pick lies inside the fitted hull")
         ctx.blocks.append(("p", f"Precision of the optimum: no CI on mu* ({why})."))
         return
-    width = float(ci[1] - ci[0])
-    ratio = width / band
-    whose = "the selected optimum" if opt.get("ci") else "the law's best band (not selected)"
-    summary["optimum_ci"] = {"mu": list(ci), "width": width, "learnable_band": band, "ratio": ratio, "of": whose}
+    ci, width, ratio = oc["mu"], oc["width"], oc["ratio"]
     verdict = ("within a third of it" if ratio <= 1 / 3 else
                "WIDER than a third of it: the sweep does not pin the optimum inside the learnable band; bands "
                "across that CI are predicted to be equally good within the law's uncertainty")
     ctx.blocks.append(("p", f"Precision of the optimum: the {100 * opt.get('level', 0.95):.0f}% CI of mu* for "
-                            f"{whose} is [{ci[0]:.4g}, {ci[1]:.4g}] ({width:.3g} wide), {ratio:.2f} of the learnable "
-                            f"band's width: {verdict}."))
+                            f"{oc['of']} is [{ci[0]:.4g}, {ci[1]:.4g}] ({width:.3g} wide), {ratio:.2f} of the "
+                            f"learnable band's width: {verdict}."))
 
 
-def _d_slopes(ctx: ReportContext, f: dict, summary: dict) -> None:
+def _d_slopes(ctx: ReportContext, a: Analysis) -> None:
     """Does one D exponent fit every regime? The law scales the whole reducible loss by D^-aD."""
-    slopes = d_slopes(ctx.sweep, ctx.recipe.fit.target)
-    if len(slopes) < 2:
+    ds = a.summary.get("d_slopes")
+    if ds is None:  # fewer than two regimes with a slope
         return
-    a_d = f["params"].get("aD")
-    lo, hi = min(slopes, key=slopes.get), max(slopes, key=slopes.get)
-    spread = slopes[hi] - slopes[lo]
+    slopes, a_d = ds["per_regime"], ds["aD"]
+    lo, hi = a.detail["d_slope_range"]
     base = (f"the regimes' own log-log slopes of {ctx.recipe.fit.target} in D range from {slopes[lo]:.3g} ({lo}) to "
             f"{slopes[hi]:.3g} ({hi})")
     if a_d is None:  # a law whose data exponent depends on the regime (regime_d, logquad, spline)
-        mixed = False
-        summary["d_slopes"] = {"per_regime": slopes, "aD": None, "spread": spread, "heterogeneous": spread > 0.2}
         text = (f"Scaling with D: the chosen law gives each regime its own data exponent; {base}.")
     else:
-        mixed = spread > max(0.2, a_d)
-        summary["d_slopes"] = {"per_regime": slopes, "aD": a_d, "spread": spread, "heterogeneous": mixed}
         text = f"Scaling with D: the law has one D exponent for every regime (aD = {fmt(a_d)}); {base}."
-    if mixed:
+    if a_d is not None and ds["heterogeneous"]:  # a regime's own exponent cannot be misfit by one aD
         text += (" This spread is LARGE: the law cannot follow how each regime scales with D, and the misfit also "
                  "bends its (mu, sigma) shape (more sweep sizes make it weigh more). Trust the optimum less and "
                  "look at the loss-vs-D plot.")
@@ -298,50 +235,26 @@ def _d_slopes(ctx: ReportContext, f: dict, summary: dict) -> None:
     b.append(("p", text))
 
 
-def _subset_idx(ctx, method: str, seed: int) -> np.ndarray | None:
-    p = ctx.out / "select" / "subsets" / f"{method}_s{seed}.parquet"
-    return read_indices(p, "row")[0] if p.is_file() else None
-
-
-def _mean_sd_summary(values: list) -> dict[str, float | None]:
-    """``{"mean", "sd"}`` of the finite values: mean None when there is none (no benchmark was run), sd None
-    when there are fewer than two."""
-    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    return {"mean": float(np.mean(vals)) if vals else None,
-            "sd": float(np.std(vals, ddof=1)) if len(vals) > 1 else None}
-
-
-def _comparison(ctx: ReportContext, kinds, summary: dict) -> None:
+def _comparison(ctx: ReportContext, a: Analysis) -> None:
     sp, label = _space(ctx)
     fin = ctx.finals
-    ok = [r for r in fin if r["status"] == "ok"]
-    summary["failed_final_runs"] = [{"id": r["id"], "error": r["error"] or f"status {r['status']}"}
-                                    for r in fin if r["status"] != "ok"]
     b = ctx.blocks
     b.append(("h2", "5. DOS vs baselines at the same budget"))
     b.append(("p", f"Every method selects D = {ctx.budget:,} tokens (full: the whole corpus) and trains on the same "
                    f"number of tokens; mean ± sd over seeds {list(ctx.recipe.select.seeds)}."))
-    rows, comp = [], {}
-    for m in METHOD_ORDER:
-        rs = [r for r in ok if r["method"] == m]
-        if not rs:
-            continue
-        comp[m] = {k: _mean_sd_summary([r.get(k) for r in rs]) | {"n": len(rs)} for k, _, _ in METRICS}
-        mix = ""
-        if kinds is not None:
-            idx = _subset_idx(ctx, m, rs[0]["seed"])
-            c = composition(kinds, idx)
-            mix = ", ".join(f"{k} {v:.0%}" for k, v in c.items())
-        rows.append([m, len(rs), *(mean_sd([r.get(k) for r in rs]) for k, _, _ in METRICS),
-                     fmt(rs[0][f"mu_{sp}"]), fmt(rs[0][f"sigma_{sp}"]), mix or "-"])
-    summary["comparison"] = comp
+    rows = []
+    for m, comp in a.summary["comparison"].items():
+        meth = a.detail["methods"][m]
+        mix = ", ".join(f"{k} {v:.0%}" for k, v in (meth["mix"] or {}).items())
+        rows.append([m, meth["n"], *(mean_sd(comp[k]) for k, _, _ in METRICS),
+                     fmt(meth["mu"]), fmt(meth["sigma"]), mix or "-"])
     b.append(("table", ["method", "seeds", "domain loss", "domain benchmark", "general benchmark", "general loss",
                         f"mu ({label})", f"sigma ({label})", "kinds (diagnostics)"], rows))
-    if ok:
+    if a.detail["finals_ok"]:
         b.append(("img", f"report/{plots.plot_comparison(fin, ctx.out / 'report' / 'comparison.png')}",
                   "DOS vs baselines: domain loss, domain benchmark, general benchmark."))
     mrows = []
-    for base, cmp in (summary.get("margins") or {}).items():
+    for base, cmp in (a.summary.get("margins") or {}).items():
         for key, label_m, _ in METRICS:
             c = cmp.get(key)
             if c:
@@ -351,40 +264,24 @@ def _comparison(ctx: ReportContext, kinds, summary: dict) -> None:
         b.append(("p", "Margins, paired by seed (sd of the paired differences; a margin smaller than its sd is not a "
                        "reliable difference):"))
         b.append(("table", ["comparison", "metric", "margin", "DOS better in", "verdict"], mrows))
-    failed = [r for r in fin if r["status"] != "ok"]
+    failed = a.detail["finals_failed"]
     if failed:
         b.append(("table", ["final run not finished", "status", "error"],
                   [[r["id"], r["status"], (r.get("error") or "")[:300]] for r in failed]))
 
 
-def _prediction(ctx: ReportContext, summary: dict) -> None:
-    from pplaw.pipeline.select import final_pool, predict
-
-    sp, _ = _space(ctx)
-    total = int(ctx.plan["total_tokens"])
-    fit_path = ctx.out / "fit" / ctx.fit["fit"]
-    rows, pred = [], {}
-    for m in METHOD_ORDER:
-        rs = [r for r in ctx.finals if r["method"] == m and r["status"] == "ok"]
-        if not rs or m == "full":
-            continue
-        ps = [predict(fit_path, r[f"mu_{sp}"], r[f"sigma_{sp}"], r["D"], final_pool(m, r["D"], ctx.fit, total))
-              for r in rs]
-        measured = [r[ctx.recipe.fit.target] for r in rs]
-        p = float(np.mean([x["prediction"] for x in ps]))
-        lo = [x["lo"] for x in ps if x["lo"] is not None]
-        hi = [x["hi"] for x in ps if x["hi"] is not None]
-        ci = f" [{np.mean(lo):.4f}, {np.mean(hi):.4f}]" if lo else ""
-        err = p - float(np.mean(measured))
-        pred[m] = {"predicted": p, "measured": float(np.mean(measured)), "error": err,
-                   "rel_error": err / float(np.mean(measured))}
-        rows.append([m, f"{p:.4f}{ci}", mean_sd(measured), f"{err:+.4f} ({err / np.mean(measured):+.1%})"])
-    summary["prediction"] = pred
+def _prediction(ctx: ReportContext, a: Analysis) -> None:
+    rows = []
+    for m, p in a.summary["prediction"].items():
+        shown = a.detail["prediction"][m]
+        ci = f" [{shown['ci'][0]:.4f}, {shown['ci'][1]:.4f}]" if shown["ci"] else ""
+        rows.append([m, f"{p['predicted']:.4f}{ci}", mean_sd(shown["measured"]),
+                     f"{p['error']:+.4f} ({p['rel_error']:+.1%})"])
     b = ctx.blocks
     b.append(("h2", "6. The law's prediction for the final runs vs the measurement"))
-    sizes, largest = [f"{d:,}" for d in ctx.plan["sizes"]], max(ctx.plan["sizes"])
-    where = (f"{ctx.budget / largest:.2g}x the largest sweep size: an extrapolation in D" if ctx.budget > largest
-             else "within the sweep's sizes: an interpolation in D")
+    sizes = [f"{d:,}" for d in ctx.plan["sizes"]]
+    where = (f"{a.detail['budget_over_largest']:.2g}x the largest sweep size: an extrapolation in D"
+             if a.detail["extrapolation"] else "within the sweep's sizes: an interpolation in D")
     b.append(("p", f"The law fitted on the sweep predicts {ctx.recipe.fit.target} from each final subset's (mu, sigma, "
                    f"D) (CI: bootstrap, parameter uncertainty only). D = {ctx.budget:,} against sweep sizes {sizes} "
                    f"is {where}. `full` is left out (it trains on less than one pass over a larger set, outside the "
