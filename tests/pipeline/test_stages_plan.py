@@ -137,3 +137,26 @@ def test_contiguous_pools_are_one_band():
 
     with pytest.raises(ConfigError, match="mixture_sampling"):
         from_dict(RunRecipe, {"world": {}, "plan": {"mixture_sampling": "moments"}})
+
+
+def test_validation_at_twice_the_largest_share_survives_rounding_to_tokens(tmp_path):
+    """0.2 and 0.1 of a 186,167-token corpus round to 37,233 and 18,617 tokens: 0.2 is still 2x 0.1 (the
+    quickstart's world seed 5 was refused for it); a size clearly under 2x is still refused, naming the key."""
+    import pyarrow as pa
+
+    from pplaw.pipeline.plan import build_plan
+    from pplaw.pipeline.recipe import PlanSection
+
+    n = 3000
+    tokens = np.full(n, 62, dtype=np.int64)
+    tokens[-1] += 186167 - int(tokens.sum())
+    rng = np.random.default_rng(0)
+    ppl = np.exp(rng.uniform(0.5, 9.0, n))
+    table = pa.table({"chunk_id": np.arange(n, dtype=np.int64), "ppl": ppl, "n_scored": tokens})
+    bins = (np.argsort(np.argsort(ppl)) * 20 // n).astype(np.int64)
+    cfg = PlanSection(sizes=[0.05, 0.1], windows=3, mixtures=0, validation_sizes=[0.2], validation_regimes=2)
+    plan = build_plan(table, bins, 20, cfg, space="log_ppl", out_dir=tmp_path / "a")
+    assert plan["validation_sizes"] == [37233] and max(plan["sizes"]) == 18617
+    with pytest.raises(ConfigError, match="plan.validation_sizes: 35,372 tokens is less than 2x"):
+        build_plan(table, bins, 20, PlanSection(sizes=[0.05, 0.1], windows=3, mixtures=0, validation_sizes=[0.19]),
+                   space="log_ppl", out_dir=tmp_path / "b")
