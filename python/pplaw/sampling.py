@@ -180,22 +180,8 @@ def realisable_range(
     in ``space``, within the optional windows. The same ranges
     :class:`~pplaw.exceptions.UnreachableTargetError` reports for a target out of reach.
     """
-    space = _check_space(space)
-    budget = _check_budget(token_budget)
-    pwin = _check_window(ppl_window, "ppl_window", lo_min=0.0, hi_max=math.inf)
-    qwin = _check_window(quantile_window, "quantile_window", lo_min=0.0, hi_max=1.0)
-    cols = _columns_of(data, ppl_column, tokens_column, None)
-    return dict(
-        cols.call(
-            _core().realisable_range,
-            cols.ppl,
-            cols.tokens,
-            token_budget=budget,
-            space=space,
-            **_window_kwargs(pwin, qwin),
-            **cols.core_kwargs(),
-        )
-    )
+    return dict(_region_call("realisable_range", data, token_budget, space, ppl_window, quantile_window,
+                             ppl_column, tokens_column))
 
 
 def realisable_edges(
@@ -213,21 +199,21 @@ def realisable_edges(
     ``token_budget`` tokens (the least spread for its mean), ``upper`` every "lowest chunks + highest tail"
     split (the most spread), both in the order of the run's (the split's) start; exact prefix sums in the core.
     """
+    lower, upper = _region_call("realisable_edges", data, token_budget, space, ppl_window, quantile_window,
+                                ppl_column, tokens_column)
+    return _points(lower), _points(upper)
+
+
+def _region_call(fn: str, data: Any, token_budget: int, space: Space, ppl_window: Any, quantile_window: Any,
+                 ppl_column: str, tokens_column: str) -> Any:
+    """The core's region function ``fn`` on checked arguments (the checks and columns both region APIs share)."""
     space = _check_space(space)
     budget = _check_budget(token_budget)
     pwin = _check_window(ppl_window, "ppl_window", lo_min=0.0, hi_max=math.inf)
     qwin = _check_window(quantile_window, "quantile_window", lo_min=0.0, hi_max=1.0)
     cols = _columns_of(data, ppl_column, tokens_column, None)
-    lower, upper = cols.call(
-        _core().realisable_edges,
-        cols.ppl,
-        cols.tokens,
-        token_budget=budget,
-        space=space,
-        **_window_kwargs(pwin, qwin),
-        **cols.core_kwargs(),
-    )
-    return _points(lower), _points(upper)
+    return cols.call(getattr(_core(), fn), cols.ppl, cols.tokens, token_budget=budget, space=space,
+                     **_window_kwargs(pwin, qwin), **cols.core_kwargs())
 
 
 def _points(batch: pa.RecordBatch) -> np.ndarray:
