@@ -55,3 +55,19 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "gpu" in item.keywords:
                 item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def slurm_why_not() -> str | None:
+    """None when a Slurm cluster with accounting (sacct, which submitit reads job states from) answers here,
+    else why not (CI starts a single-node one: .ci/start_slurm.sh, called by .ci/run as root)."""
+    import subprocess
+
+    if shutil.which("sbatch") is None:
+        return "no `sbatch` on PATH (no Slurm here; as root .ci/start_slurm.sh starts a single-node one)"
+    try:
+        subprocess.run(["sinfo", "-h"], check=True, capture_output=True, timeout=20)
+        subprocess.run(["sacct", "-n", "-X"], check=True, capture_output=True, timeout=20)
+    except (OSError, subprocess.SubprocessError) as err:
+        return f"the Slurm cluster does not answer (sinfo/sacct: {err})"
+    return None

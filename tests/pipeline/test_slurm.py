@@ -8,7 +8,6 @@ by .ci/run as root); elsewhere it is skipped, saying why."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -20,18 +19,6 @@ pytest.importorskip("submitit")
 MICRO = Path(__file__).with_name("micro.yaml")
 MICRO_RC = 1
 SMALL = ["select.seeds=[0]", "baselines.methods=[random]", "plan.sizes=[0.1,0.2]", "fit.bootstrap=0"]
-
-
-def _slurm_answers() -> str | None:
-    """None when a Slurm cluster with accounting (sacct, which submitit reads states from) answers here."""
-    if shutil.which("sbatch") is None:
-        return "no `sbatch` on PATH (no Slurm here; as root .ci/start_slurm.sh starts a single-node one)"
-    try:
-        subprocess.run(["sinfo", "-h"], check=True, capture_output=True, timeout=20)
-        subprocess.run(["sacct", "-n", "-X"], check=True, capture_output=True, timeout=20)
-    except (OSError, subprocess.SubprocessError) as err:
-        return f"the Slurm cluster does not answer (sinfo/sacct: {err})"
-    return None
 
 
 def _sacct(ids: list[str]) -> dict[str, str]:
@@ -51,9 +38,21 @@ def _losses(out: Path) -> dict[tuple, float]:
             if r["status"] == "ok"}
 
 
+def _one_finished_run(out: Path, tmp_path: Path):
+    """A finished run of the micro sweep (its folder) and a fresh RunSpec of the same run under ``tmp_path``."""
+    from pplaw.pipeline.sweep import RunSpec
+
+    src = next(p for p in sorted((out / "sweep").glob("*/spec.json"))
+               if (p.parent / "run_record.json").is_file() and not (p.parent / "failed.json").exists())
+    spec = json.loads(src.read_text())
+    run = tmp_path / "sweep" / "run"
+    return src, RunSpec("run", run, {**spec["cpt"], "output_dir": str(run), "run_id": "run"}, spec["meta"],
+                        root=tmp_path)
+
+
 @pytest.mark.slow
-def test_the_micro_sweep_as_real_slurm_jobs_survives_a_scancel(micro_run, model_cache, tmp_path, capsys):
-    if why := _slurm_answers():
+def test_the_micro_sweep_as_real_slurm_jobs_survives_a_scancel(micro_run, model_cache, tmp_path, capsys, slurm_why_not):
+    if why := slurm_why_not:
         pytest.skip(why)
     from pplaw.cli.main import main
 
@@ -120,14 +119,9 @@ def test_a_run_through_submitits_local_executor_trains_the_same_run(micro_run, t
     from pplaw import runs
     from pplaw.pipeline.cluster import SlurmSection
     from pplaw.pipeline.slurm_executor import SlurmExecutor, read_jobs
-    from pplaw.pipeline.sweep import RunSpec
 
-    out = micro_run[0]
-    src = next(p for p in sorted((out / "sweep").glob("*/spec.json"))
-               if (p.parent / "run_record.json").is_file() and not (p.parent / "failed.json").exists())
-    spec = json.loads(src.read_text())
-    run = tmp_path / "sweep" / "run"
-    s = RunSpec("run", run, {**spec["cpt"], "output_dir": str(run), "run_id": "run"}, spec["meta"], root=tmp_path)
+    src, s = _one_finished_run(micro_run[0], tmp_path)
+    run = s.dir
     ex = SlurmExecutor(SlurmSection(cluster="local", poll_s=0.5, time_min=10), cpus=1, gpus=0, max_requeues=1,
                        threads=1, launcher="inprocess", accelerate_config=None)
     results = {}
@@ -168,22 +162,17 @@ def test_detach_needs_the_slurm_executor(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_a_preempted_slurm_job_is_requeued_and_finishes_its_run(micro_run, tmp_path):
+def test_a_preempted_slurm_job_is_requeued_and_finishes_its_run(micro_run, tmp_path, slurm_why_not):
     """Preemption as Slurm signals it (SIGTERM, then USR2: submitit's own `_interrupt` test hook): submitit
     calls RunJob.checkpoint and requeues the job, which trains the run again in its folder to the same loss."""
-    if why := _slurm_answers():
+    if why := slurm_why_not:
         pytest.skip(why)
     from pplaw import runs
     from pplaw.pipeline.cluster import SlurmSection
     from pplaw.pipeline.slurm_executor import RunJob, make_submitit
-    from pplaw.pipeline.sweep import RunSpec
 
-    out = micro_run[0]
-    src = next(p for p in sorted((out / "sweep").glob("*/spec.json"))
-               if (p.parent / "run_record.json").is_file() and not (p.parent / "failed.json").exists())
-    spec = json.loads(src.read_text())
-    run = tmp_path / "sweep" / "run"
-    s = RunSpec("run", run, {**spec["cpt"], "output_dir": str(run), "run_id": "run"}, spec["meta"], root=tmp_path)
+    src, s = _one_finished_run(micro_run[0], tmp_path)
+    run = s.dir
     ex = make_submitit(SlurmSection(time_min=10), tmp_path / "slurm", cpus=1, gpus=0, max_requeues=2,
                        name="pplaw-preempt")
     job = ex.submit(RunJob(s, "inprocess", None, 1))

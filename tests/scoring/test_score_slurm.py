@@ -4,8 +4,6 @@ submitit's local executor always, and on a real Slurm cluster when one answers (
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 
 import pyarrow.parquet as pq
 import pytest
@@ -18,21 +16,9 @@ from ._tiny import synthetic_corpus
 pytest.importorskip("submitit")
 
 
-def _slurm_answers() -> str | None:
-    """None when a Slurm cluster with accounting answers here, else why not."""
-    if shutil.which("sbatch") is None:
-        return "no `sbatch` on PATH (no Slurm here; as root .ci/start_slurm.sh starts a single-node one)"
-    try:
-        subprocess.run(["sinfo", "-h"], check=True, capture_output=True, timeout=20)
-        subprocess.run(["sacct", "-n", "-X"], check=True, capture_output=True, timeout=20)
-    except (OSError, subprocess.SubprocessError) as err:
-        return f"the Slurm cluster does not answer (sinfo/sacct: {err})"
-    return None
-
-
 @pytest.mark.parametrize("cluster", ["local", "slurm"])
-def test_score_as_a_job_array_equals_one_process(tmp_path, llama_path, cluster, capsys):
-    if cluster == "slurm" and (why := _slurm_answers()):
+def test_score_as_a_job_array_equals_one_process(tmp_path, llama_path, cluster, capsys, slurm_why_not):
+    if cluster == "slurm" and (why := slurm_why_not):
         pytest.skip(why)
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"text": d}) + "\n" for d in synthetic_corpus(30, seed=3)), encoding="utf-8")
