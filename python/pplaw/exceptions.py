@@ -72,7 +72,12 @@ class NotBuiltError(PplawError, NotImplementedError):
     """A stage of pplaw that is not implemented yet. Said loudly instead of faking a result."""
 
 
+class ClusterError(PplawError, RuntimeError):
+    """The cluster a run depends on does not answer as it must (e.g. ``sacct`` fails): run again when it does."""
+
+
 __all__ = [
+    "ClusterError",
     "PplawError",
     "InvalidInputError",
     "MissingColumnError",
@@ -88,3 +93,4 @@ __all__ = [
     "ScoringError",
     "NotBuiltError",
 ]
+

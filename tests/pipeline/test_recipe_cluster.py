@@ -151,3 +151,30 @@ def test_a_local_run_refuses_runs_whose_detached_slurm_jobs_may_still_run(tmp_pa
     monkeypatch.setattr("shutil.which", lambda name: None)  # no Slurm client here: cannot tell, so refuse
     with pytest.raises(ConfigError, match=r"cannot ask Slurm whether they still run.*delete .*jobs.json"):
         SE.refuse_if_jobs_alive(runs, "local")
+
+
+def test_a_failing_sacct_is_asked_again_and_never_read_as_just_submitted(tmp_path, monkeypatch):
+    """submitit swallows a failed sacct call and leaves every state UNKNOWN, which live_jobs reads as "just
+    submitted": the call is retried, and where it decides which jobs are over a sacct that never answers raises
+    instead of guessing (a guess kept a cancelled job "alive" under load, and its run was never resubmitted)."""
+    submitit = pytest.importorskip("submitit")
+    from pplaw.pipeline import slurm_executor as SE
+
+    job = submitit.SlurmJob(folder=str(tmp_path / "%j"), job_id="9")
+    w = job.watcher
+    calls = []
+
+    def update(ok_after):
+        def fake():
+            calls.append(1)
+            w._output = b"JobID|State|NodeList\n9|RUNNING|vm\n" if len(calls) > ok_after else b""
+        return fake
+
+    monkeypatch.setattr(SE.time, "sleep", lambda s: None)
+    monkeypatch.setattr(w, "update", update(2))
+    assert SE.refresh([job], strict=True) and len(calls) == 3
+    calls.clear()
+    monkeypatch.setattr(w, "update", update(99))
+    assert SE.refresh([job]) is False and len(calls) == SE.SACCT_TRIES
+    with pytest.raises(SE.ClusterError, match="sacct did not answer"):
+        SE.refresh([job], strict=True)

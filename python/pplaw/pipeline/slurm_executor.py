@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from pplaw.exceptions import ConfigError
+from pplaw.exceptions import ClusterError, ConfigError
 from pplaw.pipeline import sweep as SW
 from pplaw.pipeline.cluster import SlurmSection
 from pplaw.pipeline.sweep import RunSpec
@@ -76,18 +76,34 @@ def job_state(job: Any) -> str:
     return str(job.watcher.get_state(job.job_id, mode="cache")).upper().split()[0]
 
 
-def refresh(jobs: list[Any]) -> None:
+SACCT_TRIES = 5  # a busy slurmdbd can fail a call: ask again before reading every state as UNKNOWN
+
+
+def refresh(jobs: list[Any], *, strict: bool = False) -> bool:
     """One ``sacct`` call for all the jobs: submitit's own refresh backs off to minutes between calls.
-    (Local jobs are processes: nothing to ask.)"""
+    (Local jobs are processes: nothing to ask.) Returns whether sacct answered. submitit swallows a failed
+    call and leaves every state UNKNOWN, which reads as "just submitted" to :func:`live_jobs`; so a failed
+    call is retried, and with ``strict`` (deciding which jobs are over) a sacct that never answers raises."""
     import submitit
 
-    if jobs and isinstance(jobs[0], submitit.SlurmJob):
+    if not jobs or not isinstance(jobs[0], submitit.SlurmJob):
+        return True
+    w = jobs[0].watcher
+    for attempt in range(SACCT_TRIES):
         # the watcher never asks again about a job it once saw ended; but a preempted job can show FAILED for
         # a moment before Slurm requeues it, so every look asks afresh
-        jobs[0].watcher.clear()
+        w.clear()
         for j in jobs:
-            j.watcher.register_job(j.job_id)
-        jobs[0].watcher.update()
+            w.register_job(j.job_id)
+        w.update()
+        if getattr(w, "_output", b"answered"):  # cleared to b"" above: still empty when sacct failed
+            return True
+        time.sleep(1.0 + attempt)
+    if strict:
+        raise ClusterError(f"sacct did not answer in {SACCT_TRIES} tries, so pplaw cannot tell which Slurm jobs "
+                           "of jobs.json still run (and must not submit a second job for a run): check "
+                           "`sacct` (slurmdbd) and run the same command again")
+    return False
 
 
 ENDED_GRACE_S = 30.0  # an ended state without a result must last this long (a requeue may follow it)
@@ -198,7 +214,7 @@ def live_jobs(todo: list[RunSpec], book: dict[str, Any], folder: Path) -> dict[s
         return {}
     jobs = {rid: submitit.SlurmJob(folder=str(folder / "%j"), job_id=str(e["job_id"]))
             for rid, (_, e) in known.items()}
-    refresh(list(jobs.values()))
+    refresh(list(jobs.values()), strict=True)
     alive = {}
     for rid, job in jobs.items():
         spec, entry = known[rid]
