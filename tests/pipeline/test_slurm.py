@@ -83,9 +83,12 @@ def test_the_micro_sweep_as_real_slurm_jobs_survives_a_scancel(micro_run, model_
     assert _sacct([first[victim]])[first[victim]] == "CANCELLED"
 
     # 3. run again, detached: the cancelled run is submitted again, no other run gets a second job
+    # (a kill can land after the run wrote its evaluated record, in the job's last moments: then the run is
+    # finished and rightly not submitted again; the test picks a run that just started, so this is rare)
+    done_anyway = json.loads((sweep / victim / "run_record.json").read_text()).get("status") == "evaluated"
     assert main([*args, "--detach"]) == 0
     second = _jobs(sweep)
-    assert second[victim] != first[victim]
+    assert (second[victim] == first[victim]) if done_anyway else (second[victim] != first[victim])
     assert {k: v for k, v in second.items() if k != victim} == {k: v for k, v in first.items() if k != victim}
 
     # 3b. a local run meanwhile refuses to train runs whose jobs still run (two writers in one folder)
