@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pplaw.exceptions import BudgetError, FitError, InvalidInputError
-from pplaw.pipeline.plan import sample_band, stats_both
+from pplaw.pipeline.plan import pool_tokens, sample_band, stats_both
 
 TRUST_MAPE = 10.0  # % held-out MAPE above which the report says the law is not fit to be trusted
 
@@ -159,7 +159,7 @@ def choose_band(fit: Any, df: pd.DataFrame, table: pa.Table, plan: dict[str, Any
     cand = realise_bands(table, bands_at(budget / total, n_bins), budget, seed, space)
     if cand.empty:
         raise FitError(f"no contiguous band of the landscape holds the final budget of {budget:,} tokens")
-    cand["P"] = (cand["q_hi"] - cand["q_lo"]) * total  # each band's pool (token-weighted bins)
+    cand["P"] = [pool_tokens(b, total) for b in zip(cand["q_lo"], cand["q_hi"])]  # each band's pool
     cand["predicted"] = fit.predict(**_inputs(fit, cand))
     cand["in_hull"] = True
     if sel.region in ("fitted", "both"):
@@ -174,7 +174,7 @@ def choose_band(fit: Any, df: pd.DataFrame, table: pa.Table, plan: dict[str, Any
     idx, q = sample_band(table, [tuple(x) for x in reg["quantiles"]], budget, n_bins, seed, total)
     st = stats_both(table, np.asarray(idx))
     bs_row = pd.DataFrame([{"q_lo": q[0], "q_hi": q[1], **st, "mu": st[f"mu_{space}"],
-                            "sigma": st[f"sigma_{space}"], "D": float(budget), "P": (q[1] - q[0]) * total}])
+                            "sigma": st[f"sigma_{space}"], "D": float(budget), "P": pool_tokens(q, total)}])
     bs.update(band=[float(q[0]), float(q[1])], mu=float(bs_row["mu"][0]), sigma=float(bs_row["sigma"][0]),
               predicted=float(fit.predict(**_inputs(fit, bs_row))[0]))
     inside = cand[cand["in_hull"]]

@@ -54,6 +54,15 @@ def resolve_size(value: float, total_tokens: int, what: str) -> int:
     return tokens
 
 
+def pool_tokens(band: Any, total_tokens: int) -> float:
+    """Tokens in a landscape band ``(q_lo, q_hi)`` of token-weighted quantiles (NaN without a band)."""
+    try:
+        lo, hi = float(band[0]), float(band[1])
+    except (TypeError, IndexError, ValueError):
+        return float("nan")
+    return max(hi - lo, 0.0) * float(total_tokens)
+
+
 def stats_both(table: pa.Table, idx: np.ndarray) -> dict[str, float]:
     """(mu, sigma) of a subset in both spaces, plus its tokens and chunk count (Rust ``subset_stats``)."""
     from pplaw.sampling import subset_stats

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from pplaw.exceptions import FitError, InvalidInputError
 from pplaw.io import write_indices
-from pplaw.pipeline.plan import RealisableRegion, stats_both
+from pplaw.pipeline.plan import RealisableRegion, pool_tokens, stats_both
 from pplaw.pipeline.recipe import RunRecipe
 from pplaw.runs import write_json_atomic
 
@@ -44,15 +44,6 @@ def fit_frame(rows: list[dict[str, Any]], space: str, total_tokens: int | None =
     if total_tokens and "band" in df.columns:
         df["P"] = [pool_tokens(b, total_tokens) for b in df["band"]]
     return df
-
-
-def pool_tokens(band: Any, total_tokens: int) -> float:
-    """Tokens in a landscape band ``(q_lo, q_hi)`` of token-weighted quantiles (NaN without a band)."""
-    try:
-        lo, hi = float(band[0]), float(band[1])
-    except (TypeError, IndexError, ValueError):
-        return float("nan")
-    return max(hi - lo, 0.0) * float(total_tokens)
 
 
 def final_pool(method: str, D: float, fit_outputs: dict[str, Any], total_tokens: int) -> float:
