@@ -21,6 +21,14 @@ from pathlib import Path
 import pandas as pd
 
 
+def _gain(s: dict) -> float | None:
+    opt = s.get("optimum") or {}
+    pick, bs = opt.get("law_band") or {}, (s.get("selection") or {}).get("best_sweep") or {}
+    if pick.get("loss") is None or bs.get("predicted") is None:
+        return None
+    return float(bs["predicted"]) - float(pick["loss"])
+
+
 def row(seed: int, s: dict) -> dict:
     h = s.get("holdout") or {}
     tab = {r["law"]: r for r in h.get("table") or []}
@@ -48,6 +56,8 @@ def row(seed: int, s: dict) -> dict:
         "dos_pred_error_pct": 100 * ((s.get("prediction") or {}).get("dos") or {}).get("rel_error", float("nan")),
         "mu_ci_width": width, "band_width": lb, "ci_over_band": (width / lb) if width is not None and lb else None,
         "selected": (s.get("selection") or {}).get("selected"),
+        # the law's predicted gain of its own band over the best sweep regime, and its held-out gap error
+        "law_gain": _gain(s), "gap_error": (tab.get(chosen) or {}).get("holdout_diff_max"),
         "dos_vs_random_loss": margin("random", "domain_loss", True),
         "dos_vs_lowest_loss": margin("lowest_ppl", "domain_loss", True),
         "dos_vs_best_sweep_loss": margin("best_sweep", "domain_loss", True),

@@ -88,3 +88,20 @@ def test_holdout_plot_and_errors(tmp_path):
         compare_holdout({"p": PerplexityLaw()}, fit_df, val_df.iloc[:0], target="loss")
     with pytest.raises(InvalidInputError, match="lacks column"):
         compare_holdout({"p": PerplexityLaw()}, fit_df, val_df.drop(columns="D"), target="loss")
+
+
+def test_pair_difference_error_is_the_worst_mispredicted_gap_at_one_size():
+    from pplaw.laws.holdout import pair_difference_error
+
+    d = np.array([1e4, 1e4, 1e4, 2e4])
+    y = np.array([1.0, 2.0, 3.0, 5.0])
+    # a shared bias cancels: every prediction 0.5 too high mispredicts no gap
+    assert pair_difference_error(d, y, y + 0.5) == pytest.approx(0.0)
+    # residuals +0.1, -0.2, 0 at 1e4: the gap between points 0 and 1 is off by 0.3; the lone 2e4 point pairs with none
+    assert pair_difference_error(d, y, y + np.array([0.1, -0.2, 0.0, 9.0])) == pytest.approx(0.3)
+    assert np.isnan(pair_difference_error(np.array([1e4, 2e4]), np.array([1.0, 2.0]), np.array([1.0, 2.0])))
+    cmp = compare_holdout({"perplexity": PerplexityLaw()}, regime_d_table([1e4, 2e4]), regime_d_table([8e4], seed=3),
+                          target="loss", progress=False)
+    p = cmp.predictions
+    r = (p["predicted"] - p["measured"]).to_numpy()
+    assert cmp.table.loc["perplexity", "holdout_diff_max"] == pytest.approx(r.max() - r.min())

@@ -24,7 +24,8 @@ from pplaw.laws.validation import error_metrics
 
 @dataclass
 class HoldoutComparison:
-    """``table``: one row per law (held-out MAPE / worst point / RMSE, in-sample MAPE and R^2), best first;
+    """``table``: one row per law (held-out MAPE / worst point / RMSE, the worst error of a predicted
+    *difference* between two held-out points at one size, in-sample MAPE and R^2), best first;
     ``fits``: each law fitted on the fitting table; ``predictions``: one row per (law, held-out point)."""
 
     table: pd.DataFrame
@@ -103,9 +104,30 @@ def compare_holdout(laws: Mapping[str, Any], fit_table: Any, val_table: Any, *, 
         k = int(np.nanargmax(np.abs(pct))) if np.isfinite(pct).any() else 0
         rows.append({"law": name, "holdout_mape": m["mape"], "holdout_worst": m["max_ape"],
                      "holdout_worst_signed": float(pct[k]), "holdout_rmse": m["rmse"],
+                     "holdout_diff_max": pair_difference_error(numeric_column(val_df, D, role="val_table D"), y, p),
                      "insample_mape": f.metrics["mape"], "r2": f.metrics["r2"], "n_fit": int(len(fit_df)),
                      "n_val": int(len(val_df))})
         preds.append(pd.DataFrame({"law": name, "point": np.arange(len(y)), "measured": y, "predicted": p,
                                    "error_pct": pct}))
     table = pd.DataFrame(rows).set_index("law").sort_values("holdout_mape", kind="stable", na_position="last")
     return HoldoutComparison(table, fits, pd.concat(preds, ignore_index=True))
+
+
+def pair_difference_error(d: np.ndarray, y: np.ndarray, p: np.ndarray) -> float:
+    """The worst error of the law's predicted *difference* between two held-out points of the same size.
+
+    A selection compares two subsets at one budget (the law's best band against the best sweep regime), so what
+    decides it is not each prediction's error but the error of their difference: for every pair (i, j) of
+    held-out points with the same D, ``|(p_i - p_j) - (y_i - y_j)|`` (a shared bias cancels, a mis-ranking does
+    not). NaN when no size has two held-out points. ``d``, ``y``, ``p``: shape ``(n,)``.
+    """
+    d, y, p = (np.asarray(v, float) for v in (d, y, p))
+    worst = float("nan")
+    for size in np.unique(np.round(d, -2)):
+        i = np.flatnonzero((np.round(d, -2) == size) & np.isfinite(y) & np.isfinite(p))
+        if len(i) < 2:
+            continue
+        r = p[i] - y[i]  # (k,) residuals at this size; a pair's difference error is r_i - r_j
+        e = float(np.max(r) - np.min(r))
+        worst = e if not np.isfinite(worst) else max(worst, e)
+    return worst

@@ -13,7 +13,10 @@
    or ``both`` (the law has not been seen there). The best band is the law's pick.
 3. **Never worse than the evidence**: the *best sweep regime* (the lowest-loss sweep run at the largest
    fitting size, its regime's band widened to the budget) is both a baseline and the fallback: when the
-   law's predicted gain over it is within the law's own uncertainty, the loop selects it instead.
+   law's predicted gain over it is within the law's own uncertainty, the loop selects it instead. That
+   uncertainty has two parts, and the gain must clear both: the bootstrap CI of the gain (the fit's noise) and
+   the held-out error on differences (how far the law mispredicted the gap between two validation runs of one
+   size: its error of form where it extrapolates, which resampling the sweep runs cannot see).
 """
 
 from __future__ import annotations
@@ -132,6 +135,45 @@ def best_sweep_regime(df: pd.DataFrame, target: str) -> dict[str, Any]:
     return {"regime": str(r["regime"]), "run": str(r["id"]), "loss": float(r[target]), "D": int(r["D"])}
 
 
+def trust_gain(gain: float, gain_lo: float | None, diff_err: float | None, mape: float | None,
+               predicted: float, level: float, target: str) -> tuple[str, str]:
+    """``("law" | "best_sweep", why)``: is the law's predicted gain over the best sweep regime beyond its uncertainty?
+
+    ``gain``: predicted loss of the best sweep band minus that of the law's band (> 0: the law's band is better);
+    ``gain_lo``: the lower end of its bootstrap CI (None without bootstrap draws); ``diff_err``: the chosen law's
+    worst held-out error on a difference (:func:`pplaw.laws.holdout.pair_difference_error`, None/NaN when no size
+    has two validation runs); ``mape``: its held-out MAPE, used only when neither of the others exists.
+    The gain must clear both the bootstrap CI (the fit's noise) and ``diff_err``: the bootstrap resamples the
+    sweep runs, so it cannot see the law's error of form where it extrapolates; the held-out runs measure it.
+    """
+    if diff_err is not None and not np.isfinite(float(diff_err)):
+        diff_err = None
+    if gain_lo is not None and gain_lo <= 0:
+        return "best_sweep", (f"the law's predicted gain over the best sweep regime ({gain:+.4f}) is within its "
+                              f"bootstrap uncertainty ({level:.0%} CI of the gain reaches {gain_lo:+.4f})")
+    if diff_err is not None and gain <= float(diff_err):
+        return "best_sweep", (f"the law's predicted gain over the best sweep regime ({gain:+.4f}) is within its "
+                              f"held-out error on differences (it mispredicted the gap between two validation runs "
+                              f"by up to {float(diff_err):.4f})")
+    checked = ([f"bootstrap CI of the gain from {gain_lo:+.4f}"] if gain_lo is not None else []) + \
+              ([f"held-out error on differences {float(diff_err):.4f}"] if diff_err is not None else [])
+    if gain_lo is None and diff_err is None and mape is not None and np.isfinite(float(mape)):
+        tol = float(mape) / 100 * predicted
+        if gain <= tol:
+            return "best_sweep", (f"the law's predicted gain over the best sweep regime ({gain:+.4f}) is within its "
+                                  f"held-out error ({float(mape):.1f}% of its prediction: {tol:.4f})")
+        checked = [f"held-out error {float(mape):.1f}% of its prediction: {tol:.4f}"]
+    return "law", (f"the law predicts {gain:+.4f} lower {target} than the best sweep regime, beyond its uncertainty "
+                   f"({'; '.join(checked) or 'no uncertainty measured: no bootstrap, no held-out runs'})")
+
+
+def _holdout_row(law_choice: dict[str, Any]) -> dict[str, Any]:
+    """The chosen law's row of the held-out table ({} when nothing was validated)."""
+    if not law_choice.get("validated"):
+        return {}
+    return next((r for r in law_choice.get("table") or [] if r.get("law") == law_choice.get("chosen")), {})
+
+
 def law_inputs(fit: Any, **arrays: Any) -> dict[str, Any]:
     """``arrays`` restricted to the fitted law's variables (``P`` only for a law with a pool term; None dropped)."""
     return {k: v for k, v in arrays.items() if v is not None and k in fit.law.variables}
@@ -200,23 +242,13 @@ def choose_band(fit: Any, df: pd.DataFrame, table: pa.Table, plan: dict[str, Any
                                        "(the law has not been seen there)")
     elif sel.fallback:
         gain = bs["predicted"] - float(law_pick["predicted"])
+        lo = None
         if draws is not None:
-            bd = _draw_preds(fit, bs_row)
-            diff = bd[:, 0] - draws[:, int(np.argmin(inside["predicted"].to_numpy()))]
+            diff = _draw_preds(fit, bs_row)[:, 0] - draws[:, int(np.argmin(inside["predicted"].to_numpy()))]
             lo = float(np.percentile(diff, (1 - fit.level) / 2 * 100))
-            if lo <= 0:
-                decision = "best_sweep"
-                why = (f"the law's predicted gain over the best sweep regime ({gain:+.4f}) is within its bootstrap "
-                       f"uncertainty ({fit.level:.0%} CI of the gain reaches {lo:+.4f})")
-        else:
-            mape = law_choice.get("table", [{}])[0].get("holdout_mape") if law_choice.get("validated") else None
-            tol = (mape or 0.0) / 100 * float(law_pick["predicted"])
-            if gain <= tol:
-                decision = "best_sweep"
-                why = (f"the law's predicted gain over the best sweep regime ({gain:+.4f}) is within its held-out "
-                       f"error ({tol:.4f})")
-        if decision == "law":
-            why = f"the law predicts {gain:+.4f} lower {recipe.fit.target} than the best sweep regime, beyond its uncertainty"
+        row = _holdout_row(law_choice)
+        decision, why = trust_gain(gain, lo, row.get("holdout_diff_max"), row.get("holdout_mape"),
+                                   float(law_pick["predicted"]), fit.level, recipe.fit.target)
     cand.to_csv(out / "bands.csv", index=False)
     if decision == "law":
         pick = law_pick

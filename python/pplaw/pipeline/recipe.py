@@ -227,8 +227,9 @@ class SelectSection:
                              "bimodal mix of the landscape's ends that no sweep run resembled).",
                      choices=["band", "free"])
     fallback: bool = _f(True, "Select the best sweep regime instead when the law's predicted gain over it is "
-                              "within the law's own uncertainty (bootstrap CI of the difference, or the held-out "
-                              "error when there is no bootstrap).")
+                              "within the law's own uncertainty: the bootstrap CI of the difference, and the "
+                              "held-out error on differences (the worst mispredicted gap between two validation "
+                              "runs of one size; the held-out MAPE when no size has two).")
 
 
 @dataclass

@@ -127,7 +127,7 @@ def _holdout(ctx: ReportContext, a: Analysis) -> None:
         b.append(("p", f"**Not validated.** {lc.get('reason', 'no held-out points')}. Add "
                        "`plan.validation_sizes` (>= 2x the largest of `plan.sizes`) to measure it."))
         return
-    rows = [[r["law"], fmt(r.get("holdout_mape")), fmt(r.get("holdout_worst_signed")),
+    rows = [[r["law"], fmt(r.get("holdout_mape")), fmt(r.get("holdout_worst_signed")), fmt(r.get("holdout_diff_max")),
              fmt(r.get("insample_mape")), fmt(r.get("r2"))] for r in h["table"] or []]
     b.append(("p", f"Every candidate law was fitted on the {h['n_fit']} fitting runs only and predicted the "
                    f"{h['n_val']} held-out runs (larger D). Chosen: **{h['chosen']}**: {h['reason']}. "
@@ -135,7 +135,11 @@ def _holdout(ctx: ReportContext, a: Analysis) -> None:
                    + (f" It is the best of {len(rows)} candidates on these {h['n_val']} points, so its held-out "
                       "MAPE flatters it somewhat; the final runs' forecast (section 6), never used to choose, is "
                       "the independent check." if len(rows) > 2 else "")))
-    b.append(("table", ["law", "held-out MAPE %", "worst point %", "in-sample MAPE %", "in-sample R^2"], rows))
+    b.append(("table", ["law", "held-out MAPE %", "worst point %", "worst gap error", "in-sample MAPE %",
+                        "in-sample R^2"], rows))
+    b.append(("p", "*worst gap error*: the largest error of the law's predicted difference between two held-out "
+                   "runs of one size (in units of the target). The selection compares two subsets at one budget, so "
+                   "a predicted gain smaller than this is not trusted (section 4)."))
     b.append(("img", f"fit/{lc['plot']}", "predicted vs measured on the held-out runs"))
     if not h["trusted"]:
         b.append(("p", f"**Warning: the chosen law's held-out MAPE exceeds {10:.0f}%: its predicted losses at the "
