@@ -100,6 +100,10 @@ def test_pair_difference_error_is_the_worst_mispredicted_gap_at_one_size():
     # residuals +0.1, -0.2, 0 at 1e4: the gap between points 0 and 1 is off by 0.3; the lone 2e4 point pairs with none
     assert pair_difference_error(d, y, y + np.array([0.1, -0.2, 0.0, 9.0])) == pytest.approx(0.3)
     assert np.isnan(pair_difference_error(np.array([1e4, 2e4]), np.array([1.0, 2.0]), np.array([1.0, 2.0])))
+    # realised budgets a little apart (37,2xx and 37,3xx tokens) are one size; 5% apart or more are not
+    near = np.array([37_240.0, 37_310.0])
+    assert pair_difference_error(near, np.array([1.0, 2.0]), np.array([1.1, 1.9])) == pytest.approx(0.2)
+    assert np.isnan(pair_difference_error(np.array([37_000.0, 39_000.0]), np.array([1.0, 2.0]), np.array([1.1, 1.9])))
     cmp = compare_holdout({"perplexity": PerplexityLaw()}, regime_d_table([1e4, 2e4]), regime_d_table([8e4], seed=3),
                           target="loss", progress=False)
     p = cmp.predictions

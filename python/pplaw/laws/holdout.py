@@ -113,18 +113,41 @@ def compare_holdout(laws: Mapping[str, Any], fit_table: Any, val_table: Any, *, 
     return HoldoutComparison(table, fits, pd.concat(preds, ignore_index=True))
 
 
+SAME_SIZE = 1.05  # held-out points whose D differ by less than 5% count as one size (realised budgets vary a little)
+
+
+def size_groups(d: np.ndarray, tol: float = SAME_SIZE) -> np.ndarray:
+    """``(n,)`` group labels: points whose D lie within a factor ``tol`` of their group's smallest D share a label.
+
+    A plan's validation runs aim at one size but realise slightly different token counts (37,2xx and 37,3xx):
+    those are one size for comparing two subsets, and rounding would split them.
+    """
+    d = np.asarray(d, float)
+    labels = np.full(d.shape, -1, dtype=int)
+    order = np.argsort(d, kind="stable")
+    start, g = None, -1
+    for i in order:
+        if not np.isfinite(d[i]):
+            continue
+        if start is None or d[i] > start * tol:
+            start, g = d[i], g + 1
+        labels[i] = g
+    return labels
+
+
 def pair_difference_error(d: np.ndarray, y: np.ndarray, p: np.ndarray) -> float:
     """The worst error of the law's predicted *difference* between two held-out points of the same size.
 
     A selection compares two subsets at one budget (the law's best band against the best sweep regime), so what
     decides it is not each prediction's error but the error of their difference: for every pair (i, j) of
-    held-out points with the same D, ``|(p_i - p_j) - (y_i - y_j)|`` (a shared bias cancels, a mis-ranking does
-    not). NaN when no size has two held-out points. ``d``, ``y``, ``p``: shape ``(n,)``.
+    held-out points of one size (:func:`size_groups`), ``|(p_i - p_j) - (y_i - y_j)|`` (a shared bias cancels,
+    a mis-ranking does not). NaN when no size has two held-out points. ``d``, ``y``, ``p``: shape ``(n,)``.
     """
     d, y, p = (np.asarray(v, float) for v in (d, y, p))
+    labels = size_groups(d)
     worst = float("nan")
-    for size in np.unique(np.round(d, -2)):
-        i = np.flatnonzero((np.round(d, -2) == size) & np.isfinite(y) & np.isfinite(p))
+    for g in np.unique(labels[labels >= 0]):
+        i = np.flatnonzero((labels == g) & np.isfinite(y) & np.isfinite(p))
         if len(i) < 2:
             continue
         r = p[i] - y[i]  # (k,) residuals at this size; a pair's difference error is r_i - r_j
