@@ -170,7 +170,7 @@ def test_holdout_picks_regime_d_on_regime_d_data():
     assert t.loc["perplexity", "insample_mape"] < 3.0
     assert t.loc["perplexity", "holdout_worst"] > 5 * t.loc["perplexity_regime_d", "holdout_worst"]
     assert list(t.columns) == ["holdout_mape", "holdout_worst", "holdout_worst_signed", "holdout_rmse",
-                               "insample_mape", "r2", "n_fit", "n_val"]
+                               "holdout_diff_max", "insample_mape", "r2", "n_fit", "n_val"]
     assert (t["n_fit"] == len(fit_df)).all() and (t["n_val"] == len(val_df)).all()
     assert (t["holdout_worst"] == t["holdout_worst_signed"].abs()).all()
     assert (t["holdout_worst"] >= t["holdout_mape"]).all()

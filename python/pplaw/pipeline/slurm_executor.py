@@ -106,17 +106,41 @@ def refresh(jobs: list[Any], *, strict: bool = False) -> bool:
     return False
 
 
+def still_listed(jobs: list[Any]) -> set[str]:
+    """Ids of the jobs that sacct reads as ended but ``squeue`` still lists: a cancelled job is CANCELLED in
+    sacct at once, while its processes run on until Slurm kills them (``KillWait``, 30 s by default; submitit
+    ignores the SIGTERM that comes first) and squeue shows it COMPLETING. Such a job can still write into its
+    run's folder, so it is not over. (One squeue call; if squeue cannot answer, sacct's word stands.)"""
+    import shutil
+    import subprocess
+
+    import submitit
+
+    ended = [str(j.job_id) for j in jobs if isinstance(j, submitit.SlurmJob) and job_state(j) not in ALIVE]
+    if not ended or shutil.which("squeue") is None:
+        return set()
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(ended)], capture_output=True,
+                             text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return set()
+    # rc 1 "Invalid job id specified": none of them is known to the controller any more (all gone)
+    return {line.strip() for line in out.stdout.splitlines() if line.strip()} & set(ended)
+
+
 ENDED_GRACE_S = 30.0  # an ended state without a result must last this long (a requeue may follow it)
 # a job that wrote its result still runs for a moment (submitit's teardown, Slurm's epilog) before sacct says
 # COMPLETED; it is waited for this long at most, so that a stage ends with no job of it still on the cluster
 FINISHING_GRACE_S = 120.0
 
 
-def _is_over(job: Any, cluster: str, ended_since: dict[str, float]) -> bool:
+def _is_over(job: Any, cluster: str, ended_since: dict[str, float], listed: set[str] | frozenset = frozenset()
+             ) -> bool:
+    """Whether ``job`` is over; ``listed``: the ids :func:`still_listed` found still on the nodes."""
     key = str(job.job_id)
     if cluster == "local":
         return job.paths.result_pickle.exists() or job.done()
-    alive = job_state(job) in ALIVE | {"UNKNOWN"}
+    alive = job_state(job) in ALIVE | {"UNKNOWN"} or key in listed
     if job.paths.result_pickle.exists():
         if not alive:
             return True
@@ -184,9 +208,10 @@ class SlurmExecutor:
         ended_since: dict[str, float] = {}
         while pending:
             refresh([jobs[i] for i in pending])
+            listed = still_listed([jobs[i] for i in pending]) if self.slurm.cluster == "slurm" else set()
             for rid in list(pending):
                 job, spec = jobs[rid], pending[rid]
-                if not _is_over(job, self.slurm.cluster, ended_since):
+                if not _is_over(job, self.slurm.cluster, ended_since, listed):
                     continue
                 del pending[rid]
                 finish(spec, self._outcome(spec, job))
@@ -205,8 +230,8 @@ class SlurmExecutor:
 
 def live_jobs(todo: list[RunSpec], book: dict[str, Any], folder: Path) -> dict[str, tuple[RunSpec, dict, Any]]:
     """Run id -> (spec, its ``jobs.json`` entry, its submitit job) for the runs of ``todo`` whose Slurm job may
-    still finish them (pending, running, requeued, or just submitted and not yet known to sacct); one sacct
-    call for all. Jobs that are over are left out: their runs, unfinished, are submitted again."""
+    still finish them (pending, running, requeued, still being killed after a scancel, or just submitted and
+    not yet known to sacct); one sacct call for all (and one squeue call for the ended ones). Jobs that are over are left out: their runs, unfinished, are submitted again."""
     import submitit
 
     known = {s.id: (s, book[s.id]) for s in todo if book.get(s.id, {}).get("cluster") == "slurm"}
@@ -215,12 +240,13 @@ def live_jobs(todo: list[RunSpec], book: dict[str, Any], folder: Path) -> dict[s
     jobs = {rid: submitit.SlurmJob(folder=str(folder / "%j"), job_id=str(e["job_id"]))
             for rid, (_, e) in known.items()}
     refresh(list(jobs.values()), strict=True)
+    listed = still_listed(list(jobs.values()))  # cancelled in sacct, but its processes not killed yet
     alive = {}
     for rid, job in jobs.items():
         spec, entry = known[rid]
         state = job_state(job)
         young = time.time() - float(entry.get("submitted_at", 0)) < UNKNOWN_GRACE_S
-        if state in ALIVE or (state == "UNKNOWN" and young):
+        if state in ALIVE or str(job.job_id) in listed or (state == "UNKNOWN" and young):
             alive[rid] = (spec, entry, job)
     return alive
 
