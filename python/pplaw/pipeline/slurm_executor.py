@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,9 +113,6 @@ def still_listed(jobs: list[Any]) -> set[str]:
     sacct at once, while its processes run on until Slurm kills them (``KillWait``, 30 s by default; submitit
     ignores the SIGTERM that comes first) and squeue shows it COMPLETING. Such a job can still write into its
     run's folder, so it is not over. (One squeue call; if squeue cannot answer, sacct's word stands.)"""
-    import shutil
-    import subprocess
-
     import submitit
 
     ended = [str(j.job_id) for j in jobs if isinstance(j, submitit.SlurmJob) and job_state(j) not in ALIVE]
@@ -231,7 +230,8 @@ class SlurmExecutor:
 def live_jobs(todo: list[RunSpec], book: dict[str, Any], folder: Path) -> dict[str, tuple[RunSpec, dict, Any]]:
     """Run id -> (spec, its ``jobs.json`` entry, its submitit job) for the runs of ``todo`` whose Slurm job may
     still finish them (pending, running, requeued, still being killed after a scancel, or just submitted and
-    not yet known to sacct); one sacct call for all (and one squeue call for the ended ones). Jobs that are over are left out: their runs, unfinished, are submitted again."""
+    not yet known to sacct); one sacct call for all (and one squeue call for the ended ones). Jobs that are
+    over are left out: their runs, unfinished, are submitted again."""
     import submitit
 
     known = {s.id: (s, book[s.id]) for s in todo if book.get(s.id, {}).get("cluster") == "slurm"}
@@ -260,8 +260,6 @@ def refuse_if_jobs_alive(todo: list[RunSpec], executor: str) -> None:
     book = read_jobs(stage)
     if not any(book.get(s.id, {}).get("cluster") == "slurm" for s in todo):
         return
-    import shutil
-
     if shutil.which("sacct") is None or importlib.util.find_spec("submitit") is None:
         ids = sorted(str(book[s.id]["job_id"]) for s in todo if book.get(s.id, {}).get("cluster") == "slurm")
         raise ConfigError(
