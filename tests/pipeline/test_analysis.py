@@ -97,8 +97,26 @@ def test_analyse_computes_the_summary_without_rendering_anything(ctx):
     assert s["comparison"]["dos"]["general_bench"] == {"mean": None, "sd": None, "n": 2}
     assert set(s["comparison"]) == {"dos", "random"}
     assert s["prediction"]["dos"] == {"predicted": 4.0, "measured": pytest.approx(4.1), "error": pytest.approx(-0.1),
-                                      "rel_error": pytest.approx(-0.1 / 4.1)}
+                                      "rel_error": pytest.approx(-0.1 / 4.1), "interval": None, "covered": None}
+    assert a.detail["prediction"]["dos"]["interval"] is None  # nothing validated: no interval is claimed
     assert a.detail["methods"]["dos"]["mix"] == {"learnable": 0.5, "noise": 0.5}  # no subset file: all chunks
+
+
+def test_the_forecast_interval_carries_the_held_out_error_of_form(ctx):
+    # the chosen law missed its two validation runs (at 2x the largest fitting size, 200) by -5% and +5%
+    ctx.fit["law_choice"] = {"chosen": "a law", "validated": True, "reason": "lowest held-out MAPE",
+                             "predictions": [{"law": "a law", "measured": 2.0, "predicted": 1.9, "D": 400},
+                                             {"law": "a law", "measured": 2.0, "predicted": 2.1, "D": 400},
+                                             {"law": "other", "measured": 2.0, "predicted": 9.0, "D": 400}]}
+    ctx.finals = [{**r, "D": 800} for r in ctx.finals]  # the finals at 4x the largest fitting size
+    p = A.analyse(ctx).summary["prediction"]["dos"]
+    lo, hi = p["interval"]
+    e = math.sqrt((math.log(1.9 / 2) ** 2 + math.log(2.1 / 2) ** 2) / 2) * 2  # log 4 / log 2 = twice the error
+    boot = math.log(4.5 / 3.5) / (2 * 1.6448536269514722)
+    sd = math.hypot(e, boot)
+    assert lo == pytest.approx(4.0 * math.exp(-1.6448536269514722 * sd))
+    assert hi == pytest.approx(4.0 * math.exp(1.6448536269514722 * sd))
+    assert p["covered"] is True  # measured 4.1 lies inside
 
 
 def test_sections_render_the_numbers_the_analysis_hands_them(ctx):

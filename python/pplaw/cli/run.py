@@ -108,8 +108,11 @@ def _print_summary(summary: dict, out: Path, seconds: float) -> None:
                 print(f"DOS - {base:<11} {key:<13} {cmp[key]['mean']:+.4f}  ({cmp[key]['verdict']})")
     pred = (summary.get("prediction") or {}).get("dos")
     if pred:
+        pi = pred.get("interval")
         print(f"law's prediction for DOS: {pred['predicted']:.4f} vs measured {pred['measured']:.4f} "
-              f"({pred['rel_error']:+.1%})")
+              f"({pred['rel_error']:+.1%})" + ("; no prediction interval (no validation runs)" if not pi else
+                                               f"; 90% interval [{pi[0]:.4f}, {pi[1]:.4f}] "
+                                               f"{'covers' if pred.get('covered') else 'MISSES'} the measurement"))
     for what in ("failed_runs", "failed_final_runs", "unreachable"):
         if summary.get(what):
             print(f"{what.replace('_', ' ')}: {', '.join(x['id'] for x in summary[what])}")

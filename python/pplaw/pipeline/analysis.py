@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from pplaw.io import read_indices
+from pplaw.pipeline.forecast import form_error_of_run, interval
 from pplaw.pipeline.select import final_pool, predict
 
 if TYPE_CHECKING:  # annotations only: the report's context is built above this module and imports nothing here
@@ -262,6 +263,7 @@ def _prediction(ctx: ReportContext, a: Analysis) -> None:
     total = int(ctx.plan["total_tokens"])
     fit_path = ctx.out / "fit" / ctx.fit["fit"]
     pred, shown = {}, {}
+    form = form_error_of_run(ctx.fit.get("law_choice") or {}, ctx.plan["sizes"])
     for m in METHOD_ORDER:
         rs = [r for r in ctx.finals if r["method"] == m and r["status"] == "ok"]
         if not rs or m == "full":  # full trains on less than one pass over a larger set: not the law's setting
@@ -273,10 +275,13 @@ def _prediction(ctx: ReportContext, a: Analysis) -> None:
         lo = [x["lo"] for x in ps if x["lo"] is not None]
         hi = [x["hi"] for x in ps if x["hi"] is not None]
         err = p - float(np.mean(measured))
+        ci = (float(np.mean(lo)), float(np.mean(hi))) if lo else None
+        pi = interval(p, float(np.mean([r["D"] for r in rs])), form, ci)
         pred[m] = {"predicted": p, "measured": float(np.mean(measured)), "error": err,
-                   "rel_error": err / float(np.mean(measured))}
-        shown[m] = {"ci": (float(np.mean(lo)), float(np.mean(hi))) if lo else None,
-                    "measured": mean_sd_stats(measured)}
+                   "rel_error": err / float(np.mean(measured)),
+                   "interval": None if pi is None else [pi["lo"], pi["hi"]],
+                   "covered": None if pi is None else bool(pi["lo"] <= float(np.mean(measured)) <= pi["hi"])}
+        shown[m] = {"ci": ci, "measured": mean_sd_stats(measured), "interval": pi}
     a.summary["prediction"] = pred
     largest = max(ctx.plan["sizes"])
     a.detail.update(prediction=shown, budget_over_largest=ctx.budget / largest, extrapolation=ctx.budget > largest)

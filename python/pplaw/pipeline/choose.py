@@ -73,6 +73,7 @@ def choose_law(df: pd.DataFrame, recipe: Any, out: Path) -> dict[str, Any]:
     preds = cmp.predictions.copy()
     if "point" in preds.columns:
         preds["id"] = [val_df["id"].iloc[int(i)] if "id" in val_df.columns else int(i) for i in preds["point"]]
+        preds["D"] = [float(val_df["D"].iloc[int(i)]) for i in preds["point"]]  # the forecast interval's scale
     res = {
         "chosen": best, "validated": True, "trusted": bool(np.isfinite(mape) and mape <= TRUST_MAPE),
         "n_fit": int(len(fit_df)), "n_val": int(len(val_df)), "plot": "holdout.png",

@@ -279,7 +279,11 @@ def _prediction(ctx: ReportContext, a: Analysis) -> None:
     for m, p in a.summary["prediction"].items():
         shown = a.detail["prediction"][m]
         ci = f" [{shown['ci'][0]:.4f}, {shown['ci'][1]:.4f}]" if shown["ci"] else ""
-        rows.append([m, f"{p['predicted']:.4f}{ci}", mean_sd(shown["measured"]),
+        pi = shown.get("interval")
+        pis = "- (no validation runs)" if pi is None else (
+            f"[{pi['lo']:.4f}, {pi['hi']:.4f}] {'covers' if p.get('covered') else 'MISSES'} "
+            f"(sd form {pi['sd_form']:.3f}, bootstrap {pi['sd_boot']:.3f})")
+        rows.append([m, f"{p['predicted']:.4f}{ci}", pis, mean_sd(shown["measured"]),
                      f"{p['error']:+.4f} ({p['rel_error']:+.1%})"])
     b = ctx.blocks
     b.append(("h2", "6. The law's prediction for the final runs vs the measurement"))
@@ -289,9 +293,12 @@ def _prediction(ctx: ReportContext, a: Analysis) -> None:
     b.append(("p", f"The law fitted on the sweep predicts {ctx.recipe.fit.target} from each final subset's (mu, sigma, "
                    f"D) (CI: bootstrap, parameter uncertainty only). D = {ctx.budget:,} against sweep sizes {sizes} "
                    f"is {where}. `full` is left out (it trains on less than one pass over a larger set, outside the "
-                   "law's setting)."))
+                   "law's setting). The 90% prediction interval adds the law's error of form measured on the "
+                   "held-out validation runs (RMS log error, bias included), grown with the log extrapolation "
+                   "distance from the largest fitting size, to the bootstrap's noise (pplaw.pipeline.forecast)."))
     if rows:
-        b.append(("table", ["method", "predicted", "measured (mean ± sd)", "error (pred - meas)"], rows))
+        b.append(("table", ["method", "predicted [bootstrap CI]", "90% prediction interval", "measured (mean ± sd)",
+                            "error (pred - meas)"], rows))
 
 
 def timings(ctx: ReportContext) -> None:

@@ -1,0 +1,62 @@
+"""The forecast's prediction interval: bootstrap noise plus the held-out error of form, grown with extrapolation."""
+
+import math
+
+import numpy as np
+import pytest
+
+from pplaw.exceptions import InvalidInputError
+from pplaw.pipeline.forecast import form_error, form_error_of_run, interval
+
+
+def test_form_error_counts_a_shared_bias_in_full():
+    # every validation run predicted 5% low: the RMS is the bias, not the (zero) spread
+    fe = form_error([1.0, 2.0, 1.5], [0.95, 1.9, 1.425], [40_000] * 3, d_fit=20_000)
+    assert fe.rms_log == pytest.approx(-math.log(0.95), rel=1e-9)
+    assert fe.bias_log == pytest.approx(math.log(0.95), rel=1e-9)
+    assert fe.n == 3 and fe.d_val == 40_000
+
+
+def test_form_error_grows_with_log_extrapolation_distance():
+    fe = form_error([1.0], [1.1], [40_000], d_fit=20_000)
+    e = math.log(1.1)
+    assert fe.sd_at(40_000) == pytest.approx(e)
+    assert fe.sd_at(80_000) == pytest.approx(2 * e)  # twice the log distance from the fitting size
+    assert fe.sd_at(10_000) == pytest.approx(e)  # never below what the validation runs showed
+
+
+def test_interval_adds_bootstrap_and_form_in_quadrature():
+    fe = form_error([1.0], [1.1], [40_000], d_fit=20_000)
+    z = 1.6448536269514722
+    boot = (math.exp(-z * 0.03), math.exp(z * 0.03))  # a bootstrap sd of 0.03 in log loss
+    pi = interval(1.0, 80_000, fe, boot)
+    sd = math.hypot(0.03, 2 * math.log(1.1))
+    assert pi["sd_boot"] == pytest.approx(0.03)
+    assert pi["lo"] == pytest.approx(math.exp(-z * sd)) and pi["hi"] == pytest.approx(math.exp(z * sd))
+    # the bootstrap alone is narrower: the form error is what widens it
+    assert interval(1.0, 80_000, fe, None)["hi"] < pi["hi"]
+
+
+def test_no_validation_no_interval():
+    assert interval(1.0, 80_000, None, (0.9, 1.1)) is None
+    assert form_error_of_run({"validated": False}, [10_000, 20_000]) is None
+    assert form_error([], [], [], d_fit=20_000) is None
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(InvalidInputError, match="larger than the largest fitting size"):
+        form_error([1.0], [1.0], [20_000], d_fit=20_000)
+    with pytest.raises(InvalidInputError, match="one value per validation run"):
+        form_error([1.0, 2.0], [1.0], [40_000], d_fit=20_000)
+    with pytest.raises(InvalidInputError, match="level"):
+        interval(1.0, 1.0, form_error([1.0], [1.1], [40_000], d_fit=20_000), level=1.5)
+
+
+def test_form_error_of_run_reads_the_chosen_law_only():
+    lc = {"validated": True, "chosen": "b",
+          "predictions": [{"law": "a", "measured": 1.0, "predicted": 2.0, "D": 40_000},
+                          {"law": "b", "measured": 1.0, "predicted": 1.05, "D": 40_000},
+                          {"law": "b", "measured": 2.0, "predicted": 1.9, "D": 41_000}]}
+    fe = form_error_of_run(lc, [10_000, 20_000])
+    assert fe.n == 2 and fe.d_fit == 20_000
+    assert fe.rms_log == pytest.approx(np.sqrt((math.log(1.05) ** 2 + math.log(0.95) ** 2) / 2))
