@@ -1,0 +1,104 @@
+"""benchmarks/gpu_check.sh (issue 29): its dry run is how CI tests the script before a GPU minute is spent.
+
+The dry run runs every step on the CPU (CUDA hidden, Triton interpreter, tiny shapes); the other tests check
+that a failed or timed-out step is recorded and the run goes on, with a stand-in Python so they take seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "benchmarks" / "gpu_check.sh"
+STEPS = ["setup", "gpu_tests", "nll_target", "nll_grid", "scoring", "pipeline"]
+
+
+def _run(args, tmp_path: Path, timeout: float, **env_extra) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHON": sys.executable, **env_extra}
+    env.pop("OUT", None)  # the device tool's folder, if any: these runs write under tmp_path
+    return subprocess.run(["bash", str(SCRIPT), *args, "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")],
+                          capture_output=True, text=True, env=env, timeout=timeout, cwd=tmp_path)
+
+
+def _rows(out: Path) -> list[dict[str, str]]:
+    lines = (out / "summary.tsv").read_text().splitlines()
+    head = lines[0].split("\t")
+    return [dict(zip(head, line.split("\t"))) for line in lines[1:]]
+
+
+@pytest.mark.slow
+def test_dry_run_runs_every_step_on_the_cpu(tmp_path):
+    proc = _run(["--dry-run", "--skip-setup"], tmp_path, timeout=600)
+    out = tmp_path / "out"
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    rows = _rows(out)
+    assert [r["step"] for r in rows] == STEPS
+    for r in rows:
+        if r["step"] == "nll_grid":  # the only step with nothing to run on a CPU
+            assert r["status"] == "skipped" and "needs a GPU" in r["note"], r
+        else:
+            assert r["status"] == "ok" and r["rc"] == "0", r
+    # one log per step, the two summaries, nothing else: the device tool sends back at most 8 files
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{s}.log" for s in STEPS] + ["summary.json", "summary.tsv"])
+    doc = json.loads((out / "summary.json").read_text())
+    assert doc["dry_run"] is True and doc["device"].startswith("cpu dry-run")
+    assert [s["status"] for s in doc["steps"]] == [r["status"] for r in rows]
+    keys = doc["key_numbers"]
+    assert "skipped" in keys["gpu_tests"][0]  # the gpu tests are collected, then skipped without CUDA
+    assert sum(line.endswith("-> OK") for line in keys["nll_target"]) == 2  # both smoke shapes match the oracle
+    assert len([k for k in keys["scoring"] if k.startswith("target >=")]) == 2  # both corpora
+    assert any(k.startswith("trained on: cpu") for k in keys["pipeline"]), keys["pipeline"]
+    assert "pplaw gpu_check summary" in proc.stdout and "device: cpu dry-run" in proc.stdout
+    assert "torch " in proc.stdout and "triton " in proc.stdout
+
+
+def _fake_python(tmp_path: Path) -> Path:
+    """A stand-in interpreter: the helper runs for real, the kernel bench hangs, everything else fails."""
+    fake = tmp_path / "fakepy"
+    fake.write_text(f"""#!/usr/bin/env bash
+case "$*" in
+  *gpu_check_env.py*|-c*) exec {sys.executable} "$@" ;;
+  *bench_nll_kernel.py*) sleep 60 ;;
+  *) echo "fake failure of $1" >&2; exit 3 ;;
+esac
+""")
+    fake.chmod(0o755)
+    return fake
+
+
+def test_failed_and_timed_out_steps_are_recorded_and_the_rest_still_runs(tmp_path):
+    fake = _fake_python(tmp_path)
+    proc = _run(["--dry-run", "--skip-setup"], tmp_path, timeout=120, PYTHON=str(fake),
+                GPU_CHECK_LIMIT_NLL_TARGET="2", GPU_CHECK_MIN_STEP_S="1")
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # a failed step makes the run fail, at the end
+    rows = {r["step"]: r for r in _rows(tmp_path / "out")}
+    assert list(rows) == STEPS
+    assert rows["setup"]["status"] == "ok"
+    assert rows["nll_target"]["status"] == "timeout" and "killed after 2s" in rows["nll_target"]["note"]
+    for step in ("gpu_tests", "scoring", "pipeline"):
+        assert rows[step]["status"] == "failed" and rows[step]["rc"] == "3", rows[step]
+        assert "fake failure" in rows[step]["note"]  # the log's last line says why
+        assert "fake failure" in (tmp_path / "out" / f"{step}.log").read_text()
+    assert "pplaw gpu_check summary" in proc.stdout
+
+
+def test_a_step_is_skipped_when_the_budget_is_spent(tmp_path):
+    fake = _fake_python(tmp_path)
+    proc = _run(["--dry-run", "--skip-setup", "--budget-s", "0"], tmp_path, timeout=60, PYTHON=str(fake))
+    rows = _rows(tmp_path / "out")
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # nothing failed: everything was skipped
+    assert [r["status"] for r in rows] == ["skipped"] * len(STEPS)
+    assert all("budget" in r["note"] for r in rows if r["step"] != "nll_grid")
+
+
+def test_bad_options_are_refused_with_what_was_expected(tmp_path):
+    proc = _run(["--budget-s", "ten"], tmp_path, timeout=30)
+    assert proc.returncode == 2 and "--budget-s 'ten' is not a whole number" in proc.stderr
+    proc = _run(["--gpu"], tmp_path, timeout=30)
+    assert proc.returncode == 2 and "unknown option '--gpu'" in proc.stderr and "--dry-run" in proc.stderr
