@@ -85,6 +85,12 @@ L_NLL_GRID=${GPU_CHECK_LIMIT_NLL_GRID:-$L_NLL_GRID}
 L_SCORING=${GPU_CHECK_LIMIT_SCORING:-$L_SCORING}
 L_PIPELINE=${GPU_CHECK_LIMIT_PIPELINE:-$L_PIPELINE}
 MIN_STEP=${GPU_CHECK_MIN_STEP_S:-20}
+for v in L_SETUP L_GPU_TESTS L_NLL_TARGET L_NLL_GRID L_SCORING L_PIPELINE MIN_STEP; do
+  case "${!v}" in
+    ''|*[!0-9]*) echo "gpu_check.sh: a step limit is '${!v}', not a whole number of seconds (GPU_CHECK_LIMIT_*," \
+                      "GPU_CHECK_MIN_STEP_S)" >&2; exit 2 ;;
+  esac
+done
 
 export PYTHONPATH="$REPO/python:$REPO/kernels${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg
@@ -161,7 +167,7 @@ setup() {
       echo "missing: $missing"
       if [ "$PY" != "$REPO/.venv/bin/python" ]; then
         local base=$PY
-        python3 -m venv .venv
+        "$base" -m venv .venv
         # the base interpreter's packages (its CUDA torch) stay visible: no torch download
         "$base" -c 'import site, sysconfig; print("\n".join(dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]] + site.getsitepackages())))' \
           >"$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_gpu_check_base.pth"
@@ -174,7 +180,7 @@ setup() {
         "$PY" -m pip install --no-index --find-links .whl $reqs
       else
         # shellcheck disable=SC2086
-        "$PY" -m pip install $reqs
+        "$PY" -m pip install --retries 1 --timeout 15 $reqs
       fi
       missing=$("$PY" benchmarks/gpu_check_env.py missing)
       if [ -n "$missing" ]; then echo "still missing after the install: $missing"; return 1; fi
@@ -235,7 +241,8 @@ if [ "$DRY" = 1 ]; then
   run_step scoring "$L_SCORING" "$PY" benchmarks/bench_scoring.py --device cpu --tokens 1500 --chunk-tokens 128 \
     --rounds 1 --skip-lm-eval
 else
-  run_step scoring "$L_SCORING" "$PY" benchmarks/bench_scoring.py --device cuda "${LM_EVAL_FLAG[@]}"
+  # two rounds: GPU timings hardly vary, and the time is better spent on the grid
+  run_step scoring "$L_SCORING" "$PY" benchmarks/bench_scoring.py --device cuda --rounds 2 ${LM_EVAL_FLAG[@]+"${LM_EVAL_FLAG[@]}"}
 fi
 
 # ---------------------------------------------------------------- (d) the micro pplaw run

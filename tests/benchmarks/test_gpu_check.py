@@ -88,6 +88,41 @@ def test_failed_and_timed_out_steps_are_recorded_and_the_rest_still_runs(tmp_pat
     assert "pplaw gpu_check summary" in proc.stdout
 
 
+def test_gpu_mode_runs_the_gpu_commands_in_order(tmp_path):
+    """Without --dry-run: the steps' command lines on a GPU machine (a recording stand-in Python runs them)."""
+    calls = tmp_path / "calls.txt"
+    fake = tmp_path / "fakepy"
+    fake.write_text(f"""#!/usr/bin/env bash
+case "$*" in
+  *gpu_check_env.py*|-c*) exec {sys.executable} "$@" ;;
+  *) echo "$*" >> {calls} ;;
+esac
+""")
+    fake.chmod(0o755)
+    proc = _run([], tmp_path, timeout=120, PYTHON=str(fake))  # setup included: nothing is missing here
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [r["status"] for r in _rows(tmp_path / "out")] == ["ok"] * len(STEPS)
+    got = calls.read_text().splitlines()
+    assert len(got) == 5, got
+    assert got[0].startswith("-m pytest -m gpu") and "tests/kernels/test_fused_linear_nll.py" in got[0]
+    assert "tests/scoring/test_scoring_gpu.py" in got[0]
+    assert got[1] == "benchmarks/bench_nll_kernel.py --target-only"
+    assert got[2] == "benchmarks/bench_nll_kernel.py --grid"
+    assert got[3].startswith("benchmarks/bench_scoring.py --device cuda")
+    assert got[4].startswith("-m pplaw.cli.main run tests/pipeline/micro.yaml")
+    assert "plan.sizes=[0.1, 0.2]" in got[4] and got[4].endswith("scoring.dtype=bfloat16")
+    rows = {r["step"]: r for r in _rows(tmp_path / "out")}
+    assert rows["nll_grid"]["limit_s"] == "150"  # its own limit: the 540 s budget leaves more
+
+    # a tight budget: the grid gets only what scoring and pipeline (150 s each) leave, here nothing
+    calls.unlink()
+    proc = _run(["--budget-s", "310"], tmp_path, timeout=120, PYTHON=str(fake))
+    rows = {r["step"]: r for r in _rows(tmp_path / "out")}
+    assert rows["nll_grid"]["status"] == "skipped" and "kept for scoring and pipeline" in rows["nll_grid"]["note"]
+    assert rows["scoring"]["status"] == rows["pipeline"]["status"] == "ok"
+    assert "--grid" not in calls.read_text()
+
+
 def test_a_step_is_skipped_when_the_budget_is_spent(tmp_path):
     fake = _fake_python(tmp_path)
     proc = _run(["--dry-run", "--skip-setup", "--budget-s", "0"], tmp_path, timeout=60, PYTHON=str(fake))
@@ -102,3 +137,23 @@ def test_bad_options_are_refused_with_what_was_expected(tmp_path):
     assert proc.returncode == 2 and "--budget-s 'ten' is not a whole number" in proc.stderr
     proc = _run(["--gpu"], tmp_path, timeout=30)
     assert proc.returncode == 2 and "unknown option '--gpu'" in proc.stderr and "--dry-run" in proc.stderr
+
+
+def test_wheels_lists_the_dependencies_the_gpu_machine_lacks(tmp_path):
+    """gpu_check_wheels.py: the project's dependency closure here, minus what the machine has, at the versions here."""
+    import importlib.metadata as md
+    import re
+
+    names = {re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower() for d in md.distributions()}
+    if not {"datasets", "dill", "multiprocess"} <= names:
+        pytest.skip("needs datasets, dill and multiprocess installed (the project's environment)")
+    have = tmp_path / "have.txt"
+    have.write_text("\n".join(sorted(names - {"datasets", "dill", "multiprocess"})) + "\n")
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check_wheels.py"), "--have", str(have)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    want = [f"{n}=={md.version(n)}" for n in ("datasets", "dill", "multiprocess")]
+    assert proc.stdout.split() == want
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check_wheels.py"), "--have",
+                           str(tmp_path / "nope.txt")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "nope.txt: no such file" in proc.stderr
