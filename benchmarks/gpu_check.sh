@@ -8,7 +8,8 @@
 # tests/benchmarks/test_gpu_check.py, in CI) before a GPU minute is spent. Steps, in order, each under its own
 # time limit; a failed or timed-out step is recorded and the next one runs:
 #   setup        a Python with CUDA torch and the project's dependencies (reused when present)
-#   gpu_tests    pytest -m gpu (kernel vs the float64/fp32 oracle, the scorer on CUDA vs CPU, with_rank)
+#   gpu_tests    pytest of the files holding the gpu-marked tests (kernel vs the float64/fp32 oracle on odd
+#                and real shapes, fp32/fp16/bf16; the scorer on CUDA vs CPU; with_rank)
 #   nll_target   bench_nll_kernel.py --target-only (M=8192 H=4096 V=131072 bf16; dry run: --smoke)
 #   nll_grid     bench_nll_kernel.py --grid, with whatever time the later steps leave (dry run: skipped)
 #   scoring      bench_scoring.py --device cuda (dry run: --device cpu, a few thousand tokens)
@@ -45,7 +46,7 @@ while [ $# -gt 0 ]; do
     --out) OUTDIR=${2:?--out needs a folder}; shift ;;
     --work) WORK=${2:?--work needs a folder}; shift ;;
     --budget-s) BUDGET=${2:?--budget-s needs seconds}; shift ;;
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) echo "gpu_check.sh: unknown option '$1' (expected --dry-run, --skip-setup, --out DIR, --work DIR, --budget-s N)" >&2
        exit 2 ;;
   esac
@@ -206,15 +207,16 @@ if [ ! -s "$WORK/env.json" ]; then "$PY" benchmarks/gpu_check_env.py info >"$WOR
 HAS_LM_EVAL=$("$PY" -c 'import importlib.util as u; print(int(u.find_spec("lm_eval") is not None))' 2>/dev/null || echo 0)
 
 # ---------------------------------------------------------------- (a) pytest -m gpu
-# Only the files that hold gpu-marked tests are collected: a test module elsewhere that needs a package the
-# check does not install (polars, ray) cannot stop the run. Without CUDA (the dry run) tests/conftest.py
-# skips them: that checks the step's plumbing and that every one of them still imports (their real shapes
-# are far too big for the Triton interpreter; the interpreter runs the kernels' small-shape tests in CI).
+# Every test of the files that hold gpu-marked tests: the gpu ones (real shapes, the scorer on CUDA vs CPU,
+# with_rank) and, beside them, the kernel's odd-shape fp32/fp16/bf16 tests against the float64 oracle, which
+# run compiled on CUDA. Only these files are collected, so a test module elsewhere that needs a package the
+# check does not install (polars, ray) cannot stop the run. Without CUDA (the dry run) the odd-shape tests run
+# under the interpreter and tests/conftest.py skips the gpu ones (far too big for the interpreter).
 mapfile -t GPU_FILES < <(grep -rlE 'mark\.gpu\b' tests --include='test_*.py' | sort)
 if [ "${#GPU_FILES[@]}" = 0 ]; then
   skip gpu_tests "no test file under tests/ marks a test gpu"
 else
-  run_step gpu_tests "$L_GPU_TESTS" "$PY" -m pytest -m gpu -q -rs -p no:cacheprovider "${GPU_FILES[@]}"
+  run_step gpu_tests "$L_GPU_TESTS" "$PY" -m pytest -q -rs -p no:cacheprovider "${GPU_FILES[@]}"
 fi
 
 # ---------------------------------------------------------------- (b) the fused kernel

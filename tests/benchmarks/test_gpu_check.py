@@ -50,7 +50,8 @@ def test_dry_run_runs_every_step_on_the_cpu(tmp_path):
     assert doc["dry_run"] is True and doc["device"].startswith("cpu dry-run")
     assert [s["status"] for s in doc["steps"]] == [r["status"] for r in rows]
     keys = doc["key_numbers"]
-    assert "skipped" in keys["gpu_tests"][0]  # the gpu tests are collected, then skipped without CUDA
+    # the kernel's odd-shape tests run under the interpreter; the gpu-marked ones are skipped without CUDA
+    assert "passed" in keys["gpu_tests"][0] and "skipped" in keys["gpu_tests"][0] and "failed" not in keys["gpu_tests"][0]
     assert sum(line.endswith("-> OK") for line in keys["nll_target"]) == 2  # both smoke shapes match the oracle
     assert len([k for k in keys["scoring"] if k.startswith("target >=")]) == 2  # both corpora
     assert any(k.startswith("trained on: cpu") for k in keys["pipeline"]), keys["pipeline"]
@@ -104,7 +105,7 @@ esac
     assert [r["status"] for r in _rows(tmp_path / "out")] == ["ok"] * len(STEPS)
     got = calls.read_text().splitlines()
     assert len(got) == 5, got
-    assert got[0].startswith("-m pytest -m gpu") and "tests/kernels/test_fused_linear_nll.py" in got[0]
+    assert got[0].startswith("-m pytest") and "tests/kernels/test_fused_linear_nll.py" in got[0]
     assert "tests/scoring/test_scoring_gpu.py" in got[0]
     assert got[1] == "benchmarks/bench_nll_kernel.py --target-only"
     assert got[2] == "benchmarks/bench_nll_kernel.py --grid"
