@@ -31,6 +31,9 @@
 # step is started with. $PYTHON: the interpreter (default .venv/bin/python, else python3).
 # Exit status: 0 when every step is ok or skipped, 1 when one failed or timed out (all steps still ran).
 set -euo pipefail
+# the whole script is one brace group, read in full before it runs: editing or checking out this file
+# while a run is under way cannot change what that run does
+{
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 
@@ -166,6 +169,14 @@ setup() {
     missing=$("$PY" benchmarks/gpu_check_env.py missing)
     if [ -n "$missing" ]; then
       echo "missing: $missing"
+      if [ ! -d .whl ] && ! "$PY" -c 'import os, socket, urllib.parse as u
+url = u.urlparse(os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple"))
+socket.create_connection((url.hostname, url.port or 443), timeout=5).close()' 2>/dev/null; then
+        # fail in seconds, not after pip's retries: the later steps that need none of these still run
+        echo "no package index reachable and no .whl/ folder: cannot install $missing" \
+             "(carry wheels made by benchmarks/gpu_check_wheels.py as .whl)"
+        return 1
+      fi
       if [ "$PY" != "$REPO/.venv/bin/python" ]; then
         local base=$PY
         "$base" -m venv .venv
@@ -200,7 +211,9 @@ setup() {
 }
 
 ENV_LOG="$OUTDIR/setup.log"
-run_step setup "$L_SETUP" bash -c "$(declare -f setup); PY='$PY' REPO='$REPO' SKIP_SETUP=$SKIP_SETUP WORK='$WORK' setup"
+export -f setup
+export PY REPO SKIP_SETUP WORK
+run_step setup "$L_SETUP" bash -c setup
 # setup may have made .venv: later steps use it
 if [ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ] && [ "$SKIP_SETUP" = 0 ]; then PY="$REPO/.venv/bin/python"; fi
 if [ ! -s "$WORK/env.json" ]; then "$PY" benchmarks/gpu_check_env.py info >"$WORK/env.json" 2>>"$ENV_LOG" || true; fi
@@ -268,3 +281,4 @@ SUMMARY=(benchmarks/gpu_check_env.py summary --out "$OUTDIR" --env "$WORK/env.js
 "$PY" "${SUMMARY[@]}" 2>/dev/null || python3 "${SUMMARY[@]}"
 if cut -f2 "$TSV" | grep -qxE 'failed|timeout'; then exit 1; fi
 exit 0
+}

@@ -124,6 +124,28 @@ esac
     assert "--grid" not in calls.read_text()
 
 
+def test_setup_without_an_index_or_wheels_fails_fast_and_the_rest_runs(tmp_path):
+    """An offline machine lacking a dependency: setup says what is missing and how to bring it, in seconds."""
+    fake = tmp_path / "fakepy"
+    fake.write_text(f"""#!/usr/bin/env bash
+case "$*" in
+  *"gpu_check_env.py missing"*) echo "lm-eval" ;;
+  *gpu_check_env.py*|-c*) exec {sys.executable} "$@" ;;
+  *) true ;;
+esac
+""")
+    fake.chmod(0o755)
+    if (REPO / ".whl").is_dir():
+        pytest.skip("a .whl/ folder in the checkout: setup would install from it")
+    proc = _run([], tmp_path, timeout=120, PYTHON=str(fake), PIP_INDEX_URL="http://127.0.0.1:9/simple")
+    rows = {r["step"]: r for r in _rows(tmp_path / "out")}
+    assert proc.returncode == 1
+    assert rows["setup"]["status"] == "failed" and int(rows["setup"]["seconds"]) < 30
+    log = (tmp_path / "out" / "setup.log").read_text()
+    assert "cannot install lm-eval" in log and "gpu_check_wheels.py" in log
+    assert all(rows[s]["status"] == "ok" for s in STEPS[1:])  # the steps that need none of it still ran
+
+
 def test_a_step_is_skipped_when_the_budget_is_spent(tmp_path):
     fake = _fake_python(tmp_path)
     proc = _run(["--dry-run", "--skip-setup", "--budget-s", "0"], tmp_path, timeout=60, PYTHON=str(fake))
