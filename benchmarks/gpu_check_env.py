@@ -168,6 +168,10 @@ def summary(args) -> int:
     device = "cpu dry-run (CUDA hidden, TRITON_INTERPRET=1)" if dry else (
         env.get("nvidia_smi") or env.get("gpu") or "no GPU found (torch.cuda.is_available() is False)")
     keys = key_numbers(out, Path(args.run_dir))
+    trained = [k for k in keys.get("pipeline", []) if k.startswith("trained on:")]
+    if not dry and env.get("cuda_available") and trained and "cuda" not in trained[0]:
+        # the point of the step is training on CUDA: a silent fallback to the CPU must not pass for it
+        keys["pipeline"].append("WARNING: torch sees CUDA but the micro run did not train on it")
     doc = {"device": device, "dry_run": dry, "env": env, "budget_s": int(args.budget_s),
            "seconds": int(args.seconds), "steps": rows, "key_numbers": keys}
     (out / "summary.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")

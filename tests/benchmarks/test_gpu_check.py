@@ -180,3 +180,21 @@ def test_wheels_lists_the_dependencies_the_gpu_machine_lacks(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check_wheels.py"), "--have",
                            str(tmp_path / "nope.txt")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "nope.txt: no such file" in proc.stderr
+
+
+def test_summary_warns_when_the_micro_run_trained_on_the_cpu_beside_a_gpu(tmp_path):
+    out, run = tmp_path / "out", tmp_path / "run"
+    (run / "final" / "r0").mkdir(parents=True)
+    (run / "final" / "r0" / "run_record.json").write_text(json.dumps({"environment": {"device": "cpu"}}))
+    out.mkdir()
+    (out / "summary.tsv").write_text("step\tstatus\trc\tseconds\tlimit_s\tnote\npipeline\tok\t0\t9\t150\t\n")
+    env = tmp_path / "env.json"
+    env.write_text(json.dumps({"cuda_available": True, "nvidia_smi": "NVIDIA H100 80GB HBM3, 81559 MiB, 580"}))
+    cmd = [sys.executable, str(REPO / "benchmarks" / "gpu_check_env.py"), "summary", "--out", str(out), "--env",
+           str(env), "--run-dir", str(run)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "device: NVIDIA H100 80GB HBM3" in proc.stdout and "trained on: cpu (1 runs)" in proc.stdout
+    assert "WARNING: torch sees CUDA but the micro run did not train on it" in proc.stdout
+    doc = json.loads((out / "summary.json").read_text())
+    assert doc["steps"][0]["status"] == "ok" and doc["key_numbers"]["pipeline"][-1].startswith("WARNING")
