@@ -2,6 +2,7 @@
 
     python benchmarks/bench_nll_kernel.py                 # all shapes (needs a CUDA GPU)
     python benchmarks/bench_nll_kernel.py --target-only   # M=8192, H=4096, V=131072 only
+    python benchmarks/bench_nll_kernel.py --grid          # the 12-shape grid only (gpu_check.sh: after --target-only)
     python benchmarks/bench_nll_kernel.py --sweep         # time candidate tile configs at the target shape
     python benchmarks/bench_nll_kernel.py --smoke         # tiny shapes; runs on CPU (Triton interpreter) too
 
@@ -31,6 +32,7 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="tiny shapes; CPU (interpreter) allowed; timings meaningless")
     ap.add_argument("--target-only", action="store_true", help="only the target shape M=8192 H=4096 V=131072")
+    ap.add_argument("--grid", action="store_true", help="only the 12-shape grid (no target shape)")
     ap.add_argument("--sweep", action="store_true", help="time candidate tile configs at the target shape")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--iters", type=int, default=10)
@@ -219,7 +221,7 @@ def main():
     if ARGS.sweep:
         sweep()
         return 0
-    shapes = SMOKE_SHAPES if ARGS.smoke else [TARGET] if ARGS.target_only else [TARGET] + SHAPES
+    shapes = SMOKE_SHAPES if ARGS.smoke else [TARGET] if ARGS.target_only else SHAPES if ARGS.grid else [TARGET] + SHAPES
     for m, h, v in shapes:
         rows = run_shape(m, h, v)
         if (m, h, v) == TARGET:
