@@ -2,6 +2,7 @@
 
     python benchmarks/bench_oracle.py RUN_DIR [--seeds 0 1 2] [--top-k 3] [--bench] [--workers 2]
     python benchmarks/bench_oracle.py RUN_DIR --curve 0.05 0.1 0.2 0.3 0.4   # learning curves of the picks
+    python benchmarks/bench_oracle.py RUN_DIR --steps   # are the proxies optimisation-limited?
 
 ``RUN_DIR`` is a finished ``pplaw run``. Its fit stage wrote every contiguous landscape band that holds the
 final budget (``fit/bands.csv``), with the chosen law's prediction at that budget and whether the band lies
@@ -83,7 +84,7 @@ class Oracle:
         self.seeds = [int(s) for s in r.select.seeds]
         self.sweep = json.loads((run / "sweep" / "runs.json").read_text(encoding="utf-8"))
 
-    def spec(self, band: Any, seed: int, tokens: int, tag: str = "b"):
+    def spec(self, band: Any, seed: int, tokens: int, tag: str = "b", overrides: dict[str, Any] | None = None):
         """One run of ``tokens`` tokens sampled uniformly inside ``band`` (``(q_lo, q_hi)`` or its label; the
         final runs' sampler)."""
         band = tuple(_band(band)) if isinstance(band, str) else (float(band[0]), float(band[1]))
@@ -104,6 +105,7 @@ class Oracle:
         opts = SW.cpt_options(self.recipe, self.inp, train_data=self.chunks.dir, run_dir=d, indices=idx_path,
                               tokens=tokens, replay_ratio=self.recipe.select.replay_ratio, seed=seed,
                               bench=self.bench)
+        opts.update(overrides or {})  # e.g. a smaller batch (more optimiser steps on the same data): --steps
         st = stats_both(table, idx)
         meta = {"q_lo": band[0], "q_hi": band[1], "seed": seed, "D": st["tokens"], "target_D": tokens,
                 **{k: st[k] for k in ("mu_ppl", "sigma_ppl", "mu_log_ppl", "sigma_log_ppl")}}
@@ -280,7 +282,7 @@ def run_curve(o: Oracle, fractions: list[float], workers: int) -> dict[str, Any]
     if bs.get("band"):
         bands["best sweep"] = _key(bs["band"])
     todo = []
-    for name, b in dict.fromkeys(bands.items()):
+    for b in dict.fromkeys(bands.values()):  # the selected band is often the best sweep's: train it once
         for f in fractions:
             D = int(round(f * total))
             lo, hi = _band(b)
@@ -305,6 +307,37 @@ def run_curve(o: Oracle, fractions: list[float], workers: int) -> dict[str, Any]
     plt.close(fig)
     rows.drop(columns=["key"]).to_csv(o.out / "curve.csv", index=False)
     return {"curve": rows[["q_lo", "q_hi", "D", "steps", target, "predicted"]].to_dict(orient="records")}
+
+
+def run_steps(o: Oracle, workers: int) -> dict[str, Any]:
+    """Are the proxies optimisation-limited? The best-sweep band at every fitting size and at the final budget,
+    trained on the same subset with the recipe's batch and with half of it (twice the optimiser steps, the same
+    tokens, epochs and schedule shape). A run past the initial transient barely gains from more steps on the
+    same data; a run still in it gains much more. If the proxies gain more than the final run, their loss is
+    inflated by too few steps, and the sweep's trend in D (which is also a trend in steps) over-states what more
+    data buys at the final budget: the law's forecast comes out low."""
+    t = o.recipe.train
+    b = int(t.per_device_train_batch_size)
+    if b < 2:
+        raise SystemExit(f"--steps halves train.per_device_train_batch_size, which is {b}")
+    band = _key((o.fit.get("best_sweep") or o.fit["optimum"])["band"])
+    sizes = [int(d) for d in o.plan.plan["sizes"]] + [o.budget]
+    todo = [o.spec(band, o.seeds[0], D, tag=f"t{bs}_", overrides={"per_device_train_batch_size": bs})
+            for D in sizes for bs in (b, b // 2)]
+    rows = o.train(todo, workers, "oracle: steps check")
+    target = o.recipe.fit.target
+    out = []
+    for D in sizes:
+        r = rows[rows["target_D"] == D]
+        full = r[r["id"].str.startswith(f"t{b}_")]
+        half = r[r["id"].str.startswith(f"t{b // 2}_")]
+        if full.empty or half.empty:
+            continue
+        lf, lh = float(full[target].iloc[0]), float(half[target].iloc[0])
+        out.append({"D": D, "band": band, f"loss_batch{b}": lf, f"loss_batch{b // 2}": lh,
+                    "steps": int(full["steps"].iloc[0]), "steps_half_batch": int(half["steps"].iloc[0]),
+                    "gain_log": math.log(lf / lh)})
+    return {"steps": out, "batch": b}
 
 
 def markdown(res: dict[str, Any]) -> str:
@@ -337,6 +370,8 @@ def main() -> int:
     ap.add_argument("--bench", action="store_true", help="also run the benchmarks (does not change training)")
     ap.add_argument("--curve", type=float, nargs="*", default=None,
                     help="fractions of the corpus: learning curves of the picked bands instead of the oracle")
+    ap.add_argument("--steps", action="store_true",
+                    help="optimisation check: the best-sweep band at each size with the batch and half of it")
     a = ap.parse_args()
     from pplaw.pipeline.stages import RunLock
     from pplaw.runs import write_json_atomic
@@ -353,6 +388,11 @@ def main() -> int:
             write_json_atomic(o.out / "curve.json", res)
             print(pd.DataFrame(res["curve"]).to_string(index=False))
             print(f"plot: {o.out / 'curve.png'}")
+            return 0
+        if a.steps:
+            res = run_steps(o, a.workers)
+            write_json_atomic(o.out / "steps.json", res)
+            print(pd.DataFrame(res["steps"]).to_string(index=False))
             return 0
         res = run_oracle(o, a.top_k, a.workers)
     write_json_atomic(o.out / "oracle.json", res)

@@ -54,6 +54,10 @@ def row(seed: int, s: dict) -> dict:
         "holdout_worst": (tab.get(chosen) or {}).get("holdout_worst_signed"),
         "paper_holdout_mape": (tab.get("perplexity") or {}).get("holdout_mape"),
         "dos_pred_error_pct": 100 * ((s.get("prediction") or {}).get("dos") or {}).get("rel_error", float("nan")),
+        # the forecast's 90% prediction interval (bootstrap + held-out error of form) and whether it covered
+        "pi90_lo": (((s.get("prediction") or {}).get("dos") or {}).get("interval") or [None, None])[0],
+        "pi90_hi": (((s.get("prediction") or {}).get("dos") or {}).get("interval") or [None, None])[1],
+        "pi90_covered": ((s.get("prediction") or {}).get("dos") or {}).get("covered"),
         "mu_ci_width": width, "band_width": lb, "ci_over_band": (width / lb) if width is not None and lb else None,
         "selected": (s.get("selection") or {}).get("selected"),
         # the law's predicted gain of its own band over the best sweep regime, and its held-out gap error
@@ -87,7 +91,20 @@ def main() -> int:
         df.to_csv(out / "table.csv", index=False)
         (out / "table.md").write_text(df.to_markdown(index=False, floatfmt=".4g") + "\n")
         print(df.to_string(index=False, float_format=lambda v: f"{v:.4g}"), flush=True)
+    if rows:
+        print(calibration(pd.DataFrame(rows)), flush=True)
     return 0
+
+
+def calibration(df: pd.DataFrame) -> str:
+    """Issue 30's calibration targets over the seeds run: mean signed forecast error within +-5%, every seed
+    within +-15%, held-out MAPE <= 10%, the 90% interval covering the measurement in >= 7 of 8."""
+    e = df["dos_pred_error_pct"].astype(float)
+    cov = df["pi90_covered"].dropna()
+    return (f"calibration over {len(df)} seeds: mean signed forecast error {e.mean():+.1f}% (target +-5%), "
+            f"within +-15% in {(e.abs() <= 15).sum()}/{len(df)}, held-out MAPE <= 10% in "
+            f"{(df['holdout_mape'].astype(float) <= 10).sum()}/{len(df)}, 90% interval covers in "
+            f"{int(cov.astype(bool).sum())}/{len(cov)}")
 
 
 if __name__ == "__main__":

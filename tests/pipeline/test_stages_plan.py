@@ -160,3 +160,17 @@ def test_validation_at_twice_the_largest_share_survives_rounding_to_tokens(tmp_p
     with pytest.raises(ConfigError, match="plan.validation_sizes: 35,372 tokens is less than 2x"):
         build_plan(table, bins, 20, PlanSection(sizes=[0.05, 0.1], windows=3, mixtures=0, validation_sizes=[0.19]),
                    space="log_ppl", out_dir=tmp_path / "b")
+
+
+def test_validation_runs_repeat_the_budget_bands_at_the_larger_size():
+    # the held-out runs must be the same subset distribution at a larger D (what the final forecast
+    # extrapolates): the budget bands when there are any, spread evenly; windows otherwise or on request
+    from pplaw.pipeline.plan import Regime, validation_regimes
+
+    regs = [Regime(name=f"w{i}", shape="window", bins=[i], quantiles=[(i / 10, (i + 1) / 10)]) for i in range(5)]
+    regs += [Regime(name=f"b{i}", shape="band", bins=[i, i + 1], quantiles=[(i / 10, (i + 2) / 10)])
+             for i in range(3)]
+    assert [r.name for r in validation_regimes(regs, 3)] == ["b0", "b1", "b2"]
+    assert [r.name for r in validation_regimes(regs, 2)] == ["b0", "b2"]
+    assert [r.name for r in validation_regimes(regs, 3, "window")] == ["w0", "w2", "w4"]
+    assert [r.name for r in validation_regimes(regs[:5], 3, "band")] == ["w0", "w2", "w4"]  # no bands: windows

@@ -116,8 +116,14 @@ class PlanSection:
     validation_sizes: list[float] = _f([], "Held-out sizes D (share or tokens, each >= 2x the largest of `sizes`): "
                                            "run at `validation_regimes` regimes, never fitted; the loop scores each "
                                            "candidate law by its error there and picks the law by it.")
-    validation_regimes: int = _f(4, "Regimes (windows spread over the landscape, low to high PPL) run at each "
-                                    "validation size.")
+    validation_regimes: int = _f(4, "Regimes (of validation_family, spread over the landscape, low to high PPL) "
+                                    "run at each validation size.")
+    validation_family: str = _f("band", "Which regimes the held-out runs repeat at the larger size: 'band' (the "
+                                        "budget bands, when plan.budget_bands > 0; windows otherwise): the same "
+                                        "band at a larger D, so the held-out error measures the curve in D of a "
+                                        "fixed subset distribution, the extrapolation the final forecast makes; "
+                                        "'window': windows, widened to hold the size (D and (mu, sigma) change "
+                                        "together).", choices=["band", "window"])
 
 
 @dataclass
