@@ -74,6 +74,11 @@ def fake_run(tmp_path_factory):
                         "D": st["tokens"]})
     subsets.append({"method": "full", "seed": 0, "indices": None, "D": budget, "mu_ppl": 1.0, "sigma_ppl": 1.0})
     _stage(run, "select", {"subsets": subsets, "budget": budget})
+    final = _stage(run, "final", {"runs": "runs.json"})
+    (final / "runs.json").write_text(json.dumps([
+        {"method": "dos", "seed": 0, "status": "ok", "domain_loss": 11.5},
+        {"method": "dos", "seed": 1, "status": "ok", "domain_loss": 11.7},
+        {"method": "dos", "seed": 2, "status": "failed", "domain_loss": None}]))
     (run / "recipe.json").write_text(json.dumps({
         "name": "fake", "model": {"base_model": "org/base-model"}, "corpus": {"domain_data": "org/pubmed-abstracts"},
         "fit": {"space": "ppl", "target": "domain_loss"}}))
@@ -105,7 +110,7 @@ def test_export_run_writes_parquet_shards_and_a_hub_card(fake_run, tmp_path):
     assert meta["source_datasets"] == ["org/pubmed-abstracts"] and meta["base_model"] == "org/base-model"
     # the provenance: landscape, law and its held-out error, band, budget, forecast with interval, commands
     for text in ("3,000 chunks", "law: perplexity", "1.25% on 4 validation runs",
-                 "quantiles 0.35 .. 0.7", "budget: 150,000 tokens", "confidence interval [", "pplaw export RUN --to pub",
+                 "quantiles 0.35 .. 0.7", "budget: 150,000 tokens", "confidence interval [", "; measured 11.6.", "pplaw export RUN --to pub",
                  f"pplaw run {run / 'recipe.yaml'} --out {run}"):
         assert text in body, text
     prov = json.loads((out / "pplaw_provenance.json").read_text())
@@ -175,3 +180,29 @@ def test_push_with_the_hub_unreachable_fails_clearly_and_keeps_the_local_copy(fa
     with pytest.raises(InvalidInputError, match="user/name"):
         pplaw.export_run(run, tmp_path / "p2", push_to_hub="not-a-repo")
     assert not (tmp_path / "p2").exists()  # checked before anything is written
+
+
+def test_pplaw_sample_exports_the_subset_with_a_card(tmp_path, capsys):
+    from pplaw.cli.main import main
+
+    table = _chunks(2500, seed=5).append_column("text", pa.array([f"doc {i}" for i in range(2500)]))
+    scored = tmp_path / "scored"
+    scored.mkdir()
+    pq.write_table(table.slice(0, 1000), scored / "a.parquet")
+    pq.write_table(table.slice(1000), scored / "b.parquet")
+    argv = ["sample", str(scored), "--token-budget", "60000", "--quantile-window", "0.2", "0.6",
+            "--target-mean", "11", "--target-std", "2", "--seed", "4", "--out", str(tmp_path / "s.parquet"),
+            "--export", str(tmp_path / "pub")]
+    assert main(argv) == 0
+    assert "card:" in capsys.readouterr().out
+    chosen = pq.read_table(tmp_path / "s.parquet")
+    back = datasets.load_dataset("parquet", data_files=str(tmp_path / "pub" / "data" / "*.parquet"), split="train")
+    assert sorted(back["chunk_id"]) == sorted(chosen.column("chunk_id").to_pylist())
+    assert set(back.column_names) == set(table.column_names)  # every column of SCORED, the text too
+    meta, body = _card(tmp_path / "pub")
+    assert meta["source_datasets"] == [str(scored)]
+    assert "token-weighted quantiles 0.2..0.6" in body and "budget: 60,000 tokens, seed 4" in body
+    assert "pplaw sample " + str(scored) in body
+    assert main(["sample", str(scored), "--token-budget", "60000", "--out", str(tmp_path / "t.parquet"),
+                 "--export", str(tmp_path / "q"), "--export-format", "zip"]) == 1
+    assert not (tmp_path / "t.parquet").exists()

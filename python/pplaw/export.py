@@ -29,6 +29,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pplaw._io import atomic_write_text, jsonable
 from pplaw.exceptions import HubError, InvalidInputError, RunDirError
 
@@ -170,6 +172,36 @@ def dataset_card(n_rows: int, n_tokens: int | None, fmt: str, provenance: dict[s
 # writing
 
 
+def take_rows(chunks_dir: str | os.PathLike, rows: Any) -> Any:
+    """The rows ``rows`` (positions in the scored chunks behind ``chunks_dir``, a file or a folder: file order
+    then in-file order, as :func:`pplaw.io.read_scored` and the indices files count them) with every column,
+    one file at a time (only the selected rows are held)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pplaw.io import scored_files
+
+    rows = np.sort(np.asarray(rows, dtype=np.int64))
+    if len(rows) == 0:
+        raise InvalidInputError("export: the subset has no rows")
+    parts, start = [], 0
+    for f in scored_files(chunks_dir):
+        if f.suffix.lower() in (".parquet", ".pq"):
+            whole, n = None, pq.ParquetFile(f).metadata.num_rows
+        else:  # JSONL (pplaw sample takes it too): read whole, it has no row-count footer
+            import pyarrow.json as pj
+
+            whole = pj.read_json(f)
+            n = whole.num_rows
+        local = rows[(rows >= start) & (rows < start + n)] - start
+        if len(local):
+            parts.append((pq.read_table(f) if whole is None else whole).take(pa.array(local)))
+        start += n
+    if start <= rows[-1]:
+        raise InvalidInputError(f"the subset's row {int(rows[-1])} is beyond the {start} scored chunks in {chunks_dir}")
+    return pa.concat_tables(parts, promote_options="permissive")
+
+
 def _check_target(to: Path) -> None:
     if to.exists() and not to.is_dir():
         raise RunDirError(f"export: --to {str(to)!r} is a file; choose a folder")
@@ -224,6 +256,12 @@ def export_subset(data: Any, to: str | os.PathLike, *, format: str = "parquet", 
     if push_to_hub:
         push(ds, push_to_hub, to, private=private, token=token)
     return to
+
+
+def export_rows(scored: str | os.PathLike, rows: Any, to: str | os.PathLike, **kwargs: Any) -> Path:
+    """The rows ``rows`` of the scored chunks ``scored`` (a file or folder, as ``pplaw sample`` reads it),
+    every column, exported like :func:`export_subset` (keyword arguments as there)."""
+    return export_subset(take_rows(scored, rows), to, **kwargs)
 
 
 def _check_repo(repo: Any) -> None:

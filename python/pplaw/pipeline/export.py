@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from pplaw.exceptions import InvalidInputError, SerializationError
-from pplaw.export import export_subset
+from pplaw.export import export_subset, take_rows
 
 
 def _manifest(run: Path, stage: str) -> dict[str, Any]:
@@ -35,7 +35,7 @@ def _manifest(run: Path, stage: str) -> dict[str, Any]:
     return m["outputs"]
 
 
-def _json(path: Path) -> dict[str, Any]:
+def _json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
@@ -50,29 +50,6 @@ def pick_subset(subsets: list[dict[str, Any]], method: str, seed: int | None) ->
         raise InvalidInputError(f"method {method!r} is every chunk of the corpus (no subset to export): choose dos, "
                                 "best_sweep, random, lowest_ppl or highest_ppl")
     return cands[0]
-
-
-def take_rows(chunks_dir: Path, rows: np.ndarray) -> Any:
-    """The rows ``rows`` (positions in the scored chunks, file order then in-file order) of every column,
-    one file at a time (only the selected rows are held)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from pplaw.io import scored_files
-
-    rows = np.sort(np.asarray(rows, dtype=np.int64))
-    parts, start = [], 0
-    for f in scored_files(chunks_dir):
-        if f.suffix.lower() not in (".parquet", ".pq"):
-            raise InvalidInputError(f"export reads Parquet shards; {str(f)!r} is not one")
-        n = pq.ParquetFile(f).metadata.num_rows
-        local = rows[(rows >= start) & (rows < start + n)] - start
-        if len(local):
-            parts.append(pq.read_table(f).take(pa.array(local)))
-        start += n
-    if start <= rows[-1]:
-        raise InvalidInputError(f"the subset's row {int(rows[-1])} is beyond the {start} scored chunks in {chunks_dir}")
-    return pa.concat_tables(parts, promote_options="permissive")
 
 
 def provenance(run: Path, item: dict[str, Any]) -> dict[str, Any]:
@@ -112,9 +89,18 @@ def provenance(run: Path, item: dict[str, Any]) -> dict[str, Any]:
         total = int((land.get("summary") or {}).get("n_tokens") or 0) or None
         pool = final_pool(method, D, fit, total) if total else None
         fc = predict(fit_file, item[f"mu_{space}"], item[f"sigma_{space}"], D, pool)
-        measured = ((_json(run / "summary.json").get("prediction") or {}).get(method) or {}).get("measured")
+        measured = _measured(run, method, target)
         prov["forecast"] = {**fc, "target": target.replace("_", " "), "measured": measured}
     return prov
+
+
+def _measured(run: Path, method: str, target: str) -> float | None:
+    """The final runs' measured ``target`` for ``method`` (mean over its finished seeds), when there are any."""
+    final = _json(run / "final" / "stage.json").get("outputs") or {}
+    rows = _json(run / "final" / final["runs"]) if final.get("runs") else []
+    vals = [r[target] for r in rows if r.get("method") == method and r.get("status") == "ok"
+            and r.get(target) is not None]
+    return float(np.mean(vals)) if vals else None
 
 
 def export_run(run_dir: str | Path, to: str | Path, *, method: str = "dos", seed: int | None = None,

@@ -1,6 +1,6 @@
 """The end-to-end loop behind ``pplaw run``, one stage after another (read it top to bottom).
 
-    world -> score -> landscape -> plan -> sweep -> fit -> select -> final -> report
+    world -> score -> landscape -> plan -> sweep -> fit -> select -> final -> export -> report
 
 Every stage writes into its own folder of the run directory and is skipped when re-run with the same
 inputs (:mod:`pplaw.pipeline.stages`); the sweep and the final comparison skip their finished runs one by
@@ -24,6 +24,7 @@ from pplaw.pipeline import preflight as PF
 from pplaw.pipeline import report as RP
 from pplaw.pipeline import select as S
 from pplaw.pipeline import sweep as SW
+from pplaw.pipeline.export import export_run
 from pplaw.pipeline.artefacts import FitArtefact, Inputs, PlanArtefact, RunTable, ScoredChunks, Selection
 from pplaw.pipeline.recipe import RunRecipe, digest
 from pplaw.pipeline.stages import RunLock, Stages, claim_run_dir
@@ -243,7 +244,12 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
     finals = stages.run("final", {"select": sel.outputs, "specs": [s.key for s in fspecs]}, final, mode="always",
                         load=RunTable.load)
 
-    # 6. the report
+    # 6. the DOS subset (first seed) as a publishable dataset: Parquet shards + card (`pplaw export` for others)
+    stages.run("export", {"select": sel.outputs, "final": finals.outputs, "fit": fit.outputs},
+               lambda d: {"subset": export_run(out, d / "subset", method="dos", seed=recipe.select.seeds[0]).name,
+                          "method": "dos", "seed": recipe.select.seeds[0]})
+
+    # 7. the report
     t_report = time.perf_counter()
     timings = stages.timings()
     timings.append({"stage": "report", "seconds": None, "cached": False, "original_seconds": None})
