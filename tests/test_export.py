@@ -206,3 +206,22 @@ def test_pplaw_sample_exports_the_subset_with_a_card(tmp_path, capsys):
     assert main(["sample", str(scored), "--token-budget", "60000", "--out", str(tmp_path / "t.parquet"),
                  "--export", str(tmp_path / "q"), "--export-format", "zip"]) == 1
     assert not (tmp_path / "t.parquet").exists()
+
+
+def test_decode_text_adds_the_chunks_text_with_the_runs_tokenizer(fake_run, tmp_path):
+    import shutil
+
+    from pplaw.synth.base_model import train_tokenizer
+
+    src, _ = fake_run
+    run = tmp_path / "run"
+    shutil.copytree(src, run)
+    tok = train_tokenizer([f"the patient {i} was given dose {i * 3}" for i in range(200)], vocab_size=300)
+    tok.save_pretrained(tmp_path / "tok")
+    recipe = json.loads((run / "recipe.json").read_text())
+    recipe["model"]["tokenizer"] = str(tmp_path / "tok")
+    (run / "recipe.json").write_text(json.dumps(recipe))
+    out = pplaw.export_run(run, tmp_path / "pub", decode_text=True)
+    got = datasets.load_dataset("parquet", data_files=str(out / "data" / "*.parquet"), split="train")
+    assert list(got["text"]) == tok.batch_decode([list(x) for x in got["input_ids"]], skip_special_tokens=True)
+    assert "text" in json.loads((out / "pplaw_provenance.json").read_text())["columns"]

@@ -226,8 +226,11 @@ def export_subset(data: Any, to: str | os.PathLike, *, format: str = "parquet", 
     to = Path(to)
     _check_target(to)
     prov = dict(provenance or {})
-    n_tokens = int(sum(ds.with_format("arrow")[tokens_column].to_pylist())) if tokens_column in ds.column_names \
-        else None
+    n_tokens = None
+    if tokens_column in ds.column_names:
+        import pyarrow.compute as pc
+
+        n_tokens = int(pc.sum(ds.with_format("arrow")[tokens_column]).as_py() or 0)
     n = _n_shards(ds, num_shards)
     to.parent.mkdir(parents=True, exist_ok=True)
     tmp = to.parent / f".{to.name}.partial-{uuid.uuid4().hex[:8]}"
