@@ -134,7 +134,8 @@ def card_body(n_rows: int, n_tokens: int | None, provenance: dict[str, Any]) -> 
             lines.append(f"- target ({sel.get('space', 'ppl')}): mean {_num(sel['mu'])}, std {_num(sel.get('sigma'))}"
                          + (f" ({sel['selected']}: {sel['why']})" if sel.get("selected") and sel.get("why") else ""))
         if sel.get("budget") is not None:
-            lines.append(f"- budget: {int(sel['budget']):,} tokens" + (f", seed {sel['seed']}" if "seed" in sel else ""))
+            seed = f", seed {sel['seed']}" if "seed" in sel else ""
+            lines.append(f"- budget: {int(sel['budget']):,} tokens{seed}")
         if sel.get("achieved"):
             a = sel["achieved"]
             lines.append(f"- achieved: PPL mean {_num(a.get('mean'))}, std {_num(a.get('std'))}, "
@@ -210,7 +211,8 @@ def _check_target(to: Path) -> None:
                           f"marker): pplaw never replaces what it did not write; choose another folder")
 
 
-def export_subset(data: Any, to: str | os.PathLike, *, format: str = "parquet", provenance: dict[str, Any] | None = None,
+def export_subset(data: Any, to: str | os.PathLike, *, format: str = "parquet",
+                  provenance: dict[str, Any] | None = None,
                   num_shards: int | None = None, tokens_column: str = "n_scored", push_to_hub: str | None = None,
                   private: bool | None = None, token: str | None = None) -> Path:
     """Write ``data`` (a ``datasets.Dataset``, a view included, or a pyarrow Table) to the folder ``to``

@@ -135,7 +135,8 @@ def main(argv: list[str]) -> int:
         from pplaw.export import export_rows
 
         folder = export_rows(cfg.input, idx, cfg.export, format=cfg.export_format, provenance={
-            "method": method, "source_dataset": str(cfg.input), "pretty_name": f"{Path(cfg.input).stem}: {method} subset",
+            "method": method, "source_dataset": str(cfg.input),
+            "pretty_name": f"{Path(cfg.input).stem}: {method} subset",
             "selection": {"method": method, "seed": cfg.seed, "budget": cfg.token_budget, "space": cfg.space,
                           "mu": cfg.target_mean, "sigma": cfg.target_std, "achieved": stats["ppl"],
                           "filter": _windows_text(cfg)},

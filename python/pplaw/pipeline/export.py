@@ -65,7 +65,8 @@ def provenance(run: Path, item: dict[str, Any]) -> dict[str, Any]:
     space = (recipe.get("fit") or {}).get("space", "ppl")
     target = (recipe.get("fit") or {}).get("target", "domain_loss")
     opt, lc = fit.get("optimum") or {}, fit.get("law_choice") or {}
-    row = next((r for r in lc.get("table") or [] if r.get("law") == lc.get("chosen")), {}) if lc.get("validated") else {}
+    rows = (lc.get("table") or []) if lc.get("validated") else []  # the chosen law's held-out row
+    row = next((r for r in rows if r.get("law") == lc.get("chosen")), {})
     method, seed, D = item["method"], item["seed"], item["D"]
     band = opt.get("band") if method == "dos" else (fit.get("best_sweep") or {}).get("band") \
         if method == "best_sweep" else None
