@@ -258,8 +258,9 @@ def sample_subset(
       ``"chunk_id"``, used when present) makes the subset independent of row order and sharding.
 
     The subset's token count is within one chunk of ``token_budget``. Returns the selected
-    ``datasets.Dataset`` for a Dataset input (unless ``return_indices=True``), else a sorted numpy
-    ``uint64`` array of logical row indices.
+    ``datasets.Dataset`` for a Dataset input (unless ``return_indices=True``: a view, an indices mapping
+    over the same Arrow table with every column, its fingerprint chained from the input's and the request),
+    else a sorted numpy ``uint64`` array of logical row indices.
     """
     space = _check_space(space)
     budget = _check_budget(token_budget)
