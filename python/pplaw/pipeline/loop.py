@@ -244,10 +244,14 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
     finals = stages.run("final", {"select": sel.outputs, "specs": [s.key for s in fspecs]}, final, mode="always",
                         load=RunTable.load)
 
-    # 6. the DOS subset (first seed) as a publishable dataset: Parquet shards + card (`pplaw export` for others)
-    stages.run("export", {"select": sel.outputs, "final": finals.outputs, "fit": fit.outputs},
-               lambda d: {"subset": export_run(out, d / "subset", method="dos", seed=recipe.select.seeds[0]).name,
-                          "method": "dos", "seed": recipe.select.seeds[0]})
+    # 6. the final subset (first seed) as a publishable dataset: rows + card (`pplaw export` for the others)
+    ex = recipe.export
+    if ex.format != "none":
+        stages.run("export", {"select": sel.outputs, "final": finals.outputs, "fit": fit.outputs,
+                              "export": recipe.to_dict()["export"]},
+                   lambda d: {"subset": export_run(out, d / "subset", method=ex.method, seed=recipe.select.seeds[0],
+                                                   format=ex.format, push_to_hub=ex.push_to_hub).name,
+                              "method": ex.method, "seed": recipe.select.seeds[0]})
 
     # 7. the report
     t_report = time.perf_counter()
