@@ -226,3 +226,31 @@ def test_decode_text_adds_the_chunks_text_with_the_runs_tokenizer(fake_run, tmp_
     got = datasets.load_dataset("parquet", data_files=str(out / "data" / "*.parquet"), split="train")
     assert list(got["text"]) == tok.batch_decode([list(x) for x in got["input_ids"]], skip_special_tokens=True)
     assert any(got["text"]) and "text" in json.loads((out / "pplaw_provenance.json").read_text())["columns"]
+
+
+def test_push_reaches_the_hub_calls_with_the_subset_and_a_parquet_card(fake_run, tmp_path, monkeypatch):
+    """Up to the call: Dataset.push_to_hub gets the exported rows, then the card (Parquet configs) follows."""
+    import huggingface_hub
+
+    from pplaw.exceptions import HubError
+    from pplaw.export import push_export
+
+    calls = []
+    monkeypatch.setattr(datasets.Dataset, "push_to_hub",
+                        lambda self, repo, **kw: calls.append(("data", repo, sorted(self["chunk_id"]))))
+    monkeypatch.setattr(huggingface_hub.DatasetCard, "push_to_hub",
+                        lambda self, repo, **kw: calls.append(("card", repo, self.data.to_dict())))
+    run, _ = fake_run
+    out = pplaw.export_run(run, tmp_path / "pub", format="dataset")
+    assert push_export(out, "me/subset") == "me/subset"
+    rows = pq.read_table(run / "select" / "subsets" / "dos_s0.parquet").column("chunk_id").to_pylist()
+    assert calls[0] == ("data", "me/subset", sorted(rows))
+    assert calls[1][0] == "card" and calls[1][2]["configs"][0]["data_files"][0]["path"] == "data/train-*.parquet"
+
+    def refuse(self, repo, **kw):
+        raise ConnectionError("Hub unreachable")
+
+    monkeypatch.setattr(datasets.Dataset, "push_to_hub", refuse)
+    with pytest.raises(HubError, match="ConnectionError: Hub unreachable.*Nothing is lost"):
+        push_export(out, "me/subset")
+    assert len(datasets.load_from_disk(str(out))) == len(rows)  # the local copy is untouched

@@ -269,6 +269,35 @@ def export_rows(scored: str | os.PathLike, rows: Any, to: str | os.PathLike, **k
     return export_subset(take_rows(scored, rows), to, **kwargs)
 
 
+def load_export(folder: str | os.PathLike) -> Any:
+    """The rows of an export folder as a ``datasets.Dataset`` (either format; Parquet is read into memory)."""
+    import datasets
+
+    folder = Path(folder)
+    try:
+        prov = json.loads((folder / PROVENANCE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise InvalidInputError(f"{str(folder)!r} is not a pplaw export (cannot read its {PROVENANCE}: {err})") from err
+    if prov.get("format") == "dataset":
+        return datasets.load_from_disk(str(folder))
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shards = sorted((folder / "data").glob("train-*.parquet"))
+    if not shards:
+        raise InvalidInputError(f"export {str(folder)!r} has no data/train-*.parquet shards")
+    return datasets.Dataset(pa.concat_tables([pq.read_table(s) for s in shards]))
+
+
+def push_export(folder: str | os.PathLike, repo: str, *, private: bool | None = None,
+                token: str | None = None) -> str:
+    """Push an export folder (:func:`export_subset`'s) to the Hub repo ``repo``; returns ``repo``. The
+    ``pplaw run`` export stage writes the folder, then this pushes it (a failure keeps the folder)."""
+    _check_repo(repo)
+    push(load_export(folder), repo, Path(folder), private=private, token=token)
+    return repo
+
+
 def _check_repo(repo: Any) -> None:
     if not isinstance(repo, str) or repo.count("/") != 1 or not all(repo.split("/")):
         raise InvalidInputError(f"push_to_hub: expected a Hub repo id 'user/name', got {repo!r}")

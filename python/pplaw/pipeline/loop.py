@@ -24,6 +24,7 @@ from pplaw.pipeline import preflight as PF
 from pplaw.pipeline import report as RP
 from pplaw.pipeline import select as S
 from pplaw.pipeline import sweep as SW
+from pplaw.export import push_export
 from pplaw.pipeline.export import export_run
 from pplaw.pipeline.artefacts import FitArtefact, Inputs, PlanArtefact, RunTable, ScoredChunks, Selection
 from pplaw.pipeline.recipe import RunRecipe, digest
@@ -247,11 +248,15 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
     # 6. the final subset (first seed) as a publishable dataset: rows + card (`pplaw export` for the others)
     ex = recipe.export
     if ex.format != "none":
-        stages.run("export", {"select": sel.outputs, "final": finals.outputs, "fit": fit.outputs,
-                              "export": recipe.to_dict()["export"]},
-                   lambda d: {"subset": export_run(out, d / "subset", method=ex.method, seed=recipe.select.seeds[0],
-                                                   format=ex.format, push_to_hub=ex.push_to_hub).name,
-                              "method": ex.method, "seed": recipe.select.seeds[0]})
+        exp = stages.run("export", {"select": sel.outputs, "final": finals.outputs, "fit": fit.outputs,
+                                    "format": ex.format, "method": ex.method},
+                         lambda d: {"subset": export_run(out, d / "subset", method=ex.method, format=ex.format,
+                                                         seed=recipe.select.seeds[0]).name,
+                                    "method": ex.method, "seed": recipe.select.seeds[0]})
+        if ex.push_to_hub:  # its own stage, after the local copy is in place: a failed push is retried on re-run
+            folder = stages.dir("export") / exp["subset"]
+            stages.run("push", {"export": exp, "repo": ex.push_to_hub},
+                       lambda d: {"repo": push_export(folder, ex.push_to_hub)}, mode="inplace")
 
     # 7. the report
     t_report = time.perf_counter()
