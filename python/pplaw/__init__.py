@@ -20,6 +20,10 @@ _LAZY = {
     "select_dos": "pplaw.sampling",
     "subset_stats": "pplaw.sampling",
     "chunk_texts": "pplaw.chunking",
+    "ppl_between": "pplaw.filters",
+    "in_band": "pplaw.filters",
+    "export_subset": "pplaw.export",
+    "export_run": "pplaw.pipeline.export",
     "score_perplexity": "pplaw.scoring",
     "load_runs": "pplaw.runs",
     "run_pipeline": "pplaw.pipeline.loop",
@@ -45,6 +49,9 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs
     from pplaw.chunking import chunk_texts
+    from pplaw.export import export_subset
+    from pplaw.pipeline.export import export_run
+    from pplaw.filters import in_band, ppl_between
     from pplaw.landscape import Landscape
     from pplaw.sampling import sample_subset, select_dos, subset_stats
     from pplaw.scoring import score_perplexity

@@ -72,12 +72,17 @@ class NotBuiltError(PplawError, NotImplementedError):
     """A stage of pplaw that is not implemented yet. Said loudly instead of faking a result."""
 
 
+class HubError(PplawError, RuntimeError):
+    """The Hugging Face Hub could not be reached or refused a push; the message says where the local copy is."""
+
+
 class ClusterError(PplawError, RuntimeError):
     """The cluster a run depends on does not answer as it must (e.g. ``sacct`` fails): run again when it does."""
 
 
 __all__ = [
     "ClusterError",
+    "HubError",
     "PplawError",
     "InvalidInputError",
     "MissingColumnError",

@@ -205,6 +205,20 @@ class Landscape:
         """The mergeable fine grid (a ``pplaw._core.GridCore``)."""
         return self._grid
 
+    def band(self, q_lo: float, q_hi: float, **kwargs: Any) -> Any:
+        """A ``datasets.Dataset.filter`` predicate keeping the chunks between quantiles ``q_lo`` and ``q_hi``
+        of this landscape: ``scored.filter(land.band(0.35, 0.70), batched=True)``. Keyword arguments as
+        :func:`pplaw.filters.in_band` (``weight``, ``keep``, ``seed``, ``ppl_column``)."""
+        from pplaw.filters import in_band
+
+        return in_band(self, q_lo, q_hi, **kwargs)
+
+    def ppl_at(self, q: float, *, weight: str = "tokens") -> float:
+        """The PPL at (token-weighted, or ``weight="chunks"``) quantile ``q``: :func:`pplaw.filters.quantile_ppl`."""
+        from pplaw.filters import quantile_ppl
+
+        return quantile_ppl(self, q, weight=weight)
+
     # ------------------------------------------------------------------------------------------------------
     # merging and persistence
 

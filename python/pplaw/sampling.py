@@ -129,11 +129,21 @@ def _is_dataset(data: Any) -> bool:
     return type(data).__module__.startswith("datasets") and hasattr(data, "select") and hasattr(data, "_indices")
 
 
-def _result(data: Any, indices: pa.Array, return_indices: bool) -> Any:
+def _result(data: Any, indices: pa.Array, return_indices: bool, op: str, request: dict[str, Any]) -> Any:
+    """The selection as ``data.select(idx)`` for a Dataset (an indices mapping over the same Arrow table, no
+    copy of the rows), else the index array.
+
+    The view's fingerprint chains onto the input's: a hash of (input fingerprint, ``op``, the checked
+    ``request``), which determine the subset (seeded, deterministic). That saves ``datasets`` hashing the
+    index array and makes the same call give the same fingerprint (so later ``map``/``filter`` on the view
+    hit their cache)."""
     # uint64 Arrow -> numpy without a copy (no nulls, one buffer).
     idx = np.asarray(indices.to_numpy(zero_copy_only=True), dtype=np.uint64)
     if _is_dataset(data) and not return_indices:
-        return data.select(idx)
+        from pplaw._fingerprint import sha
+
+        fingerprint = sha({"parent": getattr(data, "_fingerprint", None), "op": f"pplaw.{op}", **request})
+        return data.select(idx, new_fingerprint=fingerprint)
     return idx
 
 
@@ -248,8 +258,9 @@ def sample_subset(
       ``"chunk_id"``, used when present) makes the subset independent of row order and sharding.
 
     The subset's token count is within one chunk of ``token_budget``. Returns the selected
-    ``datasets.Dataset`` for a Dataset input (unless ``return_indices=True``), else a sorted numpy
-    ``uint64`` array of logical row indices.
+    ``datasets.Dataset`` for a Dataset input (unless ``return_indices=True``: a view, an indices mapping
+    over the same Arrow table with every column, its fingerprint chained from the input's and the request),
+    else a sorted numpy ``uint64`` array of logical row indices.
     """
     space = _check_space(space)
     budget = _check_budget(token_budget)
@@ -271,7 +282,9 @@ def sample_subset(
         seed=seed,
         **cols.core_kwargs(),
     )
-    return _result(data, indices, return_indices)
+    request = dict(token_budget=budget, target_mean=mean, target_std=std, space=space, ppl_window=pwin,
+                   quantile_window=qwin, seed=seed, columns=cols.names)
+    return _result(data, indices, return_indices, "sample_subset", request)
 
 
 def select_dos(
@@ -316,4 +329,6 @@ def select_dos(
         seed=seed,
         **cols.core_kwargs(),
     )
-    return _result(data, indices, return_indices)
+    request = dict(token_budget=budget, target_mean=mean, target_std=std, space=space, weights=(w_mu, w_s),
+                   seed=seed, columns=cols.names)
+    return _result(data, indices, return_indices, "select_dos", request)

@@ -72,6 +72,18 @@ def test_inconsistent_recipes_are_refused():
         from_dict(RunRecipe, {"world": {}, "train": {"launcher": "accelerate"}})
 
 
+def test_the_export_section_is_checked_up_front():
+    assert from_dict(RunRecipe, {"world": {}}).export.format == "parquet"
+    with pytest.raises(ConfigError, match=r"export\.format: expected one of"):
+        from_dict(RunRecipe, {"world": {}, "export": {"format": "csv"}})
+    with pytest.raises(ConfigError, match=r"export\.method must be one of \['dos', 'random'"):
+        from_dict(RunRecipe, {"world": {}, "export": {"method": "full"}})
+    with pytest.raises(ConfigError, match=r"export\.push_to_hub must be a Hub repo id"):
+        from_dict(RunRecipe, {"world": {}, "export": {"push_to_hub": "no-owner"}})
+    # no export: any method passes (nothing is exported)
+    assert from_dict(RunRecipe, {"world": {}, "export": {"format": "none", "method": "full"}}).export.format == "none"
+
+
 def test_overrides_set_nested_values_as_yaml():
     data = yaml.safe_load(MICRO.read_text())
     out = apply_overrides(data, [("plan.seeds", "[0, 1]"), ("fit.space", "log_ppl"), ("name", "x")])

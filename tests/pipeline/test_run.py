@@ -18,7 +18,7 @@ MICRO = Path(__file__).with_name("micro.yaml")
 REPO = Path(__file__).resolve().parents[2]
 # micro.yaml fails its 40-token runs on purpose: `pplaw run` finishes, lists them and exits 1
 MICRO_RC = 1
-STAGES = ("world", "score", "landscape", "plan", "sweep", "fit", "select", "final")
+STAGES = ("world", "score", "landscape", "plan", "sweep", "fit", "select", "final", "export")
 
 
 def _records(run_dir: Path) -> dict[str, float]:
@@ -52,6 +52,17 @@ def test_micro_run_writes_every_artefact(micro_run):
         data = (out / rel).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, rel
         assert f"src='{rel}'" in html
+    # the DOS subset of the first seed, published: its rows, and a card with the run's provenance
+    import pyarrow.parquet as pq
+
+    seed = json.loads((out / "recipe.json").read_text())["select"]["seeds"][0]
+    pub = out / "export" / "subset"
+    got = pq.read_table(sorted((pub / "data").glob("train-*.parquet"))).column("chunk_id").to_pylist()
+    want = pq.read_table(out / "select" / "subsets" / f"dos_s{seed}.parquet").column("chunk_id").to_pylist()
+    assert sorted(got) == sorted(want)
+    card = (pub / "README.md").read_text()
+    assert "configs:" in card and "base_model:" in card and "held-out error (MAPE)" in card
+    assert f"pplaw run {out / 'recipe.yaml'}" in card and "The law forecasts" in card
 
 
 def test_micro_run_numbers_are_sane(micro_run):

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("pplaw.cli.score", "chunk a corpus and score each chunk's perplexity with the base model"),
     "landscape": ("pplaw.cli.landscape", "build the perplexity landscape of scored chunks (Parquet/JSONL)"),
     "sample": ("pplaw.cli.sample", "draw a subset to a token budget and target PPL mean/std, or by DOS"),
+    "export": ("pplaw.cli.export", "write a finished run's final subset as a publishable dataset (card, Hub push)"),
     "train": ("pplaw.cli.train", "continual pre-training of one run (TRL), also under `accelerate launch`"),
     "evaluate": ("pplaw.cli.evaluate", "held-out losses and lm-eval benchmark suites for a model"),
     "tasks": ("pplaw.cli.tasks", "list or export the benchmark suites' local task data"),

@@ -13,6 +13,7 @@ request and the inputs. Both are written atomically.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,6 +51,11 @@ class SampleConfig:
     chunk_id_column: str = field(
         default="chunk_id", metadata={"help": "stable chunk id column (used when present; '' to ignore it)"}
     )
+    export: str | None = field(
+        default=None, metadata={"help": "also write the subset's rows (every column of SCORED) to this folder as a "
+                                        "publishable dataset with a card (see pplaw export)"})
+    export_format: str = field(default="parquet", metadata={"help": "with --export: parquet (Hub layout) or dataset "
+                                                                    "(save_to_disk)"})
 
 
 def _window(value: list[float] | None, flag: str) -> tuple[float, float] | None:
@@ -68,6 +74,8 @@ def _check(cfg: SampleConfig) -> None:
         raise ConfigError("pplaw sample: --dos needs both --target-mean and --target-std")
     if cfg.dos and (cfg.quantile_window or cfg.ppl_window):
         raise ConfigError("pplaw sample: --quantile-window/--ppl-window apply to target sampling, not to --dos")
+    if cfg.export_format not in ("parquet", "dataset"):
+        raise ConfigError(f"pplaw sample: --export-format must be parquet or dataset, got {cfg.export_format!r}")
     if Path(cfg.out).suffix.lower() not in (".parquet", ".pq"):
         raise ConfigError(f"pplaw sample: --out must be a .parquet file, got {cfg.out!r}")
 
@@ -123,7 +131,25 @@ def main(argv: list[str]) -> int:
         line += f", std {cfg.target_std:g})" if cfg.target_std is not None else ")"
     print(line)
     print(f"wrote {out} and {stats_path}")
+    if cfg.export:
+        from pplaw.export import export_rows
+
+        folder = export_rows(cfg.input, idx, cfg.export, format=cfg.export_format, provenance={
+            "method": method, "source_dataset": str(cfg.input),
+            "pretty_name": f"{Path(cfg.input).stem}: {method} subset",
+            "selection": {"method": method, "seed": cfg.seed, "budget": cfg.token_budget, "space": cfg.space,
+                          "mu": cfg.target_mean, "sigma": cfg.target_std, "achieved": stats["ppl"],
+                          "filter": _windows_text(cfg)},
+            "commands": ["pplaw sample " + " ".join(shlex.quote(a) for a in argv)]}, tokens_column=cfg.tokens_column)
+        print(f"wrote {folder} (card: {folder / 'README.md'})")
     return 0
+
+
+def _windows_text(cfg: SampleConfig) -> str | None:
+    parts = ([f"{cfg.ppl_window[0]:g} <= {cfg.ppl_column} <= {cfg.ppl_window[1]:g}"] if cfg.ppl_window else []) + \
+        ([f"token-weighted quantiles {cfg.quantile_window[0]:g}..{cfg.quantile_window[1]:g}"] if cfg.quantile_window
+         else [])
+    return ", ".join(parts) or None
 
 
 if __name__ == "__main__":

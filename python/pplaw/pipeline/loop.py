@@ -1,6 +1,6 @@
 """The end-to-end loop behind ``pplaw run``, one stage after another (read it top to bottom).
 
-    world -> score -> landscape -> plan -> sweep -> fit -> select -> final -> report
+    world -> score -> landscape -> plan -> sweep -> fit -> select -> final -> export -> report
 
 Every stage writes into its own folder of the run directory and is skipped when re-run with the same
 inputs (:mod:`pplaw.pipeline.stages`); the sweep and the final comparison skip their finished runs one by
@@ -24,6 +24,8 @@ from pplaw.pipeline import preflight as PF
 from pplaw.pipeline import report as RP
 from pplaw.pipeline import select as S
 from pplaw.pipeline import sweep as SW
+from pplaw.export import push_export
+from pplaw.pipeline.export import export_run
 from pplaw.pipeline.artefacts import FitArtefact, Inputs, PlanArtefact, RunTable, ScoredChunks, Selection
 from pplaw.pipeline.recipe import RunRecipe, digest
 from pplaw.pipeline.stages import RunLock, Stages, claim_run_dir
@@ -243,7 +245,20 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
     finals = stages.run("final", {"select": sel.outputs, "specs": [s.key for s in fspecs]}, final, mode="always",
                         load=RunTable.load)
 
-    # 6. the report
+    # 6. the final subset (first seed) as a publishable dataset: rows + card (`pplaw export` for the others)
+    ex = recipe.export
+    if ex.format != "none":
+        exp = stages.run("export", {"select": sel.outputs, "final": finals.outputs, "fit": fit.outputs,
+                                    "format": ex.format, "method": ex.method},
+                         lambda d: {"subset": export_run(out, d / "subset", method=ex.method, format=ex.format,
+                                                         seed=recipe.select.seeds[0]).name,
+                                    "method": ex.method, "seed": recipe.select.seeds[0]})
+        if ex.push_to_hub:  # its own stage, after the local copy is in place: a failed push is retried on re-run
+            folder = stages.dir("export") / exp["subset"]
+            stages.run("push", {"export": exp, "repo": ex.push_to_hub},
+                       lambda d: {"repo": push_export(folder, ex.push_to_hub)}, mode="inplace")
+
+    # 7. the report
     t_report = time.perf_counter()
     timings = stages.timings()
     timings.append({"stage": "report", "seconds": None, "cached": False, "original_seconds": None})

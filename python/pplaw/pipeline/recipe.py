@@ -249,6 +249,17 @@ class BaselinesSection:
 
 
 @dataclass
+class ExportSection:
+    """The final subset, published at the end of the run (export/subset: rows + dataset card; see pplaw export)."""
+
+    format: str = _f("parquet", "parquet (data/train-*.parquet, the Hub's layout), dataset (a save_to_disk folder) "
+                                "or none (no export).", choices=["parquet", "dataset", "none"])
+    method: str = _f("dos", "Which final subset (first seed of select.seeds): dos or a baseline of baselines.methods.")
+    push_to_hub: str | None = _f(None, "Also push it to this Hub dataset repo (user/name); an unreachable Hub fails "
+                                       "the stage with the local copy kept.")
+
+
+@dataclass
 class ReportSection:
     title: str = _f("pplaw run", "Report title.")
     html: bool = _f(True, "Also write report.html next to report.md.")
@@ -272,6 +283,7 @@ class RunRecipe:
     fit: FitSection = field(default_factory=FitSection, metadata={"help": FitSection.__doc__})
     select: SelectSection = field(default_factory=SelectSection, metadata={"help": SelectSection.__doc__})
     baselines: BaselinesSection = field(default_factory=BaselinesSection, metadata={"help": BaselinesSection.__doc__})
+    export: ExportSection = field(default_factory=ExportSection, metadata={"help": ExportSection.__doc__})
     report: ReportSection = field(default_factory=ReportSection, metadata={"help": "Report options."})
     slurm: SlurmSection = field(default_factory=SlurmSection, metadata={"help": SlurmSection.__doc__})
 
@@ -326,6 +338,13 @@ class RunRecipe:
         require(bool(self.select.seeds), "select.seeds", "not be empty", self.select.seeds)
         bad = sorted(set(self.baselines.methods) - set(METHODS))
         require(not bad, "baselines.methods", f"be among {list(METHODS)} (unknown: {bad})", self.baselines.methods)
+        if self.export.format != "none":  # a subset the run makes (full is every chunk: nothing to select)
+            can = ["dos", *(m for m in self.baselines.methods if m != "full")]
+            require(self.export.method in can, "export.method", f"be one of {can}", self.export.method)
+            if self.export.push_to_hub is not None:
+                r = self.export.push_to_hub
+                require(isinstance(r, str) and r.count("/") == 1 and all(r.split("/")), "export.push_to_hub",
+                        "be a Hub repo id 'user/name' or null", r)
         at_least(self.landscape.n_bins, "landscape.n_bins", 2)
         at_least(self.train.workers, "train.workers", 0)
         at_least(self.train.threads_per_worker, "train.threads_per_worker", 0)
