@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -65,6 +66,14 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _escape_help(parser: argparse.ArgumentParser) -> None:
+    """argparse %-formats every help string with the action's attributes: a bare ``%`` in a dataclass's help
+    ("k % tasks", "~20% slower") either crashes ``--help`` or prints the action's dict in its place."""
+    for action in parser._actions:
+        if action.help:
+            action.help = re.sub(r"(?<!%)%(?![(%])", "%%", action.help)
+
+
 def parse_config(
     dataclass_types: Sequence[type],
     argv: Sequence[str] | None = None,
@@ -89,6 +98,7 @@ def parse_config(
         "--config", default=None, metavar="YAML",
         help="YAML file whose keys set defaults for the options below; command-line flags override it",
     )
+    _escape_help(parser)
     values: dict[str, Any] = {}
     if known.config:
         values.update(load_yaml(known.config))
