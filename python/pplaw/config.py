@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import yaml
 
+from pplaw._yaml import load as unique_keys_load
 from pplaw.exceptions import ConfigError
 
 
@@ -51,12 +52,12 @@ def load_causal_lm(ref: str, key: str, **kwargs: Any) -> Any:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, with errors that name the file."""
+    """Read a YAML mapping, with errors that name the file; a key given twice is an error (not last-wins)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = unique_keys_load(path.read_text(encoding="utf-8"), f"config file {str(path)!r}")
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from err
     if data is None:

@@ -24,3 +24,43 @@ def test_every_command_prints_its_help(command, capsys):
         assert "k % tasks == i" in text
     if command == "train":
         assert "~20% slower" in text
+
+
+def test_a_key_given_twice_in_a_recipe_is_an_error_naming_it_and_both_lines(tmp_path):
+    """Item 3: two `plan:` blocks, or a key twice in one section, were last-wins."""
+    from pplaw.config import load_yaml
+    from pplaw.pipeline.recipe import load_recipe
+
+    r = tmp_path / "recipe.yaml"
+    r.write_text("plan:\n  sizes: [0.1]\ntrain:\n  learning_rate: 1.0e-4\nplan:\n  sizes: [0.2]\n")
+    with pytest.raises(ConfigError, match=r"recipe.yaml.*key 'plan' is given twice \(line 1 and line 5\)"):
+        load_recipe(r)
+    r.write_text("train:\n  learning_rate: 1.0e-4\n  epochs: 1\n  learning_rate: 3.0e-4\n")
+    with pytest.raises(ConfigError, match=r"key 'train.learning_rate' is given twice \(line 2 and line 4\)"):
+        load_yaml(r)
+    # a merge key is not a duplicate: explicit keys override the merged ones on purpose
+    r.write_text("base: &b {learning_rate: 1.0}\ntrain:\n  <<: *b\n  learning_rate: 2.0\n")
+    assert load_yaml(r)["train"] == {"learning_rate": 2.0}
+
+
+def test_a_key_given_twice_in_a_command_config_or_an_override_is_an_error(tmp_path, capsys):
+    from pplaw.pipeline.recipe import apply_overrides
+
+    c = tmp_path / "fit.yaml"
+    c.write_text("bootstrap: 3\nseed: 1\nbootstrap: 5\n")
+    assert main(["fit", "runs.csv", "--config", str(c)]) == 1
+    assert "key 'bootstrap' is given twice (line 1 and line 3)" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"key 'a' is given twice"):
+        apply_overrides({}, [("plan.x", "{a: 1, a: 2}")])
+
+
+@pytest.mark.parametrize("value,match", [("!!python/object/apply:os.system [ls]", "could not determine a constructor"),
+                                         ("[1", "expected ',' or ']'"), ("'open", "found unexpected end")])
+def test_law_options_with_a_tag_or_malformed_yaml_is_one_line_naming_the_option(value, match, capsys):
+    """Item 14: a YAML tag or malformed YAML in --law-options was a raw YAML traceback."""
+    assert main(["fit", "runs.csv", "--law-options", f"floor={value}"]) == 1
+    err = capsys.readouterr().err
+    assert "--law-options floor" in err and match in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert main(["fit", "runs.csv", "--law-options", "floor=0.1,floor=0.2"]) == 1
+    assert "key 'floor' is given twice" in capsys.readouterr().err

@@ -31,6 +31,8 @@ from typing import Any, Union
 import yaml
 
 from pplaw._checks import at_least, is_finite, number, require
+from pplaw._yaml import load as yaml_load
+from pplaw._yaml import one_line
 from pplaw.config import borrow
 from pplaw.pipeline.cluster import EXECUTORS, SlurmSection, check_executor
 from pplaw.cpt_options import CPTConfig, TrainingDefaults
@@ -503,9 +505,9 @@ def apply_overrides(data: dict, overrides: list[tuple[str, str]]) -> dict:
     out = json.loads(json.dumps(data))
     for key, raw in overrides:
         try:
-            value = yaml.safe_load(raw)
+            value = yaml_load(raw, f"override {key}={raw!r}")
         except yaml.YAMLError as err:
-            raise ConfigError(f"override {key}={raw!r}: not a YAML value ({err})") from err
+            raise ConfigError(f"override {key}={raw!r}: not a YAML value ({one_line(err)})") from err
         node, parts = out, key.split(".")
         for p in parts[:-1]:
             nxt = node.get(p)
