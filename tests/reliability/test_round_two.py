@@ -64,3 +64,18 @@ def test_law_options_with_a_tag_or_malformed_yaml_is_one_line_naming_the_option(
     assert len(err.strip().splitlines()) == 1, err
     assert main(["fit", "runs.csv", "--law-options", "floor=0.1,floor=0.2"]) == 1
     assert "key 'floor' is given twice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["score", "landscape"])
+def test_out_an_existing_file_is_named_before_any_work(command, tmp_path, capsys):
+    """Item 10: `--out` an existing file ended in mkdir's FileExistsError traceback (landscape: after reading)."""
+    f = tmp_path / "taken.txt"
+    f.write_text("x")
+    data = tmp_path / "nothing.parquet"  # does not exist: the --out check must come first
+    argv = {"score": ["score", "--model", "gpt2", "--data", str(data), "--out", str(f)],
+            "landscape": ["landscape", str(data), "--out", str(f)]}[command]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"--out must be a folder" in err and str(f) in err, err
+    assert main([*argv[:-1], str(f / "sub")]) == 1
+    assert "is a file" in capsys.readouterr().err
