@@ -79,3 +79,37 @@ def test_out_an_existing_file_is_named_before_any_work(command, tmp_path, capsys
     assert f"--out must be a folder" in err and str(f) in err, err
     assert main([*argv[:-1], str(f / "sub")]) == 1
     assert "is a file" in capsys.readouterr().err
+
+
+def _scored(path, n=40, seed=0, ids=True):
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    cols = {"ppl": rng.uniform(2, 9, n), "n_scored": np.full(n, 31, np.int32)}
+    if ids:
+        cols = {"chunk_id": pa.array(range(n), pa.uint64()), **cols}
+    pq.write_table(pa.table(cols), path)
+    return path
+
+
+def test_dos_with_target_std_zero_names_the_weights_the_caller_can_give(tmp_path, capsys):
+    """Item 11: `--target-std 0` asked for `w_s`, which neither the command line nor the API accepted."""
+    from pplaw.exceptions import InvalidInputError
+    from pplaw.sampling import select_dos
+
+    p = _scored(tmp_path / "s.parquet")
+    argv = ["sample", str(p), "--token-budget", "310", "--dos", "--target-mean", "4", "--target-std", "0",
+            "--out", str(tmp_path / "o.parquet")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "--dos-weights W_MU W_SIGMA" in err and "w_s " not in err, err
+    assert main([*argv, "--dos-weights", "1", "1"]) == 0
+    assert (tmp_path / "o.parquet").is_file()
+    import pyarrow.parquet as pq
+
+    with pytest.raises(InvalidInputError, match=r"weights=\(w_mu, w_sigma\)"):
+        select_dos(pq.read_table(p), token_budget=310, target_mean=4.0, target_std=0.0)
+    assert len(select_dos(pq.read_table(p), token_budget=310, target_mean=4.0, target_std=0.0,
+                          weights={"mu": 1, "sigma": 1}, return_indices=True)) == 10
