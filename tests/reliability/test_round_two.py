@@ -113,3 +113,24 @@ def test_dos_with_target_std_zero_names_the_weights_the_caller_can_give(tmp_path
         select_dos(pq.read_table(p), token_budget=310, target_mean=4.0, target_std=0.0)
     assert len(select_dos(pq.read_table(p), token_budget=310, target_mean=4.0, target_std=0.0,
                           weights={"mu": 1, "sigma": 1}, return_indices=True)) == 10
+
+
+def test_a_prediction_interval_that_excludes_the_fit_is_drawn_clipped_not_a_crash():
+    """Item 12: `pplaw fit --bootstrap 3` crashed in matplotlib ('yerr' must not contain negative values) when
+    a percentile interval of a few draws did not contain the fitted value."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from pplaw.laws.plotting import plot_predicted_vs_observed
+
+    y, p = np.array([1.0, 2.0, 3.0]), np.array([1.1, 2.1, 2.9])
+    pi = {"lo": np.array([1.0, 2.2, 2.5]), "hi": np.array([1.2, 2.4, 3.0])}  # run 2: interval above the fit
+    fit = SimpleNamespace(data=SimpleNamespace(y=y, frame=lambda: None), fitted=p, n_boot=3, level=0.9,
+                          predict=lambda frame, interval: pi, metrics={"r2": 0.9, "rmse": 0.1, "mape": 3.0},
+                          law=object(), target="loss")
+    ax = Figure().add_subplot()
+    plot_predicted_vs_observed(fit, ax)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("1 exclude the fitted value (clipped)" in t for t in labels), labels
