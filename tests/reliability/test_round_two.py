@@ -134,3 +134,17 @@ def test_a_prediction_interval_that_excludes_the_fit_is_drawn_clipped_not_a_cras
     plot_predicted_vs_observed(fit, ax)
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert any("1 exclude the fitted value (clipped)" in t for t in labels), labels
+
+
+@pytest.mark.parametrize("flag,value", [("--learning_rate", "nan"), ("--learning_rate", "-1"),
+                                        ("--learning_rate", "inf"), ("--weight_decay", "-0.1"),
+                                        ("--replay_ratio", "1.5")])
+def test_train_refuses_a_bad_training_value_before_any_work(flag, value, tmp_path, capsys):
+    """Item 13: `pplaw train --learning_rate nan|-1` was a torch traceback with run_record.json left at
+    'training'; `inf` trained and then blamed the dtype. Checked as the recipe's train section checks it."""
+    run = tmp_path / "run"
+    rc = main(["train", "--model_name_or_path", str(tmp_path / "no_model"), "--domain_data", str(tmp_path / "d"),
+               "--output_dir", str(run), flag, value])
+    err = capsys.readouterr().err
+    assert rc == 1 and f"pplaw train: {flag} must be" in err, err
+    assert not (run / "run_record.json").exists()
