@@ -148,3 +148,37 @@ def test_train_refuses_a_bad_training_value_before_any_work(flag, value, tmp_pat
     err = capsys.readouterr().err
     assert rc == 1 and f"pplaw train: {flag} must be" in err, err
     assert not (run / "run_record.json").exists()
+
+
+def _api_calls():
+    from pplaw.landscape import Landscape
+    from pplaw.sampling import sample_subset, select_dos
+
+    return {"from_dataset": lambda t: Landscape.from_dataset(t, n_bins=4),
+            "from_arrow": lambda t: Landscape.from_arrow(t, n_bins=4),
+            "sample_subset": lambda t: sample_subset(t, token_budget=100, seed=0),
+            "select_dos": lambda t: select_dos(t, token_budget=100, target_mean=4.0, target_std=1.0)}
+
+
+@pytest.mark.parametrize("call", ["from_dataset", "from_arrow", "sample_subset", "select_dos"])
+def test_the_api_refuses_what_the_command_line_refuses(call):
+    """Item 4: the API took a PPL column below 1 and repeated chunk ids, which `pplaw landscape/sample` refuse;
+    now one check (pplaw._columns) serves both."""
+    import datasets
+    import numpy as np
+    import pyarrow as pa
+
+    from pplaw.exceptions import InvalidInputError
+
+    fn = _api_calls()[call]
+    n = 20
+    ppl = np.linspace(2, 9, n)
+    good = pa.table({"chunk_id": pa.array(range(n), pa.uint64()), "ppl": ppl, "n_scored": np.full(n, 31)})
+    as_input = (lambda t: datasets.Dataset(t)) if call == "from_dataset" else (lambda t: t)
+    fn(as_input(good))
+    low = good.set_column(1, "ppl", pa.array(np.r_[0.5, ppl[1:]]))
+    with pytest.raises(InvalidInputError, match=r"column 'ppl' has 1 value\(s\) below 1 \(min 0.5\)"):
+        fn(as_input(low))
+    dup = good.set_column(0, "chunk_id", pa.array([0, *range(n - 1)], pa.uint64()))
+    with pytest.raises(InvalidInputError, match=r"column 'chunk_id' has 1 repeated value\(s\), e.g. 0 2 times"):
+        fn(as_input(dup))
