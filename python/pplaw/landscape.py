@@ -214,10 +214,14 @@ class Landscape:
     def merge(self, other: "Landscape") -> "Landscape":
         """Combine two landscapes of disjoint shards through their fine grids (exact, order-independent).
 
-        The result has grid-resolution quantiles (see the module doc) and ``n_bins`` of ``self``.
+        The result has grid-resolution quantiles (see the module doc) and the landscapes' common ``n_bins``:
+        two landscapes with different ``n_bins`` are refused, so that ``a.merge(b) == b.merge(a)``.
         """
         if not isinstance(other, Landscape):
             raise InvalidInputError(f"merge: expected a Landscape, got {type(other).__name__}")
+        if other._n_bins != self._n_bins:
+            raise InvalidInputError(f"merge: the landscapes have different n_bins ({self._n_bins} and "
+                                    f"{other._n_bins}); build the shards with the same n_bins")
         return Landscape(grid=self._grid.merge(other._grid), n_bins=self._n_bins, columns=self.columns)
 
     @classmethod

@@ -182,3 +182,19 @@ def test_the_api_refuses_what_the_command_line_refuses(call):
     dup = good.set_column(0, "chunk_id", pa.array([0, *range(n - 1)], pa.uint64()))
     with pytest.raises(InvalidInputError, match=r"column 'chunk_id' has 1 repeated value\(s\), e.g. 0 2 times"):
         fn(as_input(dup))
+
+
+def test_merging_landscapes_of_different_n_bins_is_refused_not_first_wins():
+    """Item 6: a.merge(b) kept a's n_bins, so a.merge(b) != b.merge(a)."""
+    import numpy as np
+
+    from pplaw.exceptions import InvalidInputError
+    from pplaw.landscape import Landscape
+
+    ppl, tokens = np.linspace(2, 9, 50), np.full(50, 31)
+    a, b = Landscape.from_arrays(ppl[:25], tokens[:25], n_bins=5), Landscape.from_arrays(ppl[25:], tokens[25:], n_bins=10)
+    for x, y in ((a, b), (b, a)):
+        with pytest.raises(InvalidInputError, match=r"different n_bins \((5 and 10|10 and 5)\)"):
+            x.merge(y)
+    c = Landscape.from_arrays(ppl[25:], tokens[25:], n_bins=5)
+    np.testing.assert_array_equal(a.merge(c).quantiles, c.merge(a).quantiles)
