@@ -184,6 +184,10 @@ def read_scored(
     from tqdm.auto import tqdm
 
     files = scored_files(path)
+    # chunk_id is read even when the caller does not need it: every reader (`pplaw landscape` as `pplaw
+    # sample`) refuses a copied shard, instead of the landscape counting its chunks twice
+    want = list(optional)
+    optional = [*want, "chunk_id"] if "chunk_id" not in (*required, *want) else want
     total = _count_rows(files)
     show = progress if progress is not None else (len(files) > 1 or (total or 0) >= PROGRESS_MIN_ROWS)
     tables, counts = [], []
@@ -203,6 +207,8 @@ def read_scored(
         raise EmptyInputError(f"input {str(path)!r} has no rows")
     check_unique_ids(table, "chunk_id", f"scored chunks {str(path)!r}")
     check_ppl_at_least_one(table, ppl_column, f"scored chunks {str(path)!r}")
+    if "chunk_id" in table.column_names and "chunk_id" not in (*required, *want):
+        table = table.drop_columns(["chunk_id"])
     return table, files, counts
 
 

@@ -198,3 +198,21 @@ def test_merging_landscapes_of_different_n_bins_is_refused_not_first_wins():
             x.merge(y)
     c = Landscape.from_arrays(ppl[25:], tokens[25:], n_bins=5)
     np.testing.assert_array_equal(a.merge(c).quantiles, c.merge(a).quantiles)
+
+
+def test_landscape_refuses_a_copied_shard_as_sample_does(tmp_path, capsys):
+    """Item 5: on a folder of shards without summary.yaml, `pplaw landscape` counted a copied shard twice
+    (no warning) while `pplaw sample` refused the same folder."""
+    import shutil
+
+    d = tmp_path / "shards"
+    d.mkdir()
+    _scored(d / "a.parquet", n=20)
+    shutil.copy(d / "a.parquet", d / "b.parquet")
+    assert main(["landscape", str(d), "--out", str(tmp_path / "land"), "--no_plot", "true"]) == 1
+    err_landscape = capsys.readouterr().err
+    assert main(["sample", str(d), "--token-budget", "100", "--out", str(tmp_path / "s.parquet")]) == 1
+    err_sample = capsys.readouterr().err
+    for err in (err_landscape, err_sample):
+        assert "column 'chunk_id' has 20 repeated value(s)" in err, err
+    assert not (tmp_path / "land" / "landscape.json").exists()
