@@ -216,3 +216,21 @@ def test_landscape_refuses_a_copied_shard_as_sample_does(tmp_path, capsys):
     for err in (err_landscape, err_sample):
         assert "column 'chunk_id' has 20 repeated value(s)" in err, err
     assert not (tmp_path / "land" / "landscape.json").exists()
+
+
+def test_dos_taking_the_whole_landscape_is_said(tmp_path):
+    """Item 7: when the budget reaches the whole corpus, DOS's subsets equal the random baseline's and nothing
+    said so. The loop prints this note and the report shows it next to the comparison (summary.json: notes)."""
+    import pyarrow.parquet as pq
+
+    from pplaw.pipeline.recipe import load_recipe
+    from pplaw.pipeline.select import select_subsets, whole_corpus_note
+
+    table = pq.read_table(_scored(tmp_path / "s.parquet", n=30))
+    recipe = load_recipe(overrides=[("baselines.methods", "[random, lowest_ppl]"), ("select.seeds", "[0]")])
+    opt = {"mu": 4.0, "sigma": 1.0}
+    items = select_subsets(table, recipe, opt, 30 * 31, tmp_path / "sel")
+    note = whole_corpus_note(items, table.num_rows)
+    assert note and "DOS selected the whole landscape (all 30 chunks, 930 tokens)" in note
+    assert "equal those of lowest_ppl, random" in note
+    assert whole_corpus_note(select_subsets(table, recipe, opt, 10 * 31, tmp_path / "sel2"), table.num_rows) is None

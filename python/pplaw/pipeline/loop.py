@@ -228,6 +228,9 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
                      lambda d: {"subsets": S.select_subsets(table, recipe, fit.optimum, budget, d,
                                                             best_sweep=fit.best_sweep),
                                 "budget": budget}, load=Selection.load)
+    notes = [n for n in [S.whole_corpus_note(sel.subsets, table.num_rows)] if n]
+    for note in notes:  # said on the terminal and in the report, also when the stage was up to date
+        stages.log(f"[select] note: {note}")
     fspecs = final_specs(recipe, inp, chunks, bench, sel, stages.dir("final"))
 
     def final(d: Path) -> dict[str, Any]:
@@ -249,7 +252,7 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
     timings.append({"stage": "report", "seconds": None, "cached": False, "original_seconds": None})
     ctx = RP.ReportContext(out=out, recipe=recipe, inputs=inp, table=table, landscape=land, plan=plan.plan,
                            sweep=sw.rows, fit=fit.outputs, budget=budget, region=region, finals=finals.rows,
-                           timings=timings,
+                           timings=timings, notes=notes,
                            total_seconds=time.perf_counter() - t_start)
     summary = RP.write_report(ctx)
     timings[-1]["seconds"] = time.perf_counter() - t_report
