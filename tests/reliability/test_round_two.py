@@ -234,3 +234,37 @@ def test_dos_taking_the_whole_landscape_is_said(tmp_path):
     assert note and "DOS selected the whole landscape (all 30 chunks, 930 tokens)" in note
     assert "equal those of lowest_ppl, random" in note
     assert whole_corpus_note(select_subsets(table, recipe, opt, 10 * 31, tmp_path / "sel2"), table.num_rows) is None
+
+
+@pytest.mark.parametrize("override,match", [
+    (("select.budget", "5.0"), r"select.budget = 5.0 is read as 5 tokens, less than one chunk"),
+    (("select.budget", "1500.5"), r"select.budget = 1500.5: a size > 1 is a number of tokens and must be a whole"),
+    (("plan.validation_sizes", "[0.15]"), r"plan.validation_sizes: 0.15 is less than 2x the largest of plan.sizes"),
+    (("plan.windows", "2"), r"at most 4 fitting runs .* fewer than the 7 free parameters of fit.laws entry "
+                            r"'perplexity'"),
+])
+def test_a_grid_the_recipe_alone_rules_out_is_refused_before_any_work(override, match, tmp_path):
+    """Item 8: a budget read as a few tokens, held-out sizes below 2x the fitting sizes and a grid too small for
+    the law are refused before anything runs (the run directory is not even made)."""
+    from pplaw.pipeline.loop import run_pipeline
+    from pplaw.pipeline.recipe import load_recipe
+
+    extra = [("plan.mixtures", "0"), ("plan.budget_bands", "0"), ("plan.sizes", "[0.05, 0.1]"),
+             ("fit.laws", "[perplexity]")] if override[0] == "plan.windows" else []
+    recipe = load_recipe(overrides=[*extra, override])
+    with pytest.raises(ConfigError, match=match):
+        run_pipeline(recipe, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_sizes_are_checked_against_the_corpus_right_after_scoring():
+    """Item 8: a budget above the corpus, or a share that is less than one chunk of it, is refused once the
+    corpus's token count is known, before the landscape, the plan and the sweep."""
+    from pplaw.pipeline.preflight import check_sizes
+    from pplaw.pipeline.recipe import load_recipe
+
+    check_sizes(load_recipe(), 1_000_000)
+    with pytest.raises(ConfigError, match=r"select.budget = 2000000.0 asks for 2,000,000 tokens but the corpus holds"):
+        check_sizes(load_recipe(overrides=[("select.budget", "2000000")]), 1_000_000)
+    with pytest.raises(ConfigError, match=r"select.budget = 1e-05 is 10 tokens .* less than one chunk"):
+        check_sizes(load_recipe(overrides=[("select.budget", "1.0e-5")]), 1_000_000)

@@ -149,6 +149,7 @@ def run_pipeline(recipe: RunRecipe, out_dir: str | Path, log: Callable[[str], No
     ``detach`` (``train.executor: slurm``): submit the sweep's (or the final) runs as jobs and return
     ``{"detached": {"stage", "jobs_file", "n_jobs"}}`` instead of waiting; run again to collect them."""
     PF.check_paths(recipe)
+    PF.check_grid(recipe)
     if detach and (recipe.train.executor != "slurm" or recipe.slurm.cluster != "slurm"):
         raise ConfigError(f"--detach needs train.executor=slurm and slurm.cluster=slurm (jobs that outlive this "
                           f"process), got train.executor={recipe.train.executor!r}, "
@@ -186,6 +187,7 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
     chunks = stages.run("score", {"inp": inp.score_key(), "scoring": recipe.to_dict()["scoring"]},
                         lambda d: score_corpus(recipe, inp, d), mode="inplace", load=ScoredChunks.load)
     score, table = chunks.outputs, chunks.table
+    PF.check_sizes(recipe, int(np.asarray(table.column("n_scored")).sum()))  # before the landscape and plan
 
     # 2. the landscape and the fitting grid
     land = stages.run("landscape", {"score": score, "landscape": recipe.to_dict()["landscape"]},
