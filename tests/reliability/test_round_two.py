@@ -268,3 +268,74 @@ def test_sizes_are_checked_against_the_corpus_right_after_scoring():
         check_sizes(load_recipe(overrides=[("select.budget", "2000000")]), 1_000_000)
     with pytest.raises(ConfigError, match=r"select.budget = 1e-05 is 10 tokens .* less than one chunk"):
         check_sizes(load_recipe(overrides=[("select.budget", "1.0e-5")]), 1_000_000)
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_ray_address_nothing_answers_at_fails_fast_before_any_work(tmp_path):
+    """Items 2 and 9: `train.ray_address` with nothing listening hung in ray.init; now one error within a few
+    seconds, naming the address and what was tried, before the run directory is made."""
+    import socket
+    import time
+
+    from pplaw.pipeline.loop import run_pipeline
+    from pplaw.pipeline.reach import check_ray_address
+    from pplaw.pipeline.recipe import load_recipe
+
+    port = _free_port()
+    recipe = load_recipe(overrides=[("train.executor", "ray"), ("train.ray_address", f"127.0.0.1:{port}")])
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError, match=rf"train.ray_address '127.0.0.1:{port}': nothing answers at "
+                                          rf"127.0.0.1:{port} \(a TCP connection, tried for 5 s"):
+        run_pipeline(recipe, tmp_path / "run")
+    assert time.monotonic() - t0 < 30 and not (tmp_path / "run").exists()
+    with socket.socket() as srv:  # something listening: passes
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        check_ray_address(f"127.0.0.1:{srv.getsockname()[1]}", timeout=2)
+    check_ray_address(None), check_ray_address("auto")
+
+
+def test_a_ray_client_address_without_ray_client_names_what_to_install(monkeypatch):
+    import importlib.util
+
+    from pplaw.pipeline import reach
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(reach.importlib.util, "find_spec", lambda m: None if m == "grpc" else real(m))
+    with pytest.raises(ConfigError, match=r"'ray://head:10001' is a Ray Client address .* pip install 'ray\[client\]'"):
+        reach.check_ray_address("ray://head:10001")
+
+
+def test_an_unknown_slurm_partition_is_named_before_any_work(tmp_path, monkeypatch, capsys):
+    """Item 9: `slurm.partition=nosuchpartition` failed only when the sweep was submitted; `sinfo -p PART -h`
+    must list it (a fake sinfo here: no cluster needed)."""
+    from pplaw.pipeline.reach import check_slurm_partition
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    sinfo = bin_dir / "sinfo"
+    sinfo.write_text('#!/bin/sh\nfor a in "$@"; do [ "$prev" = "-p" ] && p="$a"; prev="$a"; done\n'
+                     'if [ -z "$p" ]; then echo "gpu*"; echo cpu; elif [ "$p" = gpu ] || [ "$p" = cpu ]; then '
+                     'echo "$p"; fi\n')
+    sinfo.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    check_slurm_partition("gpu")
+    with pytest.raises(ConfigError, match=r"slurm.partition 'nosuchpartition': `sinfo -p nosuchpartition -h -o %P` "
+                                          r"lists no such partition; the partitions here: cpu, gpu"):
+        check_slurm_partition("nosuchpartition")
+    assert main(["score", "--model", "m", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--slurm",
+                 str(_slurm_yaml(tmp_path))]) == 1
+    assert "slurm.partition 'nosuchpartition'" in capsys.readouterr().err
+
+
+def _slurm_yaml(tmp_path):
+    p = tmp_path / "slurm.yaml"
+    p.write_text("slurm:\n  partition: nosuchpartition\n")
+    return p

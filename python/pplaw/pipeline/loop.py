@@ -150,6 +150,7 @@ def run_pipeline(recipe: RunRecipe, out_dir: str | Path, log: Callable[[str], No
     ``{"detached": {"stage", "jobs_file", "n_jobs"}}`` instead of waiting; run again to collect them."""
     PF.check_paths(recipe)
     PF.check_grid(recipe)
+    PF.check_reachable(recipe)  # a silent Ray address or unknown partition: one error now, not a hang
     if detach and (recipe.train.executor != "slurm" or recipe.slurm.cluster != "slurm"):
         raise ConfigError(f"--detach needs train.executor=slurm and slurm.cluster=slurm (jobs that outlive this "
                           f"process), got train.executor={recipe.train.executor!r}, "

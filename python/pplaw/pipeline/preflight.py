@@ -8,6 +8,8 @@ is read; this module checks what needs the file system or the training and evalu
 - :func:`check_grid` (before anything runs): the sizes' arithmetic that the recipe alone decides (a size
   > 1 is a whole number of tokens and at least one chunk; held-out sizes >= 2x the fitting sizes when both
   are token counts or both shares; enough fitting runs for every candidate law's free parameters);
+- :func:`check_reachable` (before anything runs): the executor's cluster answers (Ray address, Slurm
+  partition), within a few seconds;
 - :func:`check_runs` (once the inputs are known, before scoring): one run's ``pplaw train`` options parse
   (``train.args`` typos, bad values) and every benchmark task resolves;
 - :func:`check_sizes` (once the corpus's token count is known, right after scoring, before the landscape,
@@ -74,6 +76,18 @@ def check_grid(recipe: RunRecipe) -> None:
                 f"+ plan.budget_bands {p.budget_bands}) x {len(p.sizes)} plan.sizes x {len(p.replay_ratios)} "
                 f"plan.replay_ratios x {len(p.seeds)} plan.seeds), fewer than the {n_free} free parameters of "
                 f"fit.laws entry {spec!r}: add regimes or sizes, or drop that law")
+
+
+def check_reachable(recipe: RunRecipe) -> None:
+    """The executor's cluster answers (:mod:`pplaw.pipeline.reach`, bounded in time): the Ray address, the
+    Slurm partition. Before any work, instead of a hang or a failure once the sweep is submitted."""
+    from pplaw.pipeline.reach import check_ray_address, check_slurm_partition
+
+    t = recipe.train
+    if t.executor == "ray":
+        check_ray_address(t.ray_address)
+    if t.executor == "slurm" and recipe.slurm.cluster == "slurm":
+        check_slurm_partition(recipe.slurm.partition)
 
 
 def check_sizes(recipe: RunRecipe, total_tokens: int) -> None:
