@@ -192,7 +192,8 @@ def test_merging_landscapes_of_different_n_bins_is_refused_not_first_wins():
     from pplaw.landscape import Landscape
 
     ppl, tokens = np.linspace(2, 9, 50), np.full(50, 31)
-    a, b = Landscape.from_arrays(ppl[:25], tokens[:25], n_bins=5), Landscape.from_arrays(ppl[25:], tokens[25:], n_bins=10)
+    a = Landscape.from_arrays(ppl[:25], tokens[:25], n_bins=5)
+    b = Landscape.from_arrays(ppl[25:], tokens[25:], n_bins=10)
     for x, y in ((a, b), (b, a)):
         with pytest.raises(InvalidInputError, match=r"different n_bins \((5 and 10|10 and 5)\)"):
             x.merge(y)
