@@ -32,7 +32,7 @@ pd = pytest.importorskip("pandas")
 
 def corpus(n, *, equal=False, seed=0, ties=True):
     rng = np.random.default_rng(seed)
-    ppl = np.exp(rng.normal(2.5, 0.8, n))
+    ppl = np.maximum(1.0, np.exp(rng.normal(2.5, 0.8, n)))  # a PPL is >= 1 (issue 25)
     if ties:
         ppl[::5] = np.maximum(np.round(ppl[::5]), 1.0)  # repeated values exercise the tie rules
     tokens = np.full(n, 512, dtype=np.int64) if equal else rng.integers(1, 2048, n).astype(np.int64)
@@ -178,7 +178,7 @@ def _peak_rss_delta(fn):
 def test_no_copy_of_the_ppl_column_rss():
     n = 4_000_000  # 32 MB of float64 PPL
     rng = np.random.default_rng(0)
-    ppl = np.exp(rng.normal(2.5, 0.8, n))
+    ppl = np.maximum(1.0, np.exp(rng.normal(2.5, 0.8, n)))  # a PPL is >= 1 (issue 25)
     tokens = np.full(n, 512, dtype=np.int32)
     ds_table = pa.table({"ppl": ppl, "n_scored": tokens})
     Landscape.from_arrays(ppl[:1000], tokens[:1000])  # warm up thread pools and allocator

@@ -34,7 +34,7 @@ PROPS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCh
 
 def corpus(n, *, equal, seed, sigma=0.6):
     rng = np.random.default_rng(seed)
-    ppl = np.exp(rng.normal(2.3, sigma, n))
+    ppl = np.maximum(1.0, np.exp(rng.normal(2.3, sigma, n)))  # a PPL is >= 1 (issue 25)
     tokens = np.full(n, 256, dtype=np.int64) if equal else rng.integers(64, 1024, n).astype(np.int64)
     return pa.table({"ppl": ppl, "n_scored": tokens, "chunk_id": rng.permutation(n).astype(np.uint64) * 3 + 1})
 

@@ -74,3 +74,16 @@ def one_of(value: Any, key: str, choices: Iterable[Any], *, what: str | None = N
     """``value`` in ``choices`` (``what``: how the message lists them; default ``one of [...]``)."""
     choices = list(choices)
     require(value in choices, key, f"be {what or f'one of {choices}'}", value)
+
+
+def folder(value: Any, key: str) -> None:
+    """A path that is a folder or can be created as one: neither it nor a parent is an existing file. Checked
+    before any work, so that a run does not end in ``mkdir``'s ``FileExistsError`` traceback."""
+    from pathlib import Path
+
+    path = Path(str(value)).expanduser()
+    for q in (path, *path.parents):
+        if q.exists() or q.is_symlink():
+            why = "" if q == path else f" ({str(q)!r} is a file)"
+            require(q.is_dir(), key, f"be a folder or a path where one can be made, not a file{why}", str(value))
+            return

@@ -306,6 +306,16 @@ def _finish(
     n_rows = len(rows) if rows is not None else len(cols[PPL])
     if n_rows == 0:
         raise EmptyInputError(f"the {kind} has no rows: a landscape or a subset needs at least one chunk")
+    # the same value checks as the command line's readers (pplaw.io.read_scored), on the rows that are used
+    # (a mapping that points past the columns is left to the core, whose error says so)
+    try:
+        used = cols if rows is None else {role: col.take(rows) for role, col in cols.items() if role != TOKENS}
+    except (pa.ArrowIndexError, IndexError):
+        used = {}
+    if PPL in used:
+        check_ppl_values(used[PPL], what[PPL])
+    if CHUNK_ID in used:
+        check_unique_values(used[CHUNK_ID], what[CHUNK_ID], nulls=rows is None)
     return Columns(
         ppl=cols[PPL],
         tokens=cols[TOKENS],
@@ -315,6 +325,42 @@ def _finish(
         source=kind,
         names=labels,
     )
+
+
+PPL_ROUNDOFF = 1e-3  # a perplexity below 1 - this is no rounding of exp(mean NLL >= 0): the column is not a PPL
+
+
+def check_ppl_values(col: ArrowColumn, what: str) -> int:
+    """Refuse a PPL column (``what``: "column 'ppl'") with values below 1: a perplexity is ``exp(mean NLL)
+    >= 1``, so such a column is a log-PPL, a loss or something else, and every bin, window and fit built on it
+    would be silently wrong. Values within :data:`PPL_ROUNDOFF` under 1 (float round-off of a near-perfect
+    prediction) pass. Returns how many values are below 1. One check for the API and the command line."""
+    if not pa.types.is_floating(col.type) or len(col) == 0:
+        return 0
+    n = int(pc.sum(pc.less(col, 1.0)).as_py() or 0)
+    # NaN, inf and PPL <= 0 are the core's to name (with the row); here: a positive value that is no PPL
+    bad = int(pc.sum(pc.and_(pc.greater(col, 0.0), pc.less(col, 1.0 - PPL_ROUNDOFF))).as_py() or 0)
+    if bad:
+        low = pc.min(pc.filter(col, pc.greater(col, 0.0))).as_py()
+        raise InvalidInputError(
+            f"{what} has {bad} value(s) below 1 (min {low:.4g}); a perplexity is exp(mean NLL) "
+            f">= 1, so this is not a PPL column (a log-PPL? then exponentiate it; a loss? then PPL = exp(loss))")
+    return n
+
+
+def check_unique_values(col: ArrowColumn, what: str, *, nulls: bool = True) -> None:
+    """Refuse repeated (and, with ``nulls``, null) values in an id column (``what``: "column 'chunk_id'"):
+    repeated chunk ids make sampling ignore its seed and the landscape count chunks twice. One check for the
+    API and the command line."""
+    if nulls and col.null_count:
+        raise InvalidInputError(f"{what} has {col.null_count} null value(s) (first at row {_first_null(col)}); "
+                                f"every row needs an id")
+    counts = pc.value_counts(col.drop_null() if col.null_count else col)
+    dup = counts.filter(pc.greater(counts.field("counts"), 1))
+    if len(dup):
+        ex = dup[0].as_py()
+        raise InvalidInputError(f"{what} has {len(dup)} repeated value(s), e.g. {ex['values']!r} {ex['counts']} "
+                                f"times (a copied shard, or repeated document ids?); ids must be unique")
 
 
 def as_selection(selection: Any, n_rows: int) -> pa.Array:

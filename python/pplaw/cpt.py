@@ -34,7 +34,7 @@ from pplaw._checks import require
 from pplaw._io import jsonable
 from pplaw.config import borrow
 from pplaw.cpt_data import build_mixture, check_ratio, load_table, subset_stats
-from pplaw.cpt_options import DTYPES, CPTConfig, TrainingDefaults  # noqa: F401  (re-exported)
+from pplaw.cpt_options import DTYPES, CPTConfig, TrainingDefaults, check_training  # noqa: F401  (re-exported)
 from pplaw.evaluate import EvalConfig, evaluate_run, wants_evaluation
 from pplaw.exceptions import ConfigError
 from pplaw.io import read_indices
@@ -73,6 +73,7 @@ class CPTTrainingArguments(SFTConfig):
         default=True, metadata={"help": "Count the tokens fed (recorded as a cross-check)."})
 
     def __post_init__(self):
+        check_training(self, "pplaw train: --")
         if self.bf16 is None:  # bf16 on a GPU that has it, fp32 on CPU (TRL's default would pick bf16 everywhere)
             import torch
 

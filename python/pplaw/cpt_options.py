@@ -10,6 +10,9 @@ This module imports no torch/transformers/trl: a recipe loads fast.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+from pplaw._checks import at_least, integer, is_finite, number, require
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -54,6 +57,12 @@ class CPTConfig:
     delete_checkpoints: bool = field(
         default=True, metadata={"help": "Delete checkpoint-* folders once the final model and record are saved."})
 
+    def __post_init__(self) -> None:
+        # checked when the command parses its arguments, before the model is loaded or the run record written
+        require(is_finite(self.replay_ratio) and 0 <= self.replay_ratio < 1, "pplaw train: --replay_ratio",
+                "be in [0, 1)", self.replay_ratio)
+        integer(self.budget_tokens, "pplaw train: --budget_tokens", 1, optional=True)
+
 
 @dataclass
 class TrainingDefaults:
@@ -67,3 +76,16 @@ class TrainingDefaults:
         default="cosine", metadata={"help": "'cosine' or 'constant_with_warmup' (any transformers scheduler)."})
     warmup_steps: float = field(default=0.05, metadata={"help": "Warmup steps (>= 1) or fraction of steps (< 1)."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+
+
+def check_training(t: Any, key: str) -> None:
+    """The value checks of the :class:`TrainingDefaults` options, wherever they are set: the recipe's train
+    section (``key="train."``) and ``pplaw train``'s arguments (``key="pplaw train: --"``). Before any work:
+    a NaN or negative learning rate otherwise fails in torch's optimiser after the model is loaded (leaving
+    the run record at 'training'), and an infinite one trains to NaN losses."""
+    number(t.learning_rate, f"{key}learning_rate")
+    number(t.weight_decay, f"{key}weight_decay", strict=False)
+    number(t.warmup_steps, f"{key}warmup_steps", strict=False)
+    for name in ("per_device_train_batch_size", "gradient_accumulation_steps"):
+        at_least(getattr(t, name), f"{key}{name}", 1)
+    at_least(t.max_length, f"{key}max_length", 1, optional=True)

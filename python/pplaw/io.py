@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pyarrow as pa
 
+from pplaw._columns import check_ppl_values, check_unique_values
 from pplaw._io import atomic_write
 from pplaw.exceptions import EmptyInputError, InvalidInputError, MissingColumnError
 
@@ -123,24 +124,10 @@ def jsonl_problem(path: str | os.PathLike, max_lines: int | None = None) -> str 
 
 
 def check_unique_ids(table: pa.Table, column: str, where: str) -> None:
-    """Refuse null or repeated values in ``column`` (:class:`InvalidInputError` naming the column and an
-    example): repeated chunk ids make sampling ignore its seed and the landscape count chunks twice."""
-    import pyarrow.compute as pc
-
-    if column not in table.column_names:
-        return
-    col = table.column(column)
-    if col.null_count:
-        first = int(pc.index(pc.is_null(col), True).as_py())
-        raise InvalidInputError(f"{where}: column {column!r} has {col.null_count} null value(s) (first at row {first}); "
-                                f"every row needs an id")
-    counts = pc.value_counts(col)
-    dup = counts.filter(pc.greater(counts.field("counts"), 1))
-    if len(dup):
-        ex = dup[0].as_py()
-        raise InvalidInputError(f"{where}: column {column!r} has {len(dup)} repeated value(s), e.g. {ex['values']!r} "
-                                f"{ex['counts']} times (a copied shard, or repeated document ids?); ids must be "
-                                f"unique")
+    """Refuse null or repeated values in ``column`` of ``table`` (:class:`InvalidInputError` naming ``where``,
+    the column and an example): :func:`pplaw._columns.check_unique_values`, the API's check."""
+    if column in table.column_names:
+        check_unique_values(table.column(column), f"{where}: column {column!r}")
 
 
 def _pick(schema: pa.Schema, file: Path, required: list[str], optional: list[str]) -> list[str]:
@@ -197,6 +184,10 @@ def read_scored(
     from tqdm.auto import tqdm
 
     files = scored_files(path)
+    # chunk_id is read even when the caller does not need it: every reader (`pplaw landscape` as `pplaw
+    # sample`) refuses a copied shard, instead of the landscape counting its chunks twice
+    want = list(optional)
+    optional = [*want, "chunk_id"] if "chunk_id" not in (*required, *want) else want
     total = _count_rows(files)
     show = progress if progress is not None else (len(files) > 1 or (total or 0) >= PROGRESS_MIN_ROWS)
     tables, counts = [], []
@@ -216,30 +207,17 @@ def read_scored(
         raise EmptyInputError(f"input {str(path)!r} has no rows")
     check_unique_ids(table, "chunk_id", f"scored chunks {str(path)!r}")
     check_ppl_at_least_one(table, ppl_column, f"scored chunks {str(path)!r}")
+    if "chunk_id" in table.column_names and "chunk_id" not in (*required, *want):
+        table = table.drop_columns(["chunk_id"])
     return table, files, counts
 
 
-PPL_ROUNDOFF = 1e-3  # a perplexity below 1 - this is no rounding of exp(mean NLL >= 0): the column is not a PPL
-
-
 def check_ppl_at_least_one(table: pa.Table, column: str, where: str) -> int:
-    """Refuse a ``column`` with values below 1: a perplexity is ``exp(mean NLL) >= 1``, so such a column is a
-    log-PPL, a loss or something else, and every bin, window and fit built on it would be silently wrong.
-    Values within :data:`PPL_ROUNDOFF` under 1 (float round-off of a near-perfect prediction) pass.
-    Returns how many values are below 1."""
-    import pyarrow.compute as pc
-
-    if column not in table.column_names or not pa.types.is_floating(table.column(column).type):
+    """Refuse a PPL ``column`` with values below 1 (:func:`pplaw._columns.check_ppl_values`, the API's
+    check); returns how many values are below 1."""
+    if column not in table.column_names:
         return 0
-    col = table.column(column)
-    n = int(pc.sum(pc.less(col, 1.0)).as_py() or 0)
-    bad = int(pc.sum(pc.less(col, 1.0 - PPL_ROUNDOFF)).as_py() or 0)
-    if bad:
-        raise InvalidInputError(
-            f"{where}: column {column!r} has {bad} value(s) below 1 (min {pc.min(col).as_py():.4g}); a perplexity is "
-            f"exp(mean NLL) >= 1, so this is not a PPL column (a log-PPL? then exponentiate it; a loss? then "
-            f"PPL = exp(loss))")
-    return n
+    return check_ppl_values(table.column(column), f"{where}: column {column!r}")
 
 
 def _count_rows(files: list[Path]) -> int | None:

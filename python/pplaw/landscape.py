@@ -71,21 +71,24 @@ class Landscape:
 
     @classmethod
     def from_dataset(cls, ds: Any, ppl_column: str = "ppl", tokens_column: str = "n_scored", n_bins: int = 100,
-                     *, grid: dict | None = None) -> "Landscape":
+                     *, grid: dict | None = None, chunk_id_column: str | None = "chunk_id") -> "Landscape":
         """From a ``datasets.Dataset`` (its select/shuffle/filter indices mapping is honoured without
         materialising it) or any table ``from_arrow`` takes. ``grid``: ``{"log_lo", "log_hi", "n_cells"}``
-        of the fine grid (shards that will be merged must use the same one)."""
-        cols = _columns.resolve(ds, ppl_column=ppl_column, tokens_column=tokens_column)
+        of the fine grid (shards that will be merged must use the same one). ``chunk_id_column`` (used when
+        present; None: never): repeated ids are refused, as ``pplaw landscape`` refuses them (a chunk counted
+        twice)."""
+        cols = _columns.resolve(ds, ppl_column=ppl_column, tokens_column=tokens_column,
+                                chunk_id_column=chunk_id_column)
         return cls._build(cols, n_bins, grid)
 
     @classmethod
     def from_arrow(cls, data: Any, ppl_column: str = "ppl", tokens_column: str = "n_scored", n_bins: int = 100,
-                   *, grid: dict | None = None) -> "Landscape":
+                   *, grid: dict | None = None, chunk_id_column: str | None = "chunk_id") -> "Landscape":
         """From a pyarrow Table/RecordBatch (polars/pandas DataFrames and mappings work too) or a pair of
-        arrays ``(ppl, tokens)``."""
+        arrays ``(ppl, tokens)``; ``chunk_id_column`` as in :meth:`from_dataset`."""
         if isinstance(data, tuple) and len(data) == 2:
             return cls.from_arrays(*data, n_bins=n_bins, grid=grid)
-        return cls.from_dataset(data, ppl_column, tokens_column, n_bins, grid=grid)
+        return cls.from_dataset(data, ppl_column, tokens_column, n_bins, grid=grid, chunk_id_column=chunk_id_column)
 
     @classmethod
     def from_arrays(cls, ppl: Any, tokens: Any, *, n_bins: int = 100, rows: Any = None,
@@ -225,10 +228,14 @@ class Landscape:
     def merge(self, other: "Landscape") -> "Landscape":
         """Combine two landscapes of disjoint shards through their fine grids (exact, order-independent).
 
-        The result has grid-resolution quantiles (see the module doc) and ``n_bins`` of ``self``.
+        The result has grid-resolution quantiles (see the module doc) and the landscapes' common ``n_bins``:
+        two landscapes with different ``n_bins`` are refused, so that ``a.merge(b) == b.merge(a)``.
         """
         if not isinstance(other, Landscape):
             raise InvalidInputError(f"merge: expected a Landscape, got {type(other).__name__}")
+        if other._n_bins != self._n_bins:
+            raise InvalidInputError(f"merge: the landscapes have different n_bins ({self._n_bins} and "
+                                    f"{other._n_bins}); build the shards with the same n_bins")
         return Landscape(grid=self._grid.merge(other._grid), n_bins=self._n_bins, columns=self.columns)
 
     @classmethod

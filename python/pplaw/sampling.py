@@ -313,6 +313,10 @@ def select_dos(
     budget = _check_budget(token_budget)
     mean, std = _check_targets(target_mean, target_std, space, required=True)
     w_mu, w_s = _check_weights(weights)
+    if std == 0 and w_s is None:  # said here: the core's message names its own argument (w_s), not ours
+        raise InvalidInputError("target_std is 0: the default weight of the std term (1/target_std^4) is undefined;"
+                                " give both weights: weights=(w_mu, w_sigma) or {'mu': .., 'sigma': ..} in "
+                                "Python, --dos-weights W_MU W_SIGMA for pplaw sample")
     seed = _check_seed(seed)
     cols = _columns_of(data, ppl_column, tokens_column, chunk_id_column)
     indices = cols.call(

@@ -27,7 +27,7 @@ from typing import Any, Callable, Literal
 
 import yaml
 
-from pplaw._checks import at_least, one_of
+from pplaw._checks import at_least, folder, one_of
 from pplaw._io import atomic_write
 from pplaw.exceptions import ConfigError, EmptyInputError, InvalidInputError, MissingColumnError
 
@@ -66,6 +66,7 @@ def check_config(cfg: ScoreConfig) -> None:
     for flag, value in (("--model", cfg.model), ("--data", cfg.data), ("--out", cfg.out)):
         if not value:
             raise ConfigError(f"pplaw score: {flag} is required (on the command line or in --config)")
+    folder(cfg.out, "pplaw score: --out")
     at_least(cfg.chunk_tokens, "pplaw score: --chunk-tokens", 2)
     at_least(cfg.shard_docs, "pplaw score: --shard-docs", 1)
     at_least(cfg.max_tokens_per_batch, "pplaw score: --max-tokens-per-batch", 1)

@@ -159,8 +159,8 @@ def test_subset_from_indices_file_and_stats(world, make_args, tmp_path):
 
 @pytest.mark.parametrize("ratio", [1.0, -0.1, 1.5, float("nan")])
 def test_replay_ratio_outside_unit_interval(world, make_args, tmp_path, ratio):
-    cfg, ecfg, targs = make_args(tmp_path / "run", replay_ratio=ratio, general_data=str(world["general"]))
-    with pytest.raises(ConfigError, match=r"\[0, 1\)"):
+    with pytest.raises(ConfigError, match=r"\[0, 1\)"):  # refused when the arguments are parsed (issue 25)
+        cfg, ecfg, targs = make_args(tmp_path / "run", replay_ratio=ratio, general_data=str(world["general"]))
         cpt.train(cfg, ecfg, targs)
 
 

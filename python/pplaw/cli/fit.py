@@ -169,20 +169,37 @@ def _pairs(text: str, what: str) -> dict[str, str]:
         if "=" not in item:
             raise ConfigError(f"--{what}: expected key=value pairs separated by commas, got {item!r}")
         k, v = item.split("=", 1)
+        if k.strip() in out:  # not last-wins: a key given twice is a typo or a pasted line
+            raise ConfigError(f"--{what}: key {k.strip()!r} is given twice ({k.strip()}={out[k.strip()]} and "
+                              f"{k.strip()}={v.strip()}); keep one")
         out[k.strip()] = v.strip()
     return out
 
 
-def run(cfg: FitConfig) -> int:
+def _law_options(text: str) -> dict:
+    """``--law-options floor=0.3,knots=4`` -> ``{"floor": 0.3, "knots": 4}``: each value a plain YAML scalar,
+    list or mapping; a tag (``!!python/...``) or malformed YAML is one line naming the option."""
     import yaml
 
+    from pplaw._yaml import load, one_line
+
+    options = {}
+    for k, v in _pairs(text, "law_options").items():
+        try:
+            options[k] = load(v, f"--law-options {k}")
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--law-options {k}={v!r}: not a YAML value: {one_line(err)}") from None
+    return options
+
+
+def run(cfg: FitConfig) -> int:
     from pplaw.laws import Fit, compare_variants, get_law
     from pplaw.laws._io import atomic_write_text
     from pplaw.laws.plotting import write_plots
 
     if not cfg.runs:
         raise ConfigError("pplaw fit needs RUNS (a table or a directory of run records): pplaw fit RUNS ...")
-    options = {k: yaml.safe_load(v) for k, v in _pairs(cfg.law_options, "law_options").items()}
+    options = _law_options(cfg.law_options)
     law = get_law(cfg.law, **options)
     df = load_runs(cfg.runs)
     mapping = _pairs(cfg.columns, "columns")

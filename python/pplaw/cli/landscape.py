@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pplaw._checks import folder
 from pplaw.exceptions import ConfigError
 from pplaw.io import read_scored, write_table
 
@@ -73,6 +74,7 @@ def main(argv: list[str]) -> int:
     require(cfg.out, "--out", "landscape")
     if cfg.bins < 1:
         raise ConfigError(f"pplaw landscape: --bins must be >= 1, got {cfg.bins}")
+    folder(cfg.out, "pplaw landscape: --out")  # before reading: not a FileExistsError after the work
     table, files, _ = read_scored(cfg.input, [cfg.ppl_column, cfg.tokens_column], ppl_column=cfg.ppl_column)
     land = Landscape.from_arrow(table, ppl_column=cfg.ppl_column, tokens_column=cfg.tokens_column, n_bins=cfg.bins)
 

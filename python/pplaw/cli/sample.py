@@ -40,6 +40,9 @@ class SampleConfig:
         default=False,
         metadata={"help": "Distance-to-Optimum Selection to (--target-mean, --target-std) instead of sampling"},
     )
+    dos_weights: list[float] | None = field(
+        default=None, metadata={"help": "--dos: the weights W_MU W_SIGMA of the mean and std terms (default "
+                                        "1/mean^2, 1/std^4; needed when --target-std is 0)"})
     space: str = field(default="ppl", metadata={"help": "statistics space: ppl (as in the paper) or log_ppl"})
     quantile_window: list[float] | None = field(
         default=None, metadata={"help": "only chunks between these token-weighted PPL quantiles: LO HI in [0, 1]"}
@@ -76,6 +79,9 @@ def _check(cfg: SampleConfig) -> None:
         raise ConfigError("pplaw sample: --quantile-window/--ppl-window apply to target sampling, not to --dos")
     if cfg.export_format not in ("parquet", "dataset"):
         raise ConfigError(f"pplaw sample: --export-format must be parquet or dataset, got {cfg.export_format!r}")
+    if cfg.dos_weights is not None and (not cfg.dos or len(cfg.dos_weights) != 2):
+        raise ConfigError(f"pplaw sample: --dos-weights takes two numbers W_MU W_SIGMA and needs --dos, got "
+                          f"{cfg.dos_weights}")
     if Path(cfg.out).suffix.lower() not in (".parquet", ".pq"):
         raise ConfigError(f"pplaw sample: --out must be a .parquet file, got {cfg.out!r}")
 
@@ -95,7 +101,7 @@ def main(argv: list[str]) -> int:
     common = dict(token_budget=cfg.token_budget, target_mean=cfg.target_mean, target_std=cfg.target_std,
                   space=cfg.space, seed=cfg.seed, chunk_id_column=cid if has_cid else None, **columns)
     if cfg.dos:
-        idx = select_dos(table, **common)
+        idx = select_dos(table, weights=tuple(cfg.dos_weights) if cfg.dos_weights else None, **common)
         method = "dos"
     else:
         idx = sample_subset(table, ppl_window=_window(cfg.ppl_window, "--ppl-window"),

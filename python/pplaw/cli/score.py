@@ -38,6 +38,10 @@ def main(argv: list[str]) -> int:
         from pplaw.pipeline.slurm_executor import load_slurm, score_array
 
         slurm = load_slurm(cl.slurm)
+        if slurm.cluster == "slurm":
+            from pplaw.pipeline.reach import check_slurm_partition
+
+            check_slurm_partition(slurm.partition, f"{cl.slurm}: slurm.partition")
         summary = score_array(cfg, slurm, cl.slurm_tasks, cpus=slurm.cpus_per_task or 1,
                               gpus=slurm.gpus_per_node or 0)
     else:

@@ -47,8 +47,13 @@ def plot_predicted_vs_observed(fit: Fit, ax: Any) -> None:
     y, p = fit.data.y, fit.fitted
     if fit.n_boot >= 2:
         pi = fit.predict(fit.data.frame(), interval="prediction")
-        ax.errorbar(y, p, yerr=[p - pi["lo"], pi["hi"] - p], fmt="none", ecolor="0.7", lw=1, zorder=1,
-                    label=f"{100 * fit.level:.0f}% prediction interval")
+        below, above = p - np.asarray(pi["lo"], float), np.asarray(pi["hi"], float) - p
+        # a percentile interval of a few bootstrap draws need not contain the point estimate: matplotlib
+        # refuses negative bar lengths, so such a bar is clipped to the interval's nearer end, and counted
+        outside = int(np.sum((below < 0) | (above < 0)))
+        note = f"; {outside} exclude the fitted value (clipped)" if outside else ""
+        ax.errorbar(y, p, yerr=[np.clip(below, 0, None), np.clip(above, 0, None)], fmt="none", ecolor="0.7",
+                    lw=1, zorder=1, label=f"{100 * fit.level:.0f}% prediction interval{note}")
     ax.scatter(y, p, s=18, c="C0", zorder=2, label="runs")
     lo, hi = float(min(y.min(), p.min())), float(max(y.max(), p.max()))
     pad = 0.03 * (hi - lo or 1.0)

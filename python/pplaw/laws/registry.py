@@ -24,6 +24,9 @@ def parse_law_spec(spec: str) -> tuple[str, dict[str, Any]]:
     Values are read as YAML scalars (``floor=0.3`` -> 0.3, ``sigma_scale=2`` -> 2)."""
     import yaml
 
+    from pplaw._yaml import load as yaml_load
+    from pplaw._yaml import one_line
+
     if not isinstance(spec, str) or not spec.strip():
         raise InvalidInputError(f"a law spec must be a non-empty string like 'perplexity' or "
                                 f"'perplexity_spline:floor=0.3', got {spec!r}")
@@ -34,10 +37,10 @@ def parse_law_spec(spec: str) -> tuple[str, dict[str, Any]]:
         if not eq or not key.strip():
             raise InvalidInputError(f"law spec {spec!r}: option {item!r} is not key=value")
         try:
-            options[key.strip()] = yaml.safe_load(value.strip())
+            options[key.strip()] = yaml_load(value.strip(), f"law spec {spec!r}: option {key.strip()!r}")
         except yaml.YAMLError as err:
             raise InvalidInputError(f"law spec {spec!r}: value of {key.strip()!r} is not a number or word: "
-                                    f"{err}") from err
+                                    f"{one_line(err)}") from err
     return name.strip(), options
 
 

@@ -151,6 +151,8 @@ def run_pipeline(recipe: RunRecipe, out_dir: str | Path, log: Callable[[str], No
     ``detach`` (``train.executor: slurm``): submit the sweep's (or the final) runs as jobs and return
     ``{"detached": {"stage", "jobs_file", "n_jobs"}}`` instead of waiting; run again to collect them."""
     PF.check_paths(recipe)
+    PF.check_grid(recipe)
+    PF.check_reachable(recipe)  # a silent Ray address or unknown partition: one error now, not a hang
     if detach and (recipe.train.executor != "slurm" or recipe.slurm.cluster != "slurm"):
         raise ConfigError(f"--detach needs train.executor=slurm and slurm.cluster=slurm (jobs that outlive this "
                           f"process), got train.executor={recipe.train.executor!r}, "
@@ -188,6 +190,7 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
     chunks = stages.run("score", {"inp": inp.score_key(), "scoring": recipe.to_dict()["scoring"]},
                         lambda d: score_corpus(recipe, inp, d), mode="inplace", load=ScoredChunks.load)
     score, table = chunks.outputs, chunks.table
+    PF.check_sizes(recipe, int(np.asarray(table.column("n_scored")).sum()))  # before the landscape and plan
 
     # 2. the landscape and the fitting grid
     land = stages.run("landscape", {"score": score, "landscape": recipe.to_dict()["landscape"]},
@@ -230,6 +233,9 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
                      lambda d: {"subsets": S.select_subsets(table, recipe, fit.optimum, budget, d,
                                                             best_sweep=fit.best_sweep),
                                 "budget": budget}, load=Selection.load)
+    notes = [n for n in [S.whole_corpus_note(sel.subsets, table.num_rows)] if n]
+    for note in notes:  # said on the terminal and in the report, also when the stage was up to date
+        stages.log(f"[select] note: {note}")
     fspecs = final_specs(recipe, inp, chunks, bench, sel, stages.dir("final"))
 
     def final(d: Path) -> dict[str, Any]:
@@ -264,7 +270,7 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
     timings.append({"stage": "report", "seconds": None, "cached": False, "original_seconds": None})
     ctx = RP.ReportContext(out=out, recipe=recipe, inputs=inp, table=table, landscape=land, plan=plan.plan,
                            sweep=sw.rows, fit=fit.outputs, budget=budget, region=region, finals=finals.rows,
-                           timings=timings,
+                           timings=timings, notes=notes,
                            total_seconds=time.perf_counter() - t_start)
     summary = RP.write_report(ctx)
     timings[-1]["seconds"] = time.perf_counter() - t_report

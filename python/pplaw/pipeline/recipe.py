@@ -31,9 +31,11 @@ from typing import Any, Union
 import yaml
 
 from pplaw._checks import at_least, is_finite, number, require
+from pplaw._yaml import load as yaml_load
+from pplaw._yaml import one_line
 from pplaw.config import borrow
 from pplaw.pipeline.cluster import EXECUTORS, SlurmSection, check_executor
-from pplaw.cpt_options import CPTConfig, TrainingDefaults
+from pplaw.cpt_options import CPTConfig, TrainingDefaults, check_training
 from pplaw.evaluate import EvalConfig
 from pplaw.exceptions import ConfigError
 from pplaw.score_job import ScoreConfig
@@ -367,12 +369,8 @@ class RunRecipe:
 def _check_ranges(r: RunRecipe) -> None:
     """Values that could only fail late (after the world build or the whole sweep): checked up front."""
     t = r.train
-    number(t.learning_rate, "train.learning_rate")
-    number(t.weight_decay, "train.weight_decay", strict=False)
-    number(t.warmup_steps, "train.warmup_steps", strict=False)
+    check_training(t, "train.")
     number(t.epochs, "train.epochs")
-    for key in ("max_length", "per_device_train_batch_size", "gradient_accumulation_steps"):
-        at_least(getattr(t, key), f"train.{key}", 1)
     sc = r.scoring
     at_least(sc.chunk_tokens, "scoring.chunk_tokens", 2, why=" (a chunk needs a token to predict)")
     require(sc.min_tail_tokens is None or 0 <= sc.min_tail_tokens <= sc.chunk_tokens, "scoring.min_tail_tokens",
@@ -528,9 +526,9 @@ def apply_overrides(data: dict, overrides: list[tuple[str, str]]) -> dict:
     out = json.loads(json.dumps(data))
     for key, raw in overrides:
         try:
-            value = yaml.safe_load(raw)
+            value = yaml_load(raw, f"override {key}={raw!r}")
         except yaml.YAMLError as err:
-            raise ConfigError(f"override {key}={raw!r}: not a YAML value ({err})") from err
+            raise ConfigError(f"override {key}={raw!r}: not a YAML value ({one_line(err)})") from err
         node, parts = out, key.split(".")
         for p in parts[:-1]:
             nxt = node.get(p)

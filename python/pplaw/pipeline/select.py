@@ -232,3 +232,15 @@ def select_subsets(table: pa.Table, recipe: RunRecipe, optimum: dict[str, Any], 
             item["D"] = item["tokens"]
             items.append(item)
     return items
+
+
+def whole_corpus_note(subsets: list[dict[str, Any]], n_rows: int) -> str | None:
+    """What to say when DOS selected every chunk (the budget reaches the whole landscape): its subsets are then
+    the random baseline's (and ``full``'s), so the comparison cannot show a difference; None otherwise."""
+    dos = [s for s in subsets if s["method"] == "dos"]
+    if not dos or any(s.get("count") != n_rows for s in dos):
+        return None
+    same = sorted({s["method"] for s in subsets if s["method"] != "dos" and s.get("count") == n_rows})
+    also = f": its subsets equal those of {', '.join(same)}" if same else ""
+    return (f"DOS selected the whole landscape (all {n_rows:,} chunks, {dos[0]['tokens']:,} tokens){also}, so DOS "
+            f"and these baselines cannot differ; lower select.budget below the corpus to compare them")

@@ -36,6 +36,7 @@ def write_report(ctx: ReportContext) -> dict[str, Any]:
         page = render_html(ctx.blocks, ctx.recipe.report.title)
         atomic_write_text(ctx.out / "report.html", page)
     summary["report"] = str(ctx.out / "report.md")
+    summary["notes"] = list(ctx.notes)
     return summary
 
 

@@ -32,6 +32,7 @@ class ReportContext:
     finals: list[dict[str, Any]]
     timings: list[dict[str, Any]]
     total_seconds: float
+    notes: list[str] = field(default_factory=list)  # said next to the comparison (e.g. DOS took every chunk)
     blocks: list[tuple] = field(default_factory=list)
 
 

@@ -246,6 +246,8 @@ def _comparison(ctx: ReportContext, a: Analysis) -> None:
     b.append(("h2", "5. DOS vs baselines at the same budget"))
     b.append(("p", f"Every method selects D = {ctx.budget:,} tokens (full: the whole corpus) and trains on the same "
                    f"number of tokens; mean ± sd over seeds {list(ctx.recipe.select.seeds)}."))
+    for note in ctx.notes:
+        b.append(("p", f"**Note:** {note}."))
     rows = []
     for m, comp in a.summary["comparison"].items():
         meth = a.detail["methods"][m]
