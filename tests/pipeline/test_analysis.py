@@ -83,3 +83,32 @@ def test_sections_render_the_numbers_the_analysis_hands_them(ctx):
     assert "| dos | 9.8765 [3.5000, 4.5000] |" in md
     assert "| random | 2 | 1.5000 ± 0.2500 |" in md
     assert "**Not validated.** no held-out points." in md
+
+
+def test_an_unvalidated_law_is_warned_of_at_the_top_of_the_report(ctx):
+    # validation turned off: the plan's reason heads the report (not only section 4a), before the headline
+    from pplaw.pipeline.recipe import NO_VALIDATION
+
+    ctx.plan["validation_sizes"], ctx.plan["validation_note"] = [], NO_VALIDATION
+    (ctx.out / "report").mkdir()
+    sections.render(ctx, A.analyse(ctx))
+    assert ctx.blocks[0][0] == "h1"
+    assert ctx.blocks[1] == ("p", f"**Warning: the law is not validated.** {NO_VALIDATION}.")
+    assert render_md(ctx.blocks).count(NO_VALIDATION) == 2  # the top and section 4a
+
+
+def test_a_validated_law_has_no_warning_at_the_top(ctx):
+    ctx.fit["law_choice"] = {"chosen": "a law", "validated": True, "trusted": True, "reason": "lowest MAPE",
+                             "n_fit": 4, "n_val": 2, "table": [], "plot": "holdout.png", "predictions": []}
+    (ctx.out / "report").mkdir()
+    sections.render(ctx, A.analyse(ctx))
+    assert ctx.blocks[1][0] == "p" and not ctx.blocks[1][1].startswith("**Warning")
+
+
+def test_the_terminal_summary_warns_when_the_law_is_not_validated(capsys, tmp_path):
+    from pplaw.cli.run import _print_summary
+
+    _print_summary({"holdout": {"validated": False, "reason": "no held-out validation points (x)"}}, tmp_path, 60)
+    assert "WARNING: the law is not validated: no held-out validation points (x)" in capsys.readouterr().out
+    _print_summary({"holdout": {"validated": True, "reason": "fine"}}, tmp_path, 60)
+    assert "WARNING" not in capsys.readouterr().out

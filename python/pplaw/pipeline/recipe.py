@@ -177,7 +177,11 @@ class TrainSection:
     weight_decay: float = borrow(TrainingDefaults, "weight_decay")
     model_dtype: str = borrow(CPTConfig, "model_dtype")
     keep_models: bool = _f(True, "Keep each sweep run's final model (False: delete it once evaluated).")
-    args: dict = _f({}, "Any other `pplaw train` option (e.g. bf16, max_grad_norm, report_to).")
+    report_to: str = _f("auto", "Where each run's training logs go (transformers' report_to): 'auto' is "
+                                "'tensorboard' when tensorboard is installed, else 'none'; TensorBoard logs land in "
+                                "each run's folder (<run>/sweep/<id>/runs/, <run>/final/<id>/runs/): "
+                                "`tensorboard --logdir <run>`. Or 'none', 'tensorboard', 'wandb', ...")
+    args: dict = _f({}, "Any other `pplaw train` option (e.g. bf16, max_grad_norm).")
 
 
 @dataclass
