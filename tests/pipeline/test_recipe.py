@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,19 @@ def test_runs_log_to_tensorboard_in_their_own_folder_when_it_is_installed(monkey
     b = SW.RunSpec("p0", tmp_path / "p0", {"lr": 1e-3, "report_to": "tensorboard"}, {"D": 5}, root=tmp_path)
     assert a.key == b.key and a.keys == b.keys
     assert a.key != SW.RunSpec("p0", tmp_path / "p0", {"lr": 2e-3, "report_to": "none"}, {"D": 5}, root=tmp_path).key
+
+
+def test_the_readme_states_the_validation_default_and_shows_the_report():
+    from pplaw.pipeline.recipe import PlanSection, TrainSection
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    p = PlanSection()
+    assert p.validation_sizes is None and f"`plan.validation_regimes: {p.validation_regimes}`" in text
+    assert "twice the largest of `plan.sizes`" in text and "`plan.validation_sizes: []` turns validation off" in text
+    # the quickstart keeps its own held-out setting, which the README quotes
+    q = load_recipe().plan
+    assert q.validation_sizes == [0.2] and q.validation_regimes == 5 and "`validation_sizes: [0.2]`, 5 regimes" in text
+    assert TrainSection().report_to == "auto" and "tensorboard --logdir pplaw_runs/quickstart" in text
+    for img in re.findall(r"\]\((docs/[^)]+\.png)\)", text):  # every screenshot the README shows is shipped
+        assert (REPO / img).is_file(), img
+    assert "docs/quickstart_report.png" in text and "seed 12" in text

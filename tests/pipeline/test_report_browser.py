@@ -131,3 +131,17 @@ def test_the_report_screenshot_is_the_page_at_1280_px(rendered, tmp_path):
     head = shot.read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n"
     assert int.from_bytes(head[16:20], "big") == WIDTH and int.from_bytes(head[20:24], "big") == 2000
+
+
+@pytest.mark.slow
+def test_a_real_runs_report_renders_in_chromium(micro_run):
+    """The same checks on the report of the micro `pplaw run` (every stage's real plots)."""
+    exe = browser()
+    if exe is None:
+        pytest.skip("no Chromium (Debian package `chromium`; .ci/run installs it as root)")
+    out = micro_run[0]
+    summary = json.loads((out / "summary.json").read_text())
+    got = probe(exe, out / "report.html")
+    assert len(got["images"]) >= 6 and [i["src"] for i in got["images"] if not i["ok"]] == []
+    assert got["scrollWidth"] <= got["clientWidth"] <= WIDTH and got["wider"] == [] and got["clipped"] == []
+    assert f"Final budget D = {summary['budget']:,} tokens" in got["first"]
