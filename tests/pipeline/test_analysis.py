@@ -5,67 +5,18 @@ the report is shown to print what the analysis hands it, not numbers of its own.
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
 from pplaw.pipeline import analysis as A
-from pplaw.pipeline.artefacts import Inputs
-from pplaw.pipeline.recipe import load_recipe
-from pplaw.pipeline.report import ReportContext, sections
+from pplaw.pipeline.report import sections
 from pplaw.pipeline.report.render import render_md
-
-MICRO = Path(__file__).with_name("micro.yaml")
-
-
-
-def _final(method, seed, loss, bench):
-    return {"id": f"{method}_s{seed}", "method": method, "seed": seed, "D": 100, "status": "ok", "error": None,
-            "mu_ppl": 10.0 + seed, "sigma_ppl": 2.0, "domain_loss": loss, "domain_bench": bench,
-            "general_bench": None, "general_loss": 3.0}
-
-
-def _sweep(regime, D, loss, status="ok"):
-    return {"id": f"{regime}_{D}", "regime": regime, "shape": "window", "size_no": 0, "R": 0.0, "seed": 0, "D": D,
-            "status": status, "error": None if status == "ok" else "too small", "mu_ppl": 10.0, "sigma_ppl": 2.0,
-            "domain_loss": loss, "general_loss": 3.0}
 
 
 @pytest.fixture
-def ctx(tmp_path, monkeypatch):
-    # the law's forecast reads the fit's file; here it is a fixed number, so the test needs no fit
-    monkeypatch.setattr(A, "predict", lambda fit, mu, sigma, D, pool: {"prediction": 4.0, "lo": 3.5, "hi": 4.5})
-    monkeypatch.setattr(A, "final_pool", lambda method, D, fit, total: None)
-    diag = tmp_path / "diag.jsonl"
-    kinds = ["learnable"] * 4 + ["noise"] * 4
-    diag.write_text("".join(json.dumps({"doc_id": i, "kind": k}) + "\n" for i, k in enumerate(kinds)))
-    out = tmp_path / "run"
-    out.mkdir()
-    table = pa.table({"ppl": [1.0, 2.0, 3.0, 4.0, 10.0, 20.0, 30.0, 40.0], "n_scored": [25] * 8,
-                      "doc_id": list(range(8))})
-    fit = {"fit": "fit.json", "plots": [], "summary": "fit_summary.txt", "law": "a law", "n_runs": 4,
-           "metrics": {"r2": 0.9, "rmse": 0.1, "mape": 1.0}, "params": {"aD": 0.6},
-           "optimum": {"mu": 2.5, "sigma": 1.0, "ci": {"mu": [2.0, 3.0]}, "level": 0.95, "region": "region",
-                       "selected": "law", "why": "lower", "band": [0.0, 0.5]},
-           "best_sweep": {"regime": "a", "run": "a_100", "loss": 4.2, "band": [0.0, 0.5]},
-           "law_choice": {"chosen": "a law", "validated": False, "reason": "no held-out points"}}
-    return ReportContext(
-        out=out, recipe=load_recipe(MICRO), inputs=Inputs(base_model="m", domain_corpus="c", id_column="doc_id",
-                                                          diagnostics=str(diag)),
-        table=table, landscape={"summary": {"mean": 13.75, "std": 14.0, "log_mean": 2.0, "log_std": 1.0},
-                                "edges": [1.0, 5.0, 40.0]},
-        plan={"regimes": ["a", "b"], "sizes": [100, 200], "total_tokens": 200,
-              "points": [{"id": "p0", "status": "ok", "reason": None},
-                         {"id": "p1", "status": "unreachable", "reason": "too narrow"}]},
-        sweep=[_sweep("a", 100, 4.0), _sweep("a", 400, 2.0), _sweep("b", 100, 4.0), _sweep("b", 400, 4.0),
-               _sweep("b", 10, None, status="failed")],
-        fit=fit, budget=100, region=None,
-        finals=[_final("dos", 0, 4.0, 0.5), _final("dos", 1, 4.2, 0.6), _final("random", 0, 4.5, 0.4),
-                _final("random", 1, 4.1, 0.4), {**_final("lowest_ppl", 0, 9.0, 0.0), "status": "failed"}],
-        timings=[], total_seconds=1.0)
+def ctx(report_ctx):
+    return report_ctx  # a hand-made finished run (conftest.py)
 
 
 def test_analyse_computes_the_summary_without_rendering_anything(ctx):
@@ -132,3 +83,32 @@ def test_sections_render_the_numbers_the_analysis_hands_them(ctx):
     assert "| dos | 9.8765 [3.5000, 4.5000] |" in md
     assert "| random | 2 | 1.5000 ± 0.2500 |" in md
     assert "**Not validated.** no held-out points." in md
+
+
+def test_an_unvalidated_law_is_warned_of_at_the_top_of_the_report(ctx):
+    # validation turned off: the plan's reason heads the report (not only section 4a), before the headline
+    from pplaw.pipeline.recipe import NO_VALIDATION
+
+    ctx.plan["validation_sizes"], ctx.plan["validation_note"] = [], NO_VALIDATION
+    (ctx.out / "report").mkdir()
+    sections.render(ctx, A.analyse(ctx))
+    assert ctx.blocks[0][0] == "h1"
+    assert ctx.blocks[1] == ("p", f"**Warning: the law is not validated.** {NO_VALIDATION}.")
+    assert render_md(ctx.blocks).count(NO_VALIDATION) == 2  # the top and section 4a
+
+
+def test_a_validated_law_has_no_warning_at_the_top(ctx):
+    ctx.fit["law_choice"] = {"chosen": "a law", "validated": True, "trusted": True, "reason": "lowest MAPE",
+                             "n_fit": 4, "n_val": 2, "table": [], "plot": "holdout.png", "predictions": []}
+    (ctx.out / "report").mkdir()
+    sections.render(ctx, A.analyse(ctx))
+    assert ctx.blocks[1][0] == "p" and not ctx.blocks[1][1].startswith("**Warning")
+
+
+def test_the_terminal_summary_warns_when_the_law_is_not_validated(capsys, tmp_path):
+    from pplaw.cli.run import _print_summary
+
+    _print_summary({"holdout": {"validated": False, "reason": "no held-out validation points (x)"}}, tmp_path, 60)
+    assert "WARNING: the law is not validated: no held-out validation points (x)" in capsys.readouterr().out
+    _print_summary({"holdout": {"validated": True, "reason": "fine"}}, tmp_path, 60)
+    assert "WARNING" not in capsys.readouterr().out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,59 @@ def test_readme_bring_your_own_recipe_parses(tmp_path):
     r = load_recipe(tmp_path / "byo.yaml")
     assert r.world is None and r.model.base_model == "my-org/my-base-model"
     assert r.evaluate.task_include_path == ["tasks/law"] and r.corpus.id_column == "doc_id"
+
+
+def test_pplaw_run_warns_at_its_start_when_validation_is_turned_off(monkeypatch, capsys, tmp_path):
+    import pplaw.pipeline as pipeline
+    from pplaw.cli.run import main
+
+    seen = []
+    monkeypatch.setattr(pipeline, "run_pipeline", lambda recipe, out, detach=False: seen.append(recipe) or
+                        {"detached": {"stage": "sweep", "jobs_file": "j", "n_jobs": 0}})
+    assert main([str(MICRO), "--out", str(tmp_path), "plan.validation_sizes=[]"]) == 0
+    err = capsys.readouterr().err
+    assert "pplaw run: WARNING: no held-out validation runs (plan.validation_sizes: [])" in err
+    assert seen and seen[0].plan.validation_sizes == []
+    assert main([str(MICRO), "--out", str(tmp_path)]) == 0
+    assert "WARNING" not in capsys.readouterr().err
+
+
+def test_runs_log_to_tensorboard_in_their_own_folder_when_it_is_installed(monkeypatch, tmp_path):
+    import importlib.util
+
+    from pplaw.pipeline import sweep as SW
+    from pplaw.pipeline.artefacts import Inputs
+
+    real = importlib.util.find_spec
+    for installed, expected in ((True, "tensorboard"), (False, "none")):
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, _i=installed: (
+            (object() if _i else None) if name == "tensorboard" else real(name, *a)))
+        assert SW.report_to("auto") == expected and SW.report_to("wandb") == "wandb"
+        recipe = load_recipe(MICRO)
+        assert recipe.train.report_to == "auto"
+        opts = SW.cpt_options(recipe, Inputs(base_model="m", domain_corpus="c"), train_data=tmp_path,
+                              run_dir=tmp_path / "sweep" / "p0", indices=None, tokens=10, replay_ratio=0.0, seed=0,
+                              bench=None)
+        # transformers' TensorBoard callback writes under output_dir/runs/: the run's own folder
+        assert opts["report_to"] == expected and opts["output_dir"] == str(tmp_path / "sweep" / "p0")
+    # where the logs go is not what the run is: a finished run stays finished when tensorboard is installed
+    a = SW.RunSpec("p0", tmp_path / "p0", {"lr": 1e-3, "report_to": "none"}, {"D": 5}, root=tmp_path)
+    b = SW.RunSpec("p0", tmp_path / "p0", {"lr": 1e-3, "report_to": "tensorboard"}, {"D": 5}, root=tmp_path)
+    assert a.key == b.key and a.keys == b.keys
+    assert a.key != SW.RunSpec("p0", tmp_path / "p0", {"lr": 2e-3, "report_to": "none"}, {"D": 5}, root=tmp_path).key
+
+
+def test_the_readme_states_the_validation_default_and_shows_the_report():
+    from pplaw.pipeline.recipe import PlanSection, TrainSection
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    p = PlanSection()
+    assert p.validation_sizes is None and f"`plan.validation_regimes: {p.validation_regimes}`" in text
+    assert "twice the largest of `plan.sizes`" in text and "`plan.validation_sizes: []` turns validation off" in text
+    # the quickstart keeps its own held-out setting, which the README quotes
+    q = load_recipe().plan
+    assert q.validation_sizes == [0.2] and q.validation_regimes == 5 and "`validation_sizes: [0.2]`, 5 regimes" in text
+    assert TrainSection().report_to == "auto" and "tensorboard --logdir pplaw_runs/quickstart" in text
+    for img in re.findall(r"\]\((docs/[^)]+\.png)\)", text):  # every screenshot the README shows is shipped
+        assert (REPO / img).is_file(), img
+    assert "docs/quickstart_report.png" in text and "seed 12" in text

@@ -162,6 +162,55 @@ def test_validation_at_twice_the_largest_share_survives_rounding_to_tokens(tmp_p
                    space="log_ppl", out_dir=tmp_path / "b")
 
 
+def test_validation_is_on_by_default_at_twice_the_largest_size_in_either_unit():
+    """plan.validation_sizes unset: one held-out size, 2x the largest fitting size in tokens, whether the sizes
+    are shares or token counts; [] turns it off with the reason; a default that exceeds the corpus is skipped
+    with the reason (never an error: it is the default)."""
+    from pplaw.pipeline.plan import validation_tokens
+    from pplaw.pipeline.recipe import PlanSection, validation_warning
+
+    cfg = PlanSection(sizes=[0.05, 0.1])
+    assert cfg.validation_sizes is None and cfg.validation_regimes == 2 and validation_warning(cfg) is None
+    assert validation_tokens(cfg, [9308, 18617], 186167) == ([37234], None)  # shares, resolved to tokens
+    assert validation_tokens(PlanSection(sizes=[5000, 20000]), [5000, 20000], 10**6) == ([40000], None)
+    off, why = validation_tokens(PlanSection(sizes=[0.1], validation_sizes=[]), [100], 1000)
+    assert off == [] and "plan.validation_sizes: []" in why and "untested" in why
+    skip, why = validation_tokens(PlanSection(sizes=[0.6]), [600], 1000)
+    assert skip == [] and "1,200 tokens" in why and "exceeds the corpus (1,000 tokens)" in why
+    assert validation_tokens(PlanSection(sizes=[0.1], validation_sizes=[0.3]), [100], 1000) == ([300], None)
+
+
+def test_a_recipe_that_turns_validation_off_is_warned(tmp_path):
+    from pplaw.pipeline.recipe import RunRecipe, from_dict, validation_warning
+
+    r = from_dict(RunRecipe, {"world": {}, "plan": {"validation_sizes": []}})
+    w = validation_warning(r.plan)
+    assert w.startswith("WARNING: no held-out validation runs (plan.validation_sizes: [])")
+    assert validation_warning(from_dict(RunRecipe, {"world": {}}).plan) is None
+
+
+def test_the_default_plan_holds_validation_points(tmp_path):
+    import pyarrow as pa
+
+    from pplaw.pipeline.plan import build_plan
+    from pplaw.pipeline.recipe import PlanSection
+
+    n = 2000
+    rng = np.random.default_rng(1)
+    ppl = np.exp(rng.uniform(0.5, 9.0, n))
+    table = pa.table({"chunk_id": np.arange(n, dtype=np.int64), "ppl": ppl, "n_scored": np.full(n, 50)})
+    bins = (np.argsort(np.argsort(ppl)) * 20 // n).astype(np.int64)
+    plan = build_plan(table, bins, 20, PlanSection(sizes=[0.05, 0.1], windows=3, mixtures=0), space="log_ppl",
+                      out_dir=tmp_path)
+    val = [p for p in plan["points"] if p["role"] == "validation"]
+    assert plan["validation_sizes"] == [20000] and plan["validation_note"] is None
+    assert len(val) == 2 and all(p["status"] == "ok" and p["D"] >= 20000 for p in val)
+    off = build_plan(table, bins, 20, PlanSection(sizes=[0.05, 0.1], windows=3, mixtures=0, validation_sizes=[]),
+                     space="log_ppl", out_dir=tmp_path / "off")
+    assert off["validation_sizes"] == [] and "untested" in off["validation_note"]
+    assert not [p for p in off["points"] if p["role"] == "validation"]
+
+
 def test_validation_runs_repeat_the_budget_bands_at_the_larger_size():
     # the held-out runs must be the same subset distribution at a larger D (what the final forecast
     # extrapolates): the budget bands when there are any, spread evenly; windows otherwise or on request

@@ -113,6 +113,9 @@ def _print_summary(summary: dict, out: Path, seconds: float) -> None:
               f"({pred['rel_error']:+.1%})" + ("; no prediction interval (no validation runs)" if not pi else
                                                f"; 90% interval [{pi[0]:.4f}, {pi[1]:.4f}] "
                                                f"{'covers' if pred.get('covered') else 'MISSES'} the measurement"))
+    ho = summary.get("holdout") or {}
+    if ho and not ho.get("validated"):
+        print(f"WARNING: the law is not validated: {ho.get('reason') or 'no held-out validation runs'}")
     for what in ("failed_runs", "failed_final_runs", "unreachable"):
         if summary.get(what):
             print(f"{what.replace('_', ' ')}: {', '.join(x['id'] for x in summary[what])}")
@@ -128,12 +131,16 @@ def main(argv: list[str]) -> int:
         return 0
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from pplaw.pipeline import load_recipe, run_pipeline
+    from pplaw.pipeline.recipe import validation_warning
 
     argv, detach = split_detach(argv)
     path, out, overrides = parse_argv(argv)
     recipe = load_recipe(path, overrides)
     out_dir = Path(out) if out else Path("pplaw_runs") / recipe.name
     print(f"pplaw run: recipe {path or 'quickstart (embedded)'} -> {out_dir}")
+    warning = validation_warning(recipe.plan)
+    if warning:
+        print(f"pplaw run: {warning}", file=sys.stderr)
     t0 = time.perf_counter()
     summary = run_pipeline(recipe, out_dir, detach=detach)
     if "detached" in summary:

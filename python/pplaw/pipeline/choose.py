@@ -62,7 +62,9 @@ def choose_law(df: pd.DataFrame, recipe: Any, out: Path) -> dict[str, Any]:
     paper = f.laws[0]
     if val_df.empty:
         return {"chosen": paper, "validated": False, "trusted": False, "n_fit": int(len(fit_df)), "n_val": 0,
-                "reason": "no held-out validation points (plan.validation_sizes is empty): the law's extrapolation "
+                "reason": "no held-out validation points (" + (
+                    "plan.validation_sizes: []" if recipe.plan.validation_sizes == [] else
+                    "none was planned or none finished: see the plan and the sweep") + "): the law's extrapolation "
                           "in D is untested, so its predictions are not validated"}
     cmp = compare_holdout(laws, fit_df, val_df, target=f.target, mu="mu", sigma="sigma", D="D", strict=False,
                           progress=False)

@@ -88,8 +88,9 @@ def make_plan(table, recipe: RunRecipe, land_dir: Path, d: Path) -> dict[str, An
 
     land = Landscape.load(land_dir / "landscape.json")
     cfg, space = recipe.plan, recipe.fit.space
+    n_val = 1 if cfg.validation_sizes is None else len(cfg.validation_sizes)  # None: one size, 2x the largest
     n_jobs = ((cfg.windows + cfg.mixtures + cfg.budget_bands) * len(cfg.sizes) + min(cfg.validation_regimes,
-              cfg.windows) * len(cfg.validation_sizes)) * len(cfg.replay_ratios) * len(cfg.seeds)
+              cfg.windows) * n_val) * len(cfg.replay_ratios) * len(cfg.seeds)
     final = P.resolve_size(recipe.select.budget, int(np.asarray(table.column("n_scored")).sum()), "select.budget")
     with tqdm(total=n_jobs, desc="plan: sampling subsets", unit="subset") as bar:
         out = P.build_plan(table, np.asarray(land.bin_index), land.n_bins, cfg, space=space, out_dir=d, progress=bar,
@@ -198,6 +199,8 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
     plan = stages.run("plan", {"score": score, "land": land["edges"], "plan": recipe.to_dict()["plan"],
                                "space": recipe.fit.space, "budget": recipe.select.budget},
                       lambda d: make_plan(table, recipe, stages.dir("landscape"), d), load=PlanArtefact.load)
+    if plan.plan.get("validation_note") and recipe.plan.validation_sizes is None:  # [] was warned of at the start
+        log(f"WARNING: {plan.plan['validation_note']}")
 
     # 3. the sweep: one CPT run per reachable grid point (finished runs are skipped)
     specs = sweep_specs(recipe, inp, chunks, bench, plan, stages.dir("sweep"))

@@ -36,7 +36,7 @@ import pyarrow as pa
 from pplaw._io import jsonable
 from pplaw.exceptions import BudgetError, ConfigError, UnreachableTargetError
 from pplaw.io import write_indices
-from pplaw.pipeline.recipe import PlanSection
+from pplaw.pipeline.recipe import NO_VALIDATION, PlanSection
 
 SPACES = ("ppl", "log_ppl")
 
@@ -52,6 +52,30 @@ def resolve_size(value: float, total_tokens: int, what: str) -> int:
     if tokens > total_tokens:
         raise ConfigError(f"{what} = {value} asks for {tokens:,} tokens but the corpus holds {total_tokens:,}")
     return tokens
+
+
+def validation_tokens(cfg: PlanSection, sizes: list[int], total_tokens: int) -> tuple[list[int], str | None]:
+    """The held-out sizes in tokens, and why there are none (None when there are some).
+
+    ``plan.validation_sizes`` unset: one size, twice the largest fitting size *in tokens* (so the default
+    holds whatever unit ``plan.sizes`` is in, shares or token counts); skipped with the reason when the corpus
+    is smaller than that. Listed sizes must be >= 2x the largest fitting size (up to rounding)."""
+    if cfg.validation_sizes is None:
+        v = 2 * max(sizes)
+        if v > total_tokens:
+            return [], (f"no held-out validation runs: the default held-out size, 2x the largest fitting size "
+                        f"({v:,} tokens), exceeds the corpus ({total_tokens:,} tokens); lower plan.sizes to at most "
+                        f"half the corpus to validate the law")
+        return [v], None
+    if not cfg.validation_sizes:
+        return [], NO_VALIDATION
+    vsizes = [resolve_size(v, total_tokens, "plan.validation_sizes") for v in cfg.validation_sizes]
+    for v in vsizes:
+        # 2x up to the rounding of shares to whole tokens (0.2 and 0.1 of 186,167 tokens are 37,233 and 18,617)
+        if v < 2 * max(sizes) * (1 - VALIDATION_ROUNDING):
+            raise ConfigError(f"plan.validation_sizes: {v:,} tokens is less than 2x the largest fitting size "
+                              f"({max(sizes):,} tokens): a held-out point must test extrapolation in D")
+    return vsizes, None
 
 
 def pool_tokens(band: Any, total_tokens: int) -> float:
@@ -288,7 +312,8 @@ def build_plan(table: pa.Table, bin_index: np.ndarray, n_bins: int, cfg: PlanSec
                out_dir: Path, progress: Any = None, final_budget: int | None = None) -> dict[str, Any]:
     """Realise every grid point; write ``points/<id>.parquet`` (rows, chunk_id, ppl, n_scored) for each.
 
-    Returns ``{"sizes": [tokens], "validation_sizes": [tokens], "regimes": [...], "points": [...]}``; each
+    Returns ``{"sizes": [tokens], "validation_sizes": [tokens], "validation_note": why there are none or None,
+    "regimes": [...], "points": [...]}``; each
     point holds its request, its role (``fit``: the law is fitted on it; ``validation``: held out, at a size
     >= 2x the largest fitting size), its status (``ok`` or ``unreachable`` with the reason) and its realised
     statistics in both spaces.
@@ -297,12 +322,7 @@ def build_plan(table: pa.Table, bin_index: np.ndarray, n_bins: int, cfg: PlanSec
 
     total = int(np.asarray(table.column("n_scored")).sum())
     sizes = [resolve_size(v, total, "plan.sizes") for v in cfg.sizes]
-    vsizes = [resolve_size(v, total, "plan.validation_sizes") for v in cfg.validation_sizes]
-    for v in vsizes:
-        # 2x up to the rounding of shares to whole tokens (0.2 and 0.1 of 186,167 tokens are 37,233 and 18,617)
-        if v < 2 * max(sizes) * (1 - VALIDATION_ROUNDING):
-            raise ConfigError(f"plan.validation_sizes: {v:,} tokens is less than 2x the largest fitting size "
-                              f"({max(sizes):,} tokens): a held-out point must test extrapolation in D")
+    vsizes, no_validation = validation_tokens(cfg, sizes, total)
     regimes = make_regimes(table, n_bins, cfg, max(sizes), total, space,
                            None if final_budget is None else final_budget / total)
     for reg in regimes:
@@ -352,7 +372,8 @@ def build_plan(table: pa.Table, bin_index: np.ndarray, n_bins: int, cfg: PlanSec
         points.append(pt)
         if progress is not None:
             progress.update(1)
-    return {"sizes": sizes, "validation_sizes": vsizes, "total_tokens": total, "space": space,
+    return {"sizes": sizes, "validation_sizes": vsizes, "validation_note": no_validation, "total_tokens": total,
+            "space": space,
             "n_bins": int(n_bins),
             "regimes": [{"name": r.name, "shape": r.shape, "bins": r.bins, "quantiles": r.quantiles,
                          "target": r.target} for r in regimes],

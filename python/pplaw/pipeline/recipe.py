@@ -115,10 +115,14 @@ class PlanSection:
     replay_ratios: list[float] = _f([0.0], "Replay ratios R (general tokens / all tokens); several fit the "
                                            "mixture laws too.")
     seeds: list[int] = _f([0], "Seeds of every grid point (sampling and training).")
-    validation_sizes: list[float] = _f([], "Held-out sizes D (share or tokens, each >= 2x the largest of `sizes`): "
-                                           "run at `validation_regimes` regimes, never fitted; the loop scores each "
-                                           "candidate law by its error there and picks the law by it.")
-    validation_regimes: int = _f(4, "Regimes (of validation_family, spread over the landscape, low to high PPL) "
+    validation_sizes: list[float] | None = _f(None, "Held-out sizes D (share or tokens, each >= 2x the largest of "
+                                                    "`sizes`): run at `validation_regimes` regimes, never fitted; "
+                                                    "the loop scores each candidate law by its error there and "
+                                                    "picks the law by it. null (the default): one size, 2x the "
+                                                    "largest of `sizes` (skipped, with a warning, when the corpus "
+                                                    "is smaller); []: no held-out runs (the run and its report "
+                                                    "warn that the law's predictions are then untested).")
+    validation_regimes: int = _f(2, "Regimes (of validation_family, spread over the landscape, low to high PPL) "
                                     "run at each validation size.")
     validation_family: str = _f("band", "Which regimes the held-out runs repeat at the larger size: 'band' (the "
                                         "budget bands, when plan.budget_bands > 0; windows otherwise): the same "
@@ -126,6 +130,17 @@ class PlanSection:
                                         "fixed subset distribution, the extrapolation the final forecast makes; "
                                         "'window': windows, widened to hold the size (D and (mu, sigma) change "
                                         "together).", choices=["band", "window"])
+
+
+NO_VALIDATION = ("no held-out validation runs (plan.validation_sizes: []): the law's extrapolation in D is "
+                 "untested, so its predictions at the final budget are not validated; leave plan.validation_sizes "
+                 "unset (2x the largest fitting size) or list sizes >= 2x max(plan.sizes)")
+
+
+def validation_warning(plan: PlanSection) -> str | None:
+    """What a recipe that turns the held-out validation off is told (at the run's start and at the top of its
+    report); None when it is on (the default)."""
+    return f"WARNING: {NO_VALIDATION}" if plan.validation_sizes == [] else None
 
 
 @dataclass
@@ -164,7 +179,11 @@ class TrainSection:
     weight_decay: float = borrow(TrainingDefaults, "weight_decay")
     model_dtype: str = borrow(CPTConfig, "model_dtype")
     keep_models: bool = _f(True, "Keep each sweep run's final model (False: delete it once evaluated).")
-    args: dict = _f({}, "Any other `pplaw train` option (e.g. bf16, max_grad_norm, report_to).")
+    report_to: str = _f("auto", "Where each run's training logs go (transformers' report_to): 'auto' is "
+                                "'tensorboard' when tensorboard is installed, else 'none'; TensorBoard logs land in "
+                                "each run's folder (<run>/sweep/<id>/runs/, <run>/final/<id>/runs/): "
+                                "`tensorboard --logdir <run>`. Or 'none', 'tensorboard', 'wandb', ...")
+    args: dict = _f({}, "Any other `pplaw train` option (e.g. bf16, max_grad_norm).")
 
 
 @dataclass
@@ -314,8 +333,8 @@ class RunRecipe:
                 self.world is None and not self.corpus.general_data:
             raise ConfigError("a replay ratio R > 0 needs corpus.general_data")
         at_least(self.plan.windows, "plan.windows", 2, why=" (the law needs a spread of regimes)")
-        require(all(v > 0 for v in self.plan.validation_sizes), "plan.validation_sizes", "hold positive sizes",
-                self.plan.validation_sizes)
+        require(all(v > 0 for v in self.plan.validation_sizes or []), "plan.validation_sizes",
+                "hold positive sizes", self.plan.validation_sizes)
         if not self.fit.laws or self.fit.laws[0] != "perplexity":
             raise ConfigError(f"fit.laws must start with 'perplexity' (the paper's law, always reported), got "
                               f"{self.fit.laws}")
@@ -381,7 +400,7 @@ def _check_ranges(r: RunRecipe) -> None:
     for key, values in (("plan.seeds", r.plan.seeds), ("select.seeds", r.select.seeds)):
         require(all(v >= 0 for v in values), key, "be >= 0", values)
     at_least(r.fit.seed, "fit.seed", 0)
-    for key, values in (("plan.sizes", r.plan.sizes), ("plan.validation_sizes", r.plan.validation_sizes),
+    for key, values in (("plan.sizes", r.plan.sizes), ("plan.validation_sizes", r.plan.validation_sizes or []),
                         ("select.budget", [r.select.budget]), ("plan.replay_ratios", r.plan.replay_ratios)):
         require(all(is_finite(v) for v in values), key, "hold finite numbers", values)
     require(r.select.weights is None or all(is_finite(w) and w >= 0 for w in r.select.weights), "select.weights",

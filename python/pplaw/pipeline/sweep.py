@@ -60,12 +60,17 @@ class RunSpec:
     def key(self) -> str:
         """What the run is: its options and metadata, paths inside ``root`` relative to it (so a moved run
         directory keeps its finished runs)."""
-        return digest({"cpt": self.cpt, "meta": self.meta}, self.root)
+        return digest({"cpt": self._keyed(), "meta": self.meta}, self.root)
 
     @property
     def keys(self) -> tuple[str, ...]:
         """Keys that mean this very run: :attr:`key`, and that of an older pplaw (absolute paths)."""
-        return (self.key, digest({"cpt": self.cpt, "meta": self.meta}))
+        return (self.key, digest({"cpt": self._keyed(), "meta": self.meta}))
+
+    def _keyed(self) -> dict[str, Any]:
+        # where the training logs go does not change what a run computes: keyed as the "none" every run had
+        # before TensorBoard logging, so installing tensorboard does not re-run a finished sweep
+        return {**self.cpt, "report_to": "none"} if "report_to" in self.cpt else self.cpt
 
 
 def cpt_options(recipe: RunRecipe, inp: Inputs, *, train_data: Path, run_dir: Path, indices: Path | None,
@@ -91,7 +96,7 @@ def cpt_options(recipe: RunRecipe, inp: Inputs, *, train_data: Path, run_dir: Pa
         "per_device_train_batch_size": t.per_device_train_batch_size,
         "gradient_accumulation_steps": t.gradient_accumulation_steps, "learning_rate": t.learning_rate,
         "lr_scheduler_type": t.lr_scheduler_type, "warmup_steps": t.warmup_steps, "weight_decay": t.weight_decay,
-        "seed": int(seed), "report_to": "none", "disable_tqdm": True, "save_steps": 100_000,
+        "seed": int(seed), "report_to": report_to(t.report_to), "disable_tqdm": True, "save_steps": 100_000,
         "logging_steps": 10, "use_cpu": not torch.cuda.is_available(),
         "domain_eval_data": inp.domain_eval_data, "general_eval_data": inp.general_eval_data,
         "eval_chunk_tokens": recipe.scoring.chunk_tokens, "eval_max_chunks": ev.eval_max_chunks,
@@ -101,6 +106,16 @@ def cpt_options(recipe: RunRecipe, inp: Inputs, *, train_data: Path, run_dir: Pa
         opts.update(bench)
     opts.update(t.args)  # the recipe's extra `pplaw train` options win
     return {k: v for k, v in opts.items() if v is not None}
+
+
+def report_to(value: str) -> str:
+    """``train.report_to``: ``auto`` is ``tensorboard`` when it is installed (each run then logs under its own
+    folder, ``<run>/runs/``, transformers' default), else ``none``; any other value is passed on as given."""
+    if value != "auto":
+        return value
+    import importlib.util
+
+    return "tensorboard" if importlib.util.find_spec("tensorboard") is not None else "none"
 
 
 def bench_options(recipe: RunRecipe, inp: Inputs) -> dict[str, Any]:

@@ -33,13 +33,21 @@ def render_md(blocks: list[tuple]) -> str:
     return "\n\n".join(out) + "\n"
 
 
+# Checked in a real browser at 1280 px (tests/pipeline/test_report_browser.py): nothing may stick out of the
+# page. Preformatted text wraps (the headline's lines are longer than the page, and a scrolled <pre> hid its
+# numbers), a wide table scrolls inside its own box, and long paths in <code> break anywhere.
+STYLE = ("body{font-family:sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;line-height:1.4}"
+         "table{border-collapse:collapse;font-size:0.9em}td,th{border:1px solid #ccc;padding:3px 7px}"
+         "th{background:#f3f3f3}div.table{max-width:100%;overflow-x:auto}"
+         "pre{background:#f7f7f7;padding:8px;white-space:pre-wrap;overflow-wrap:anywhere;font-size:0.85em}"
+         "code,p{overflow-wrap:anywhere}img{max-width:100%;height:auto}figure{margin:1em 0}")
+
+
 def render_html(blocks: list[tuple], title: str) -> str:
     """The same blocks as one self-contained HTML page."""
-    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
-           "body{font-family:sans-serif;max-width:1150px;margin:2em auto;line-height:1.4}"
-           "table{border-collapse:collapse;font-size:0.9em}td,th{border:1px solid #ccc;padding:3px 7px}"
-           "th{background:#f3f3f3}pre{background:#f7f7f7;padding:8px;overflow-x:auto;font-size:0.85em}"
-           "img{max-width:100%}</style></head><body>"]
+    out = [f"<!doctype html><html><head><meta charset='utf-8'>"
+           "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+           f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"]
     for b in blocks:
         kind = b[0]
         if kind in ("h1", "h2", "h3"):
@@ -52,8 +60,9 @@ def render_html(blocks: list[tuple], title: str) -> str:
             out.append(f"<figure><img src='{html.escape(b[1])}' alt='{html.escape(b[2])}'>"
                        f"<figcaption>{inline_html(b[2])}</figcaption></figure>")
         elif kind == "table":
-            out.append("<table><tr>" + "".join(f"<th>{inline_html(h)}</th>" for h in b[1]) + "</tr>"
+            head = "".join(f"<th>{inline_html(h)}</th>" for h in b[1])
+            out.append(f"<div class='table'><table><tr>{head}</tr>"
                        + "".join("<tr>" + "".join(f"<td>{inline_html(str(c))}</td>" for c in r) + "</tr>"
-                                 for r in b[2]) + "</table>")
+                                 for r in b[2]) + "</table></div>")
     out.append("</body></html>")
     return "\n".join(out)

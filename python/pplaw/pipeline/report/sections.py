@@ -39,10 +39,18 @@ def _intro(ctx: ReportContext, a: Analysis) -> None:
            else f"base model `{rc.model.base_model}`, corpus `{rc.corpus.domain_data}`")
     b = ctx.blocks
     b.append(("h1", rc.report.title))
+    if not a.summary["holdout"]["validated"]:  # first, not only in section 4a: every forecast below is untested
+        b.append(("p", f"**Warning: the law is not validated.** {no_validation_reason(ctx, a)}."))
     b.append(("p", f"Recipe **{rc.name}** on {src}: {t.num_rows:,} domain chunks ({a.detail['n_tokens']:,} scored "
                    f"tokens). Final budget D = {ctx.budget:,} tokens ({a.detail['budget_share']:.1%} of the corpus), "
                    f"each run training on {rc.train.epochs:g} x D tokens; final comparison over seeds "
                    f"{list(rc.select.seeds)}. Law: {ctx.fit.get('law', '-')}."))
+
+
+def no_validation_reason(ctx: ReportContext, a: Analysis) -> str:
+    """Why the run has no held-out validation: the plan's reason (turned off, or the default size does not fit
+    the corpus), else the law choice's (no validation run finished)."""
+    return ctx.plan.get("validation_note") or a.summary["holdout"].get("reason") or "no held-out points"
 
 
 def _headline(ctx: ReportContext, a: Analysis) -> None:
@@ -124,8 +132,7 @@ def _holdout(ctx: ReportContext, a: Analysis) -> None:
     b = ctx.blocks
     b.append(("h2", "4a. Held-out validation: does the law predict runs it never saw?"))
     if not h["validated"]:
-        b.append(("p", f"**Not validated.** {lc.get('reason', 'no held-out points')}. Add "
-                       "`plan.validation_sizes` (>= 2x the largest of `plan.sizes`) to measure it."))
+        b.append(("p", f"**Not validated.** {no_validation_reason(ctx, a)}."))
         return
     rows = [[r["law"], fmt(r.get("holdout_mape")), fmt(r.get("holdout_worst_signed")), fmt(r.get("holdout_diff_max")),
              fmt(r.get("insample_mape")), fmt(r.get("r2"))] for r in h["table"] or []]
