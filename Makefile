@@ -1,6 +1,7 @@
 # pplaw: the two commands the README promises.
 #   make quickstart   set up (idempotent) and run the main job: `pplaw run`
 #   make test         set up (idempotent), then `cargo test` and `pytest`
+#   make test-fast    set up, then `pytest` without the slow and gpu tests (the development loop)
 # Set-up creates .venv if missing and installs the dependencies only when pyproject.toml changed
 # (a stamp file), so re-running never reinstalls torch. The Rust extension is rebuilt incrementally.
 
@@ -14,7 +15,7 @@ export OMP_NUM_THREADS ?= 2
 export MKL_NUM_THREADS ?= 2
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup build quickstart test test-rust test-python bench clean
+.PHONY: setup build quickstart test test-fast test-rust test-python bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -44,6 +45,10 @@ test-python: setup
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests were collected (exit 5)"; exit 0; fi; exit $$rc
 
 test: setup test-rust test-python
+
+# The development loop: everything but the tests marked slow (> ~30 s each on 2 cores) or gpu; CI runs `make test`.
+test-fast: setup
+	$(PY) -m pytest -m "not slow and not gpu" -q $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) benchmarks/bench_landscape.py

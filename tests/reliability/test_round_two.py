@@ -340,3 +340,13 @@ def _slurm_yaml(tmp_path):
     p = tmp_path / "slurm.yaml"
     p.write_text("slurm:\n  partition: nosuchpartition\n")
     return p
+
+
+def test_the_grid_check_accepts_the_default_validation_sizes():
+    """plan.validation_sizes unset (null: 2x the largest fitting size) passes the pre-work grid check."""
+    from pplaw.pipeline.preflight import check_grid
+    from pplaw.pipeline.recipe import load_recipe
+
+    recipe = load_recipe(overrides=[("plan.validation_sizes", "null")])
+    assert recipe.plan.validation_sizes is None
+    check_grid(recipe)  # no TypeError over None

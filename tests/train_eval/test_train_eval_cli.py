@@ -59,7 +59,7 @@ def test_pplaw_train_evaluate_and_errors(world, tmp_path, capsys):
 
     capsys.readouterr()
     assert pplaw(["train", "--config", str(recipe), "--replay_ratio", "1.5", "--output_dir", str(tmp_path / "r2")]) == 1
-    assert "replay_ratio R = general tokens / total tokens must be in [0, 1), got 1.5" in capsys.readouterr().err
+    assert "--replay_ratio must be in [0, 1), got 1.5" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text(recipe.read_text() + "suites_typo: [medical]\n")
     assert pplaw(["evaluate", "--config", str(bad)]) == 1

@@ -36,7 +36,7 @@ VALIDATION_ROUNDING = 1e-3  # as pplaw.pipeline.plan: 2x up to the rounding of s
 
 def _sizes(recipe: RunRecipe) -> list[tuple[str, float]]:
     return ([("plan.sizes", v) for v in recipe.plan.sizes]
-            + [("plan.validation_sizes", v) for v in recipe.plan.validation_sizes]
+            + [("plan.validation_sizes", v) for v in recipe.plan.validation_sizes or []]
             + [("select.budget", recipe.select.budget)])
 
 
