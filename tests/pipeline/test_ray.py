@@ -164,6 +164,7 @@ def test_more_cpus_per_run_than_any_node_has_is_a_config_error(ray_cluster, tmp_
         _executor(tmp_path, gpus=64)._check_resources(ray)
 
 
+@pytest.mark.slow  # measured 36-55 s on 2 cores (--durations, 2026-12-06)
 def test_runs_finished_locally_are_not_redone_on_ray(micro_run, ray_cluster, model_cache, tmp_path):
     """The finished-run rule does not depend on the executor: a local run directory resumed with
     train.executor=ray trains nothing again (only the micro recipe's failing runs are retried, as Ray tasks)."""

@@ -204,6 +204,7 @@ def test_another_select_family_refits_the_optimum(micro_run, model_cache, tmp_pa
     assert json.loads((free / "fit" / "stage.json").read_text())["outputs"]["optimum"].get("band") is None
 
 
+@pytest.mark.slow  # measured 36-55 s on 2 cores (--durations, 2026-12-06)
 def test_resume_after_a_kill_mid_sweep(tmp_path, model_cache):
     """Kill `pplaw run` once the first sweep run has finished; the re-run does not redo finished runs."""
     small = ["select.seeds=[0]", "baselines.methods=[random]", "plan.sizes=[0.1,0.2]", "fit.bootstrap=0"]
