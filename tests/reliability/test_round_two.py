@@ -350,3 +350,13 @@ def test_the_grid_check_accepts_the_default_validation_sizes():
     recipe = load_recipe(overrides=[("plan.validation_sizes", "null")])
     assert recipe.plan.validation_sizes is None
     check_grid(recipe)  # no TypeError over None
+
+
+@pytest.mark.parametrize("key,value", [("plan.seeds", "[0, 0]"), ("select.seeds", "[1, 2, 1]"),
+                                       ("plan.sizes", "[0.05, 0.05]"), ("plan.replay_ratios", "[0.25, 0.25]")])
+def test_a_repeated_seed_or_size_is_refused(key, value):
+    """A hostile pass found `plan.seeds=[0,0]` accepted: the same run twice, counted as two seeds."""
+    from pplaw.pipeline.recipe import load_recipe
+
+    with pytest.raises(ConfigError, match=rf"{key}.*distinct"):
+        load_recipe(overrides=[(key, value)])

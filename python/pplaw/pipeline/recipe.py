@@ -399,6 +399,10 @@ def _check_ranges(r: RunRecipe) -> None:
     require(r.landscape.n_bins <= MAX_BINS, "landscape.n_bins", f"be <= {MAX_BINS}", r.landscape.n_bins)
     for key, values in (("plan.seeds", r.plan.seeds), ("select.seeds", r.select.seeds)):
         require(all(v >= 0 for v in values), key, "be >= 0", values)
+        # a repeated seed is the same run twice: it would count as two seeds in every mean, sd and verdict
+        require(len(set(values)) == len(values), key, "hold distinct seeds", values)
+    for key, values in (("plan.sizes", r.plan.sizes), ("plan.replay_ratios", r.plan.replay_ratios)):
+        require(len(set(values)) == len(values), key, "hold distinct values", values)
     at_least(r.fit.seed, "fit.seed", 0)
     for key, values in (("plan.sizes", r.plan.sizes), ("plan.validation_sizes", r.plan.validation_sizes or []),
                         ("select.budget", [r.select.budget]), ("plan.replay_ratios", r.plan.replay_ratios)):
