@@ -184,7 +184,7 @@ def test_the_readme_states_the_validation_default_and_shows_the_report():
     assert "twice the largest of `plan.sizes`" in text and "`plan.validation_sizes: []` turns validation off" in text
     # the quickstart keeps its own held-out setting, which the README quotes
     q = load_recipe().plan
-    assert q.validation_sizes == [0.2] and q.validation_regimes == 5 and "`validation_sizes: [0.2]`, 5 regimes" in text
+    assert q.validation_sizes == [0.2] and q.validation_regimes == 4 and "`validation_sizes: [0.2]`, 4 regimes" in text
     assert TrainSection().report_to == "auto" and "tensorboard --logdir pplaw_runs/quickstart" in text
     for img in re.findall(r"\]\((docs/[^)]+\.png)\)", text):  # every screenshot the README shows is shipped
         assert (REPO / img).is_file(), img

@@ -219,7 +219,7 @@ def test_validation_runs_repeat_the_budget_bands_at_the_larger_size():
     regs = [Regime(name=f"w{i}", shape="window", bins=[i], quantiles=[(i / 10, (i + 1) / 10)]) for i in range(5)]
     regs += [Regime(name=f"b{i}", shape="band", bins=[i, i + 1], quantiles=[(i / 10, (i + 2) / 10)])
              for i in range(3)]
-    assert [r.name for r in validation_regimes(regs, 3)] == ["b0", "b1", "b2"]
-    assert [r.name for r in validation_regimes(regs, 2)] == ["b0", "b2"]
-    assert [r.name for r in validation_regimes(regs, 3, "window")] == ["w0", "w2", "w4"]
+    assert [r.name for r in validation_regimes(regs, 3, "band")] == ["b0", "b1", "b2"]
+    assert [r.name for r in validation_regimes(regs, 2, "band")] == ["b0", "b2"]
+    assert [r.name for r in validation_regimes(regs, 3)] == ["w0", "w2", "w4"]  # the default: windows
     assert [r.name for r in validation_regimes(regs[:5], 3, "band")] == ["w0", "w2", "w4"]  # no bands: windows
