@@ -60,3 +60,9 @@ def test_form_error_of_run_reads_the_chosen_law_only():
     fe = form_error_of_run(lc, [10_000, 20_000])
     assert fe.n == 2 and fe.d_fit == 20_000
     assert fe.rms_log == pytest.approx(np.sqrt((math.log(1.05) ** 2 + math.log(0.95) ** 2) / 2))
+
+
+def test_a_run_whose_held_out_runs_are_not_larger_claims_no_interval():
+    # the report must not crash over the interval: a run record whose validation runs sit at the fitting size
+    lc = {"validated": True, "chosen": "b", "predictions": [{"law": "b", "measured": 1.0, "predicted": 1.1, "D": 20_000}]}
+    assert form_error_of_run(lc, [10_000, 20_000]) is None

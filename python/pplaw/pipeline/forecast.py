@@ -102,5 +102,7 @@ def form_error_of_run(law_choice: dict[str, Any], fit_sizes: Iterable[float]) ->
     sizes = list(fit_sizes)
     if not rows or not sizes or any("D" not in r for r in rows):
         return None
+    if float(np.median([r["D"] for r in rows])) <= float(max(sizes)) * 1.05:
+        return None  # held-out runs no larger than the fitting runs measure no extrapolation: claim no interval
     return form_error([r["measured"] for r in rows], [r["predicted"] for r in rows], [r["D"] for r in rows],
                       float(max(sizes)))
