@@ -223,3 +223,61 @@ def test_validation_runs_repeat_the_budget_bands_at_the_larger_size():
     assert [r.name for r in validation_regimes(regs, 2, "band")] == ["b0", "b2"]
     assert [r.name for r in validation_regimes(regs, 3)] == ["w0", "w2", "w4"]  # the default: windows
     assert [r.name for r in validation_regimes(regs[:5], 3, "band")] == ["w0", "w2", "w4"]  # no bands: windows
+
+
+def _lead_table(n=2000, seed=0):
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    ppl = np.exp(rng.uniform(0.5, 9.0, n))
+    table = pa.table({"chunk_id": np.arange(n, dtype=np.int64), "ppl": ppl,
+                      "n_scored": np.full(n, 50, dtype=np.int64)})
+    return table, (np.argsort(np.argsort(ppl)) * 20 // n).astype(np.int64)
+
+
+def test_lead_regimes_are_the_best_at_the_largest_fitting_size_with_distinct_bands():
+    """validation_family 'lead': ranked by the mean loss over seeds at the largest fitting size (not the
+    smaller one, not failed or held-out runs); two regimes that widen to the same band count once."""
+    from pplaw.pipeline.plan import lead_regimes
+
+    regs = [{"name": n, "shape": "window", "bins": [], "target": None, "quantiles": [q]}
+            for n, q in (("w0", (0.0, 0.15)), ("w1", (0.15, 0.3)), ("w2", (0.3, 0.45)), ("w3", (0.45, 0.6)))]
+
+    def r(reg, size_no, D, loss, seed=0, role="fit", status="ok"):
+        return {"regime": reg, "size_no": size_no, "D": D, "domain_loss": loss, "seed": seed, "role": role,
+                "status": status}
+
+    rows = [r("w0", 0, 500, 0.1), r("w0", 1, 1000, 3.0), r("w1", 1, 1000, 2.0), r("w1", 1, 1000, 2.4, seed=1),
+            r("w2", 1, 1000, 2.1), r("w3", 1, 1000, 1.0, status="failed"), r("w3", 2, 2000, 0.5, role="validation")]
+    # w1: mean 2.2, w2: 2.1, w0: 3.0 at size 1 (w0's 0.1 at the small size and w3's failed/held-out rows ignored)
+    assert [g["name"] for g in lead_regimes(rows, regs, 3, "domain_loss", 1500, 20, 100_000)] == ["w2", "w1", "w0"]
+    assert [g["name"] for g in lead_regimes(rows, regs, 1, "domain_loss", 1500, 20, 100_000)] == ["w2"]
+    # at a size that widens every window to the whole landscape all three are one band: one leader
+    assert [g["name"] for g in lead_regimes(rows, regs, 3, "domain_loss", 99_000, 20, 100_000)] == ["w2"]
+    assert lead_regimes([], regs, 3, "domain_loss", 1500, 20, 100_000) == []
+
+
+def test_lead_points_realise_the_leaders_as_the_best_sweep_baseline_is(tmp_path):
+    """Each leader at the validation size is its band widened around its centre (plan.sample_band, as the
+    best-sweep baseline at the final budget), written as an indices file, role validation, the next size_no;
+    the plan itself holds no validation points for this family."""
+    from pplaw.pipeline.plan import build_plan, lead_points, sample_band
+    from pplaw.pipeline.recipe import PlanSection
+
+    table, bins = _lead_table()
+    cfg = PlanSection(sizes=[0.05, 0.1], windows=4, mixtures=0, validation_regimes=2, validation_family="lead")
+    plan = build_plan(table, bins, 20, cfg, space="log_ppl", out_dir=tmp_path / "plan")
+    assert plan["validation_sizes"] == [20_000] and all(p["role"] == "fit" for p in plan["points"])
+    loss = {"w0": 3.0, "w1": 1.0, "w2": 2.0, "w3": 4.0}
+    rows = [{"regime": p["regime"], "size_no": p["size_no"], "D": p["D"], "role": "fit", "status": "ok",
+             "domain_loss": loss[p["regime"]] + p["size_no"], "seed": p["seed"]} for p in plan["points"]]
+    pts = lead_points(table, plan, rows, cfg, "domain_loss", tmp_path / "lead")
+    assert [p["regime"] for p in pts] == ["w1", "w2"]
+    reg = next(g for g in plan["regimes"] if g["name"] == "w1")
+    idx, band = sample_band(table, [tuple(q) for q in reg["quantiles"]], 20_000, 20, 0, 100_000)
+    p = pts[0]
+    assert p["id"] == "w1_D2_R0_s0" and p["role"] == "validation" and p["size_no"] == 2 and p["band"] == list(band)
+    from pplaw.io import read_indices
+
+    assert sorted(read_indices(tmp_path / "lead" / p["indices"])[0].tolist()) == sorted(np.asarray(idx).tolist())
+    assert p["tokens"] >= 20_000

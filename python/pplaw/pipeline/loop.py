@@ -89,8 +89,9 @@ def make_plan(table, recipe: RunRecipe, land_dir: Path, d: Path) -> dict[str, An
     land = Landscape.load(land_dir / "landscape.json")
     cfg, space = recipe.plan, recipe.fit.space
     n_val = 1 if cfg.validation_sizes is None else len(cfg.validation_sizes)  # None: one size, 2x the largest
-    n_jobs = ((cfg.windows + cfg.mixtures + cfg.budget_bands) * len(cfg.sizes) + min(cfg.validation_regimes,
-              cfg.windows) * n_val) * len(cfg.replay_ratios) * len(cfg.seeds)
+    n_lead = 0 if cfg.validation_family == "lead" else min(cfg.validation_regimes, cfg.windows)  # lead: after the sweep
+    n_jobs = ((cfg.windows + cfg.mixtures + cfg.budget_bands) * len(cfg.sizes) + n_lead * n_val) \
+        * len(cfg.replay_ratios) * len(cfg.seeds)
     final = P.resolve_size(recipe.select.budget, int(np.asarray(table.column("n_scored")).sum()), "select.budget")
     with tqdm(total=n_jobs, desc="plan: sampling subsets", unit="subset") as bar:
         out = P.build_plan(table, np.asarray(land.bin_index), land.n_bins, cfg, space=space, out_dir=d, progress=bar,
@@ -108,11 +109,17 @@ def make_plan(table, recipe: RunRecipe, land_dir: Path, d: Path) -> dict[str, An
 def sweep_specs(recipe: RunRecipe, inp: Inputs, chunks: ScoredChunks, bench: dict[str, Any], plan: PlanArtefact,
                 d: Path) -> list[SW.RunSpec]:
     """One run per reachable grid point, trained on ``epochs x D`` tokens of its subset."""
+    return point_specs(recipe, inp, chunks, bench, plan.plan["points"], plan.dir, d)
+
+
+def point_specs(recipe: RunRecipe, inp: Inputs, chunks: ScoredChunks, bench: dict[str, Any],
+                points: list[dict[str, Any]], points_dir: Path, d: Path) -> list[SW.RunSpec]:
+    """One run per reachable point (indices files under ``points_dir``), its run directory under ``d``."""
     specs = []
-    for p in plan.plan["points"]:
+    for p in points:
         if p["status"] != "ok":
             continue
-        opts = SW.cpt_options(recipe, inp, train_data=chunks.dir, run_dir=d / p["id"], indices=plan.dir / p["indices"],
+        opts = SW.cpt_options(recipe, inp, train_data=chunks.dir, run_dir=d / p["id"], indices=points_dir / p["indices"],
                               tokens=p["D"], replay_ratio=p["R"], seed=p["seed"],
                               bench=bench if recipe.evaluate.sweep_benchmarks else None)
         meta = {k: p.get(k) for k in ("regime", "shape", "size_no", "role", "band", "R", "seed", "D", "mu_ppl",
@@ -211,6 +218,16 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
                          accelerate_config=t.accelerate_config, desc="sweep", executor=executor)
         submitted("sweep", res)
         rows = SW.run_table(specs, recipe)
+        if recipe.plan.validation_family == "lead" and plan.plan["validation_sizes"]:
+            # held-out runs of the sweep's leaders, chosen from the finished fit runs (plan.lead_points)
+            pts = P.lead_points(table, plan.plan, rows, recipe.plan, recipe.fit.target, d / "lead")
+            write_json_atomic(d / "lead" / "points.json", pts)
+            lspecs = point_specs(recipe, inp, chunks, bench, pts, d / "lead", d)
+            EX.refuse_if_jobs_alive(lspecs, executor)
+            lres = SW.run_all(lspecs, workers=t.workers, threads=t.threads_per_worker, launcher=t.launcher,
+                              accelerate_config=t.accelerate_config, desc="held-out leaders", executor=executor)
+            submitted("sweep", lres)
+            rows += SW.run_table(lspecs, recipe)
         write_json_atomic(d / "runs.json", rows)
         return {"runs": "runs.json", "n_ok": sum(r["status"] == "ok" for r in rows),
                 "n_failed": sum(r["status"] == "failed" for r in rows), "digest": digest(rows),

@@ -124,14 +124,16 @@ class PlanSection:
                                                     "warn that the law's predictions are then untested).")
     validation_regimes: int = _f(2, "Regimes (of validation_family, spread over the landscape, low to high PPL) "
                                     "run at each validation size.")
-    validation_family: str = _f("window", "Which regimes the held-out runs repeat at the larger size: 'band' (the "
-                                        "budget bands, when plan.budget_bands > 0; windows otherwise): the same "
-                                        "band at a larger D, so the held-out error measures the curve in D of a "
-                                        "fixed subset distribution, the extrapolation the final forecast makes; "
-                                        "'window' (the default): windows, widened to hold the size (D and (mu, "
-                                        "sigma) change together). On fresh world seeds 20-27 neither family "
-                                        "removed the forecast's low bias (window: -11.4%, band: -13.5% mean).",
-                               choices=["band", "window"])
+    validation_family: str = _f("window", "Which regimes the held-out runs repeat at the larger size: 'lead' (the "
+                                        "validation_regimes best sweep regimes at the largest fitting size, chosen "
+                                        "after the sweep, each widened to hold the size as the best-sweep baseline "
+                                        "is at the final budget: the held-out error is measured where the "
+                                        "selection decides); 'band' (the budget bands, when plan.budget_bands > 0; "
+                                        "windows otherwise): the same band at a larger D; 'window' (the default): "
+                                        "windows spread over the landscape, widened to hold the size (D and (mu, "
+                                        "sigma) change together). benchmarks/PREDICT_RESULTS.md compares them on "
+                                        "fresh world seeds.",
+                               choices=["band", "lead", "window"])
 
 
 NO_VALIDATION = ("no held-out validation runs (plan.validation_sizes: []): the law's extrapolation in D is "
