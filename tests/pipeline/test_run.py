@@ -204,34 +204,44 @@ def test_another_select_family_refits_the_optimum(micro_run, model_cache, tmp_pa
     assert json.loads((free / "fit" / "stage.json").read_text())["outputs"]["optimum"].get("band") is None
 
 
-def test_held_out_leaders_run_after_the_sweep_and_the_law_is_scored_on_them(micro_run, model_cache, tmp_path,
-                                                                           capsys):
-    """plan.validation_family=lead, resumed from the micro run: the fit runs are not retrained, the held-out
-    runs are the best fit regimes at the largest fitting size (chosen from their measured losses), at the
-    validation size, and the law choice is scored on exactly them."""
-    import shutil
-
-    from pplaw.cli.main import main
-
+def test_held_out_leaders_run_after_the_sweep_and_the_law_is_scored_on_them(micro_run):
+    """plan.validation_family 'lead' (the default): the held-out runs are the best fit regimes at the largest
+    fitting size (chosen from their measured losses), at the validation size, and the law choice is scored on
+    exactly them."""
     out, rc, _, _ = micro_run
-    lead = tmp_path / "lead"
-    shutil.copytree(out, lead)
-    before = {k: v for k, v in _records(lead).items() if k.startswith("sweep/") and "_D3_" not in k}
-    main(["run", str(MICRO), "--out", str(lead), f"cache_dir={model_cache}", "plan.validation_family=lead",
-          "baselines.methods=[random]"])
-    capsys.readouterr()
-    rows = json.loads((lead / "sweep" / "runs.json").read_text())
+    rows = json.loads((out / "sweep" / "runs.json").read_text())
     fit = [r for r in rows if r["role"] == "fit" and r["status"] == "ok"]
     top = max(fit, key=lambda r: r["D"])["size_no"]
     ranked = sorted((r for r in fit if r["size_no"] == top), key=lambda r: r["domain_loss"])
     val = [r for r in rows if r["role"] == "validation"]
-    assert [r["regime"] for r in val] == [r["regime"] for r in ranked][:len(val)] and len(val) == 2
+    assert len(val) == 2 and [r["regime"] for r in val] == [r["regime"] for r in ranked][:2]
     assert all(r["size_no"] == 3 and r["status"] == "ok" for r in val)
-    assert {k: v for k, v in _records(lead).items() if k in before} == before  # nothing refitted was retrained
-    pts = json.loads((lead / "sweep" / "lead" / "points.json").read_text())
+    pts = json.loads((out / "sweep" / "lead" / "points.json").read_text())
     assert [p["id"] for p in pts] == [r["id"] for r in val]
-    hold = json.loads((lead / "summary.json").read_text())["holdout"]
-    assert hold["validated"] and hold["n_val"] == len(val) == 2
+    plan = json.loads((out / "plan" / "plan.json").read_text())
+    assert not [p for p in plan["points"] if p["role"] == "validation"]  # chosen after the sweep, not planned
+    hold = json.loads((out / "summary.json").read_text())["holdout"]
+    assert hold["validated"] and hold["n_val"] == 2
+
+
+def test_another_validation_family_keeps_the_fit_runs(micro_run, model_cache, tmp_path, capsys):
+    """Switching plan.validation_family to 'window' on a finished run retrains no fit run; its held-out runs
+    are then planned windows."""
+    import shutil
+
+    from pplaw.cli.main import main
+
+    out, _, _, _ = micro_run
+    win = tmp_path / "window"
+    shutil.copytree(out, win)
+    fit_runs = {k: v for k, v in _records(win).items() if k.startswith("sweep/") and "_D3_" not in k}
+    main(["run", str(MICRO), "--out", str(win), f"cache_dir={model_cache}", "plan.validation_family=window",
+          "baselines.methods=[random]"])
+    capsys.readouterr()
+    assert {k: v for k, v in _records(win).items() if k in fit_runs} == fit_runs
+    plan = json.loads((win / "plan" / "plan.json").read_text())
+    assert {p["regime"] for p in plan["points"] if p["role"] == "validation"} == {"w0", "w3"}
+    assert json.loads((win / "summary.json").read_text())["holdout"]["n_val"] == 2
 
 
 @pytest.mark.slow  # measured 36-55 s on 2 cores (--durations, 2026-12-06)

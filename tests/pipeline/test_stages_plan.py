@@ -200,8 +200,13 @@ def test_the_default_plan_holds_validation_points(tmp_path):
     ppl = np.exp(rng.uniform(0.5, 9.0, n))
     table = pa.table({"chunk_id": np.arange(n, dtype=np.int64), "ppl": ppl, "n_scored": np.full(n, 50)})
     bins = (np.argsort(np.argsort(ppl)) * 20 // n).astype(np.int64)
-    plan = build_plan(table, bins, 20, PlanSection(sizes=[0.05, 0.1], windows=3, mixtures=0), space="log_ppl",
-                      out_dir=tmp_path)
+    lead = build_plan(table, bins, 20, PlanSection(sizes=[0.05, 0.1], windows=3, mixtures=0), space="log_ppl",
+                      out_dir=tmp_path / "lead")
+    # the default family, 'lead', picks its regimes from the sweep's results: none in the plan, the size is
+    assert PlanSection().validation_family == "lead" and lead["validation_sizes"] == [20000]
+    assert not [p for p in lead["points"] if p["role"] == "validation"]
+    plan = build_plan(table, bins, 20, PlanSection(sizes=[0.05, 0.1], windows=3, mixtures=0,
+                                                   validation_family="window"), space="log_ppl", out_dir=tmp_path)
     val = [p for p in plan["points"] if p["role"] == "validation"]
     assert plan["validation_sizes"] == [20000] and plan["validation_note"] is None
     assert len(val) == 2 and all(p["status"] == "ok" and p["D"] >= 20000 for p in val)
@@ -250,17 +255,21 @@ def test_lead_regimes_are_the_best_at_the_largest_fitting_size_with_distinct_ban
     rows = [r("w0", 0, 500, 0.1), r("w0", 1, 1000, 3.0), r("w1", 1, 1000, 2.0), r("w1", 1, 1000, 2.4, seed=1),
             r("w2", 1, 1000, 2.1), r("w3", 1, 1000, 1.0, status="failed"), r("w3", 2, 2000, 0.5, role="validation")]
     # w1: mean 2.2, w2: 2.1, w0: 3.0 at size 1 (w0's 0.1 at the small size and w3's failed/held-out rows ignored)
-    assert [g["name"] for g in lead_regimes(rows, regs, 3, "domain_loss", 1500, 20, 100_000)] == ["w2", "w1", "w0"]
-    assert [g["name"] for g in lead_regimes(rows, regs, 1, "domain_loss", 1500, 20, 100_000)] == ["w2"]
-    # at a size that widens every window to the whole landscape all three are one band: one leader
-    assert [g["name"] for g in lead_regimes(rows, regs, 3, "domain_loss", 99_000, 20, 100_000)] == ["w2"]
+    lead = lead_regimes(rows, regs, 3, "domain_loss", 1500, 20, 100_000)
+    assert [g["name"] for g, _ in lead] == ["w2", "w1", "w0"] and lead[0][1] == (0.3, 0.45)
+    assert [g["name"] for g, _ in lead_regimes(rows, regs, 1, "domain_loss", 1500, 20, 100_000)] == ["w2"]
+    # a final budget that widens w2 to 6 bins, [0.2, 0.5]: each leader is its band at the final budget
+    assert lead_regimes(rows, regs, 1, "domain_loss", 24_000, 20, 100_000)[0][1] == (0.2, 0.5)
+    # a final budget that widens every window to the whole landscape: all three are one band, one leader
+    assert [g["name"] for g, _ in lead_regimes(rows, regs, 3, "domain_loss", 99_000, 20, 100_000)] == ["w2"]
     assert lead_regimes([], regs, 3, "domain_loss", 1500, 20, 100_000) == []
 
 
-def test_lead_points_realise_the_leaders_as_the_best_sweep_baseline_is(tmp_path):
-    """Each leader at the validation size is its band widened around its centre (plan.sample_band, as the
-    best-sweep baseline at the final budget), written as an indices file, role validation, the next size_no;
-    the plan itself holds no validation points for this family."""
+def test_lead_points_sample_each_leaders_final_band_at_the_validation_size(tmp_path):
+    """Each leader's held-out run is its band at the *final budget* (plan.sample_band, as the best-sweep
+    baseline finds it), sampled uniformly to the validation size: the final candidate's distribution at a
+    smaller D. Written as an indices file, role validation, the next size_no; the plan itself holds no
+    validation points for this family."""
     from pplaw.pipeline.plan import build_plan, lead_points, sample_band
     from pplaw.pipeline.recipe import PlanSection
 
@@ -271,13 +280,17 @@ def test_lead_points_realise_the_leaders_as_the_best_sweep_baseline_is(tmp_path)
     loss = {"w0": 3.0, "w1": 1.0, "w2": 2.0, "w3": 4.0}
     rows = [{"regime": p["regime"], "size_no": p["size_no"], "D": p["D"], "role": "fit", "status": "ok",
              "domain_loss": loss[p["regime"]] + p["size_no"], "seed": p["seed"]} for p in plan["points"]]
+    plan["final_budget"] = 40_000  # as make_plan records it
     pts = lead_points(table, plan, rows, cfg, "domain_loss", tmp_path / "lead")
     assert [p["regime"] for p in pts] == ["w1", "w2"]
     reg = next(g for g in plan["regimes"] if g["name"] == "w1")
-    idx, band = sample_band(table, [tuple(q) for q in reg["quantiles"]], 20_000, 20, 0, 100_000)
+    _, band = sample_band(table, [tuple(q) for q in reg["quantiles"]], 40_000, 20, 0, 100_000)
     p = pts[0]
     assert p["id"] == "w1_D2_R0_s0" and p["role"] == "validation" and p["size_no"] == 2 and p["band"] == list(band)
+    assert band[1] - band[0] >= 0.4  # widened to hold the final budget, not only the 20,000 validation tokens
     from pplaw.io import read_indices
+    from pplaw.sampling import sample_subset
 
+    idx = sample_subset(table, token_budget=20_000, quantile_window=band, seed=0, return_indices=True)
     assert sorted(read_indices(tmp_path / "lead" / p["indices"])[0].tolist()) == sorted(np.asarray(idx).tolist())
-    assert p["tokens"] >= 20_000
+    assert 20_000 <= p["tokens"] < 21_000

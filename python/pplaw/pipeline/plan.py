@@ -312,18 +312,15 @@ def validation_regimes(regimes: list[Regime], k: int, family: str = "window") ->
     return [pool[i] for i in pick]
 
 
-def lead_regimes(rows: list[dict[str, Any]], regimes: list[dict[str, Any]], k: int, target: str, D: int,
-                 n_bins: int, total: int) -> list[dict[str, Any]]:
+def lead_regimes(rows: list[dict[str, Any]], regimes: list[dict[str, Any]], k: int, target: str,
+                 final_budget: int, n_bins: int, total: int) -> list[tuple[dict[str, Any], tuple[float, float]]]:
     """The ``k`` best sweep regimes at the largest fitting size (mean ``target`` over seeds and replay ratios),
-    best first, each with a distinct band at ``D`` (:func:`band_window`: neighbouring windows widened to the same
-    band count once).
+    best first, each with its band at the final budget (:func:`band_window`, as the best-sweep baseline
+    realises it); regimes whose bands coincide there count once.
 
     Why these: the final forecast that matters is the one for the band the loop selects, and the selection
-    picks among the best regimes (the best sweep regime in every fresh seed so far). Bands in different phases
-    of their learning curves decelerate at different sizes (measured on world seed 12: held-out budget bands
-    still on their power law at 2x while the selected band's log-slope fell 0.68 -> 0.46), so the held-out
-    error is measured where the decision is made, as successive halving keeps only the leaders for the
-    larger budget."""
+    picks among the leaders (the best sweep regime in every fresh seed so far), as successive halving keeps
+    only the leaders for the larger budget."""
     fit = [r for r in rows if r.get("role", "fit") == "fit" and r.get("status") == "ok"
            and r.get(target) is not None and np.isfinite(float(r[target]))]
     if not fit:
@@ -334,15 +331,14 @@ def lead_regimes(rows: list[dict[str, Any]], regimes: list[dict[str, Any]], k: i
         if int(r["size_no"]) == top:
             by.setdefault(str(r["regime"]), []).append(float(r[target]))
     known = {g["name"]: g for g in regimes}
-    chosen, bands = [], set()
+    chosen: list[tuple[dict[str, Any], tuple[float, float]]] = []
     for name in sorted(by, key=lambda n: (float(np.mean(by[n])), n)):
         if name not in known:
             continue
-        band = band_window([tuple(q) for q in known[name]["quantiles"]], D / total, n_bins)
-        if band in bands:
+        band = band_window([tuple(q) for q in known[name]["quantiles"]], final_budget / total, n_bins)
+        if any(band == b for _, b in chosen):
             continue
-        bands.add(band)
-        chosen.append(known[name])
+        chosen.append((known[name], band))
         if len(chosen) == k:
             break
     return chosen
@@ -350,17 +346,30 @@ def lead_regimes(rows: list[dict[str, Any]], regimes: list[dict[str, Any]], k: i
 
 def lead_points(table: pa.Table, plan: dict[str, Any], rows: list[dict[str, Any]], cfg: PlanSection, target: str,
                 out_dir: Path) -> list[dict[str, Any]]:
-    """``plan.validation_family: lead``: the held-out points of the :func:`lead_regimes`, each realised as the
-    best-sweep baseline is at the final budget (its band widened around its centre to hold the validation
-    size, :func:`sample_band`), written under ``out_dir/points/``; same fields as :func:`build_plan`'s."""
+    """``plan.validation_family: lead``: the held-out points of the :func:`lead_regimes`: each leader's band *at
+    the final budget* (the subset distribution the best-sweep baseline, and a law band near it, trains on there),
+    sampled uniformly to the validation size; written under ``out_dir/points/``, fields as :func:`build_plan`'s.
+
+    So the held-out run is the final candidate's own distribution at a smaller D: its error is the error of the
+    law's curve in D where the final forecast extrapolates. Realising the leader at the validation size instead
+    (its window widened only to hold that size) moves its (mu, sigma) with D: on world seed 21 a widened
+    learnable window's loss fell faster than any fixed band's and the floor was misjudged."""
+    from pplaw.sampling import sample_subset
+
     vsizes, total, n_bins = plan["validation_sizes"], int(plan["total_tokens"]), int(plan["n_bins"])
+    final = int(plan.get("final_budget") or max(vsizes))
     n_fit = len(plan["sizes"])
     (out_dir / "points").mkdir(parents=True, exist_ok=True)
     points = []
-    for j, D in enumerate(vsizes):
-        for reg in lead_regimes(rows, plan["regimes"], cfg.validation_regimes, target, D, n_bins, total):
-            for r in cfg.replay_ratios:
-                for seed in cfg.seeds:
+    for reg, _ in lead_regimes(rows, plan["regimes"], cfg.validation_regimes, target, final, n_bins, total):
+        for seed in cfg.seeds:
+            for j, D in enumerate(vsizes):
+                try:  # the band as the best-sweep baseline finds it at the final budget (or at D, if larger)
+                    band = sample_band(table, [tuple(q) for q in reg["quantiles"]], max(final, D), n_bins, seed,
+                                       total)[1]
+                except BudgetError:
+                    band = None
+                for r in cfg.replay_ratios:
                     pid = point_id(reg["name"], n_fit + j, r, seed)
                     pt: dict[str, Any] = {"id": pid, "regime": reg["name"], "shape": reg["shape"],
                                           "bins": reg["bins"], "quantiles": reg["quantiles"],
@@ -368,7 +377,11 @@ def lead_points(table: pa.Table, plan: dict[str, Any], rows: list[dict[str, Any]
                                           "R": float(r), "seed": int(seed), "role": "validation", "band": None,
                                           "status": "ok", "reason": None}
                     try:
-                        idx, band = sample_band(table, [tuple(q) for q in reg["quantiles"]], D, n_bins, seed, total)
+                        if band is None:
+                            raise BudgetError(f"no band around regime {reg['name']} holds {max(final, D):,} "
+                                              "tokens")
+                        idx = sample_subset(table, token_budget=D, quantile_window=band, seed=seed,
+                                            return_indices=True)
                     except BudgetError as err:
                         pt.update(status="unreachable", reason=str(err))
                         points.append(pt)

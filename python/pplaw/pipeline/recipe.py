@@ -122,14 +122,14 @@ class PlanSection:
                                                     "largest of `sizes` (skipped, with a warning, when the corpus "
                                                     "is smaller); []: no held-out runs (the run and its report "
                                                     "warn that the law's predictions are then untested).")
-    validation_regimes: int = _f(2, "Regimes (of validation_family, spread over the landscape, low to high PPL) "
-                                    "run at each validation size.")
-    validation_family: str = _f("window", "Which regimes the held-out runs repeat at the larger size: 'lead' (the "
+    validation_regimes: int = _f(2, "Regimes run at each validation size: of validation_family, spread over the "
+                                    "landscape from low to high PPL ('window', 'band'), or the best ones ('lead').")
+    validation_family: str = _f("lead", "Which regimes the held-out runs repeat at the larger size: 'lead' (the "
                                         "validation_regimes best sweep regimes at the largest fitting size, chosen "
-                                        "after the sweep, each widened to hold the size as the best-sweep baseline "
-                                        "is at the final budget: the held-out error is measured where the "
-                                        "selection decides); 'band' (the budget bands, when plan.budget_bands > 0; "
-                                        "windows otherwise): the same band at a larger D; 'window' (the default): "
+                                        "after the sweep, each as its band at the final budget sampled to the "
+                                        "held-out size: the held-out error is measured on the final candidates' "
+                                        "own distributions, where the selection decides; the default); 'band' (the budget bands, when plan.budget_bands > 0; "
+                                        "windows otherwise): the same band at a larger D; 'window': "
                                         "windows spread over the landscape, widened to hold the size (D and (mu, "
                                         "sigma) change together). benchmarks/PREDICT_RESULTS.md compares them on "
                                         "fresh world seeds.",
