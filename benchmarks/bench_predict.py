@@ -1,6 +1,6 @@
 """Does the law predict? The quickstart over several world seeds, one table (issue 11's targets).
 
-    python benchmarks/bench_predict.py --seeds 0 1 2 3 4 [--out pplaw_runs/bench_predict]
+    python benchmarks/bench_predict.py --seeds 0 1 2 3 4 [--out pplaw_runs/bench_predict] [--recipe R] [key=value ...]
 
 Runs ``pplaw run`` (the embedded quickstart, ``world.seed=<k>``) for each seed (resumable: a finished seed is
 read back, not rerun) and prints per seed: the chosen law and its held-out MAPE / worst point, the paper's
@@ -74,13 +74,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--out", default="pplaw_runs/bench_predict")
+    ap.add_argument("--recipe", default=None, help="a run recipe (default: the embedded quickstart), e.g. "
+                                                   "recipes/extrapolate_10x/run.yaml")
     ap.add_argument("overrides", nargs="*", help="extra recipe overrides (key=value)")
     a = ap.parse_args()
     out = Path(a.out)
     rows = []
     for seed in a.seeds:
         d = out / f"seed{seed}"
-        cmd = [sys.executable, "-m", "pplaw.cli.main", "run", "--out", str(d), f"world.seed={seed}", *a.overrides]
+        cmd = [sys.executable, "-m", "pplaw.cli.main", "run", *([a.recipe] if a.recipe else []), "--out", str(d),
+               f"world.seed={seed}", *a.overrides]
         print("$", " ".join(cmd), flush=True)
         rc = subprocess.call(cmd, env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
         if rc != 0 or not (d / "summary.json").is_file():
