@@ -104,8 +104,8 @@ def test_realisable_region_rejects_a_budget_beyond_the_corpus():
 
 def test_budget_bands_are_as_wide_as_the_final_selection_family():
     """plan.budget_bands: contiguous bands as wide as the narrowest band holding the final budget (the family
-    pipeline.choose.bands_at selects from), spread over the landscape; none without the final budget."""
-    from pplaw.pipeline.choose import bands_at
+    pipeline.select.bands_at selects from), spread over the landscape; none without the final budget."""
+    from pplaw.pipeline.select import bands_at
     from pplaw.pipeline.plan import make_regimes
     from pplaw.pipeline.recipe import PlanSection
 

@@ -25,7 +25,7 @@ import pandas as pd
 
 from pplaw.io import read_indices
 from pplaw.pipeline.forecast import form_error_of_run, interval
-from pplaw.pipeline.select import final_pool, predict
+from pplaw.pipeline.fit import final_pool, predict
 
 if TYPE_CHECKING:  # annotations only: the report's context is built above this module and imports nothing here
     from pplaw.pipeline.report.context import ReportContext

@@ -19,6 +19,7 @@ import yaml
 
 from pplaw.exceptions import ConfigError
 from pplaw.pipeline import executors as EX
+from pplaw.pipeline import fit as FT
 from pplaw.pipeline import plan as P
 from pplaw.pipeline import preflight as PF
 from pplaw.pipeline import report as RP
@@ -177,10 +178,22 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
     atomic_write_text(out / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     t = recipe.train
 
-    def submitted(stage: str, res: dict[str, dict[str, Any]]) -> None:
+    def train_all(stage: str, specs: list[SW.RunSpec], desc: str, d: Path) -> dict[str, Any]:
+        """The sweep or the final stage: train every run (finished ones are skipped), then its runs.json. Only
+        the sweep's outputs count the skipped runs: the final stage's outputs are the export stage's key."""
+        EX.refuse_if_jobs_alive(specs, executor)
+        res = SW.run_all(specs, workers=t.workers, threads=t.threads_per_worker, launcher=t.launcher,
+                         accelerate_config=t.accelerate_config, desc=desc, executor=executor)
         n = sum(v["status"] == "submitted" for v in res.values())
         if n:
             raise _Detached(stage, stages.dir(stage) / "jobs.json", n)
+        rows = SW.run_table(specs, recipe)
+        write_json_atomic(d / "runs.json", rows)
+        outputs = {"runs": "runs.json", "n_ok": sum(r["status"] == "ok" for r in rows),
+                   "n_failed": sum(r["status"] == "failed" for r in rows), "digest": digest(rows)}
+        if stage == "sweep":
+            outputs["skipped"] = sum(v["status"] == "skipped" for v in res.values())
+        return outputs
 
     # 1. the inputs, then the perplexity of every chunk of the domain corpus under the base model
     inp = resolve_inputs(recipe, stages)
@@ -205,29 +218,24 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
     # 3. the sweep: one CPT run per reachable grid point (finished runs are skipped)
     specs = sweep_specs(recipe, inp, chunks, bench, plan, stages.dir("sweep"))
 
-    def sweep(d: Path) -> dict[str, Any]:
-        EX.refuse_if_jobs_alive(specs, executor)
-        res = SW.run_all(specs, workers=t.workers, threads=t.threads_per_worker, launcher=t.launcher,
-                         accelerate_config=t.accelerate_config, desc="sweep", executor=executor)
-        submitted("sweep", res)
-        rows = SW.run_table(specs, recipe)
-        write_json_atomic(d / "runs.json", rows)
-        return {"runs": "runs.json", "n_ok": sum(r["status"] == "ok" for r in rows),
-                "n_failed": sum(r["status"] == "failed" for r in rows), "digest": digest(rows),
-                "skipped": sum(v["status"] == "skipped" for v in res.values())}
-
-    sw = stages.run("sweep", {"plan": plan.outputs, "specs": [s.key for s in specs]}, sweep, mode="always",
-                    load=RunTable.load)
+    sw = stages.run("sweep", {"plan": plan.outputs, "specs": [s.key for s in specs]},
+                    lambda d: train_all("sweep", specs, "sweep", d), mode="always", load=RunTable.load)
 
     # 4. fit the perplexity-aware law; the optimum inside what the corpus can realise at the final budget
     budget, region = plan.budget, plan.region
     # select.family and select.fallback decide the fit stage's optimum (the band or the best sweep regime,
-    # pipeline/choose.py), so they are part of its key: without them a resumed run with another family reused
-    # the old optimum
+    # pipeline/select.py's choose_band), so they are part of its key: without them a resumed run with another
+    # family reused the old optimum
+    def fit_stage(d: Path) -> dict[str, Any]:
+        def band(fit: Any, df: Any, law_choice: dict[str, Any]) -> S.BandChoice:
+            return S.choose_band(fit, df, table, plan.plan, recipe, int(budget), law_choice, d)
+
+        return FT.fit_and_optimise(sw.rows, recipe, region, d, total_tokens=int(plan.plan["total_tokens"]),
+                                   choose_band=band if recipe.select.family == "band" else None)
+
     fit = stages.run("fit", {"sweep": sw.digest, "fit": recipe.to_dict()["fit"], "region": recipe.select.region,
                              "budget": budget, "family": recipe.select.family, "fallback": recipe.select.fallback},
-                     lambda d: S.fit_and_optimise(sw.rows, recipe, region, d, table=table, plan=plan.plan),
-                     load=FitArtefact.load)
+                     fit_stage, load=FitArtefact.load)
 
     # 5. DOS at the final budget, and the baselines at the same budget, for every seed
     sel = stages.run("select", {"score": score, "optimum": fit.optimum, "best_sweep": fit.best_sweep,
@@ -241,18 +249,8 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
         stages.log(f"[select] note: {note}")
     fspecs = final_specs(recipe, inp, chunks, bench, sel, stages.dir("final"))
 
-    def final(d: Path) -> dict[str, Any]:
-        EX.refuse_if_jobs_alive(fspecs, executor)
-        res = SW.run_all(fspecs, workers=t.workers, threads=t.threads_per_worker, launcher=t.launcher,
-                         accelerate_config=t.accelerate_config, desc="final runs", executor=executor)
-        submitted("final", res)
-        frows = SW.run_table(fspecs, recipe)
-        write_json_atomic(d / "runs.json", frows)
-        return {"runs": "runs.json", "n_ok": sum(r["status"] == "ok" for r in frows),
-                "n_failed": sum(r["status"] == "failed" for r in frows), "digest": digest(frows)}
-
-    finals = stages.run("final", {"select": sel.outputs, "specs": [s.key for s in fspecs]}, final, mode="always",
-                        load=RunTable.load)
+    finals = stages.run("final", {"select": sel.outputs, "specs": [s.key for s in fspecs]},
+                        lambda d: train_all("final", fspecs, "final runs", d), mode="always", load=RunTable.load)
 
     # 6. the final subset (first seed) as a publishable dataset: rows + card (`pplaw export` for the others)
     ex = recipe.export

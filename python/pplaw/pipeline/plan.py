@@ -219,7 +219,7 @@ def make_regimes(table: pa.Table, n_bins: int, cfg: PlanSection, max_size_tokens
         r1, r2 = regimes[i1], regimes[i2]
         regimes.append(Regime(f"m{j}", "mixture", r1.bins + r2.bins, r1.quantiles + r2.quantiles))
     if cfg.budget_bands and final_share is not None:
-        # The final selection picks among contiguous bands wide enough for the budget (pipeline.choose.bands_at);
+        # The final selection picks among contiguous bands wide enough for the budget (pipeline.select.bands_at);
         # sampled uniformly, a band's (mu, sigma) does not depend on D, so the same bands at the fitting sizes
         # put the law's knots where it will be asked to predict: the final forecast becomes an extrapolation in
         # D alone, not in (mu, sigma) too (narrow windows and pooled pairs never reach those spreads).

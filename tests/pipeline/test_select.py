@@ -2,7 +2,7 @@
 
 import pytest
 
-from pplaw.pipeline.choose import trust_gain
+from pplaw.pipeline.select import trust_gain
 
 
 def test_a_gain_beyond_both_uncertainties_trusts_the_law():
