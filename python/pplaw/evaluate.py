@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pplaw import tasks as T
+from pplaw import tasks
 from pplaw._checks import require
 from pplaw.exceptions import ConfigError, InvalidInputError, PplawError
 
@@ -130,30 +130,30 @@ def plan_benchmarks(ecfg: EvalConfig, workdir: str | Path) -> tuple[list[str], d
     """
     from lm_eval.tasks import TaskManager
 
-    source = T.resolve_source(ecfg.task_source)
+    source = tasks.resolve_source(ecfg.task_source)
     extra = _suite_definitions(ecfg.suite_definitions)
-    leaves, groups = T.catalog()
-    suites: dict[str, list[str]] = {s: T.suite_members(s, source, extra) for s in ecfg.suites}
+    leaves, groups = tasks.catalog()
+    suites: dict[str, list[str]] = {s: tasks.suite_members(s, source, extra) for s in ecfg.suites}
     names = [n for members in suites.values() for n in members]
-    names += [T.local_name(t) if source == "local" and (t in leaves or t in groups) else t for t in ecfg.tasks]
+    names += [tasks.local_name(t) if source == "local" and (t in leaves or t in groups) else t for t in ecfg.tasks]
     names = list(dict.fromkeys(names))  # dedupe, keep order
     include = [str(Path(p).expanduser().resolve()) for p in ecfg.task_include_path]
     for p in include:
         if not Path(p).is_dir():
             raise InvalidInputError(f"task_include_path {p!r} is not a directory")
-    local = [n for n in names if n.endswith(T.LOCAL_SUFFIX) and T.online_name(n) in {**leaves, **groups}]
+    local = [n for n in names if n.endswith(tasks.LOCAL_SUFFIX) and tasks.online_name(n) in {**leaves, **groups}]
     if local:
-        data = T.resolve_data_dir(ecfg.task_data)
-        T.check_local_data(local, data)
-        include.insert(0, str(T.render_local_tasks(data, Path(workdir) / "lm_eval_tasks")))
+        data = tasks.resolve_data_dir(ecfg.task_data)
+        tasks.check_local_data(local, data)
+        include.insert(0, str(tasks.render_local_tasks(data, Path(workdir) / "lm_eval_tasks")))
     # lm-eval's own index takes seconds to build: only when a name is not local.
     tm = TaskManager(include_path=include or None, include_defaults=False) if include else None
     if tm is None or any(n not in tm.all_tasks for n in names):
         tm = TaskManager(include_path=include or None, include_defaults=True)
-    known = set(tm.all_tasks) | set(T.suites()) | set(extra)
+    known = set(tm.all_tasks) | set(tasks.suites()) | set(extra)
     for n in names:
         if n not in tm.all_tasks:
-            hint = T.did_you_mean(n, known)
+            hint = tasks.did_you_mean(n, known)
             raise ConfigError(f"unknown benchmark task {n!r}{hint or ' (no similar task name)'}; `lm_eval ls tasks` "
                               f"lists lm-eval's tasks, `pplaw tasks list` the suites")
     return names, suites, tm
@@ -227,11 +227,11 @@ def run_benchmarks(model, tokenizer, ecfg: EvalConfig) -> dict[str, Any]:
         except PplawError:
             raise
         except Exception as err:  # a Hub dataset out of reach, a broken task YAML: say where it happened
-            raise PplawError(f"lm-eval failed on tasks {names} (task_source={T.resolve_source(ecfg.task_source)}): "
+            raise PplawError(f"lm-eval failed on tasks {names} (task_source={tasks.resolve_source(ecfg.task_source)}): "
                              f"{type(err).__name__}: {err}. Offline? use task_source=local with exported data "
                              f"(`pplaw tasks export`)") from err
     out = summarize(results, suites)
-    out.update(source=T.resolve_source(ecfg.task_source), limit=ecfg.bench_limit, num_fewshot=ecfg.num_fewshot,
+    out.update(source=tasks.resolve_source(ecfg.task_source), limit=ecfg.bench_limit, num_fewshot=ecfg.num_fewshot,
                requested=names)
     return out
 

@@ -28,7 +28,7 @@ def main(argv: list[str]) -> int:
     """``pplaw evaluate``: a recipe's training keys are accepted (and ignored, except ``output_dir``)."""
     import argparse
 
-    from pplaw import evaluate as E
+    from pplaw import evaluate as evaluation
     from pplaw import runs
     from pplaw.config import load_yaml, parse_config
     from pplaw.evaluate import EvalConfig, evaluate_model, evaluate_run, wants_evaluation
@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
         overrides = {k: v for k, v in values.items() if k in mine}
         run_dir_from_recipe = values.get("output_dir")
     ecfg, target = parse_config((EvalConfig, EvaluateTarget), rest, prog="pplaw evaluate",
-                                description=E.__doc__.split("\n\n")[0], yaml_overrides=overrides)
+                                description=evaluation.__doc__.split("\n\n")[0], yaml_overrides=overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if target.model is None and target.run_dir is None:
         target.run_dir = run_dir_from_recipe

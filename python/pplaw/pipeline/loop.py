@@ -19,15 +19,16 @@ import yaml
 
 from pplaw.exceptions import ConfigError
 from pplaw.pipeline import executors as EX
-from pplaw.pipeline import fit as FT
-from pplaw.pipeline import plan as P
 from pplaw.pipeline import preflight as PF
 from pplaw.pipeline import report as RP
-from pplaw.pipeline import select as S
 from pplaw.pipeline import sweep as SW
 from pplaw.export import push_export
 from pplaw.pipeline.export import export_run
-from pplaw.pipeline.artefacts import FitArtefact, Inputs, PlanArtefact, RunTable, ScoredChunks, Selection
+from pplaw.pipeline.fit import fit_and_optimise
+from pplaw.pipeline.plan import build_plan, plot_plan, realisable_region, resolve_size
+from pplaw.pipeline.select import BandChoice, choose_band, select_subsets, whole_corpus_note
+from pplaw.pipeline.artefacts import (FitArtefact, Inputs, LandscapeArtefact, PlanArtefact, RunTable, ScoredChunks,
+                                      Selection)
 from pplaw.pipeline.recipe import RunRecipe, digest
 from pplaw.pipeline.stages import RunLock, Stages, claim_run_dir
 from pplaw._io import atomic_write_text, remove_stale_temporaries
@@ -82,24 +83,24 @@ def make_landscape(table, recipe: RunRecipe, d: Path) -> dict[str, Any]:
             "edges": land.quantiles.tolist()}
 
 
-def make_plan(table, recipe: RunRecipe, land_dir: Path, d: Path) -> dict[str, Any]:
+def make_plan(table, recipe: RunRecipe, landscape: Path, d: Path) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from pplaw.landscape import Landscape
 
-    land = Landscape.load(land_dir / "landscape.json")
+    land = Landscape.load(landscape)
     cfg, space = recipe.plan, recipe.fit.space
     n_val = 1 if cfg.validation_sizes is None else len(cfg.validation_sizes)  # None: one size, 2x the largest
     n_jobs = ((cfg.windows + cfg.mixtures + cfg.budget_bands) * len(cfg.sizes) + min(cfg.validation_regimes,
               cfg.windows) * n_val) * len(cfg.replay_ratios) * len(cfg.seeds)
-    final = P.resolve_size(recipe.select.budget, int(np.asarray(table.column("n_scored")).sum()), "select.budget")
+    final = resolve_size(recipe.select.budget, int(np.asarray(table.column("n_scored")).sum()), "select.budget")
     with tqdm(total=n_jobs, desc="plan: sampling subsets", unit="subset") as bar:
-        out = P.build_plan(table, np.asarray(land.bin_index), land.n_bins, cfg, space=space, out_dir=d, progress=bar,
+        out = build_plan(table, np.asarray(land.bin_index), land.n_bins, cfg, space=space, out_dir=d, progress=bar,
                            final_budget=final)
     ppl, tok = table.column("ppl").to_numpy(), table.column("n_scored").to_numpy()
-    regions = {D: P.realisable_region(ppl, tok, D, space) for D in sorted(set(out["sizes"]) | {final})}
+    regions = {D: realisable_region(ppl, tok, D, space) for D in sorted(set(out["sizes"]) | {final})}
     write_json_atomic(d / "regions.json", {str(D): r.to_dict() for D, r in regions.items()})
-    P.plot_plan(out, {D: r for D, r in regions.items() if D in out["sizes"]}, d / "plan.png")
+    plot_plan(out, {D: r for D, r in regions.items() if D in out["sizes"]}, d / "plan.png")
     out.update(final_budget=final, regions="regions.json", plot="plan.png")
     write_json_atomic(d / "plan.json", out)
     return {k: v for k, v in out.items() if k != "points"} | {
@@ -208,10 +209,10 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
 
     # 2. the landscape and the fitting grid
     land = stages.run("landscape", {"score": score, "landscape": recipe.to_dict()["landscape"]},
-                      lambda d: make_landscape(table, recipe, d))
-    plan = stages.run("plan", {"score": score, "land": land["edges"], "plan": recipe.to_dict()["plan"],
+                      lambda d: make_landscape(table, recipe, d), load=LandscapeArtefact.load)
+    plan = stages.run("plan", {"score": score, "land": land.edges, "plan": recipe.to_dict()["plan"],
                                "space": recipe.fit.space, "budget": recipe.select.budget},
-                      lambda d: make_plan(table, recipe, stages.dir("landscape"), d), load=PlanArtefact.load)
+                      lambda d: make_plan(table, recipe, land.path, d), load=PlanArtefact.load)
     if plan.plan.get("validation_note") and recipe.plan.validation_sizes is None:  # [] was warned of at the start
         log(f"WARNING: {plan.plan['validation_note']}")
 
@@ -227,10 +228,10 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
     # pipeline/select.py's choose_band), so they are part of its key: without them a resumed run with another
     # family reused the old optimum
     def fit_stage(d: Path) -> dict[str, Any]:
-        def band(fit: Any, df: Any, law_choice: dict[str, Any]) -> S.BandChoice:
-            return S.choose_band(fit, df, table, plan.plan, recipe, int(budget), law_choice, d)
+        def band(fit: Any, df: Any, law_choice: dict[str, Any]) -> BandChoice:
+            return choose_band(fit, df, table, plan.plan, recipe, int(budget), law_choice, d)
 
-        return FT.fit_and_optimise(sw.rows, recipe, region, d, total_tokens=int(plan.plan["total_tokens"]),
+        return fit_and_optimise(sw.rows, recipe, region, d, total_tokens=int(plan.plan["total_tokens"]),
                                    choose_band=band if recipe.select.family == "band" else None)
 
     fit = stages.run("fit", {"sweep": sw.digest, "fit": recipe.to_dict()["fit"], "region": recipe.select.region,
@@ -241,10 +242,10 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
     sel = stages.run("select", {"score": score, "optimum": fit.optimum, "best_sweep": fit.best_sweep,
                                 "select": recipe.to_dict()["select"], "baselines": recipe.to_dict()["baselines"],
                                 "space": recipe.fit.space},
-                     lambda d: {"subsets": S.select_subsets(table, recipe, fit.optimum, budget, d,
+                     lambda d: {"subsets": select_subsets(table, recipe, fit.optimum, budget, d,
                                                             best_sweep=fit.best_sweep),
                                 "budget": budget}, load=Selection.load)
-    notes = [n for n in [S.whole_corpus_note(sel.subsets, table.num_rows)] if n]
+    notes = [n for n in [whole_corpus_note(sel.subsets, table.num_rows)] if n]
     for note in notes:  # said on the terminal and in the report, also when the stage was up to date
         stages.log(f"[select] note: {note}")
     fspecs = final_specs(recipe, inp, chunks, bench, sel, stages.dir("final"))
@@ -269,7 +270,7 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
     t_report = time.perf_counter()
     timings = stages.timings()
     timings.append({"stage": "report", "seconds": None, "cached": False, "original_seconds": None})
-    ctx = RP.ReportContext(out=out, recipe=recipe, inputs=inp, table=table, landscape=land, plan=plan.plan,
+    ctx = RP.ReportContext(out=out, recipe=recipe, inputs=inp, table=table, landscape=land.outputs, plan=plan.plan,
                            sweep=sw.rows, fit=fit.outputs, budget=budget, region=region, finals=finals.rows,
                            timings=timings, notes=notes,
                            total_seconds=time.perf_counter() - t_start)

@@ -120,13 +120,13 @@ def report_to(value: str) -> str:
 
 def bench_options(recipe: RunRecipe, inp: Inputs) -> dict[str, Any]:
     """EvalConfig options for the domain and general benchmarks: suites by name, other entries as tasks."""
-    from pplaw import tasks as T
+    from pplaw import tasks as bench_tasks
 
     ev = recipe.evaluate
     names = list(dict.fromkeys(ev.domain_benchmarks + ev.general_benchmarks))
     if not names:
         return {}
-    known = set(T.suites())
+    known = set(bench_tasks.suites())
     return {"suites": [n for n in names if n in known], "tasks": [n for n in names if n not in known],
             "task_source": ev.task_source, "task_data": ev.task_data,
             "task_include_path": list(ev.task_include_path) + list(inp.task_include_path or []),
