@@ -1,6 +1,6 @@
 """The value checks of every config: the ``pplaw run`` recipe's sections (:mod:`pplaw.pipeline.recipe`,
 :mod:`pplaw.pipeline.cluster`), the synthetic world (:class:`pplaw.synth.world.WorldConfig`) and the
-commands' configs (:class:`pplaw.score_job.ScoreConfig`, ``pplaw train``, ``pplaw evaluate``).
+commands' configs (:class:`pplaw.score.job.ScoreConfig`, ``pplaw train``, ``pplaw evaluate``).
 
 One error form, naming the key: ``ConfigError("<key> must be <what>, got <value>")``, e.g.
 ``train.learning_rate must be a finite number > 0, got -0.001`` (``<key>`` is the recipe path, or a command's

@@ -114,8 +114,8 @@ def test_help_lists_every_section_with_help_text():
 def test_medical_recipe_parses_and_its_training_options_exist():
     from dataclasses import fields
 
-    from pplaw import cpt
-    from pplaw.evaluate import EvalConfig
+    from pplaw.train import cpt
+    from pplaw.train.evaluate import EvalConfig
 
     r = load_recipe(REPO / "recipes" / "medical" / "run.yaml")
     assert r.world is None and r.model.base_model and r.corpus.domain_data

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from pplaw.cpt import _check_same_run
+from pplaw.train.cpt import _check_same_run
 from pplaw.pipeline.recipe import digest, located
 from pplaw.pipeline.stages import Stages
 from pplaw.pipeline.sweep import RunSpec, is_finished, prepare_dir

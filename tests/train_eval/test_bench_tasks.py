@@ -8,7 +8,7 @@ import datasets
 import pytest
 
 from pplaw import tasks
-from pplaw.evaluate import EvalConfig, plan_benchmarks, run_benchmarks
+from pplaw.train.evaluate import EvalConfig, plan_benchmarks, run_benchmarks
 from pplaw.exceptions import ConfigError, InvalidInputError, PplawError
 from pplaw.tasks.export import export_suite, export_tasks
 

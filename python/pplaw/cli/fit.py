@@ -194,7 +194,7 @@ def _law_options(text: str) -> dict:
 
 def run(cfg: FitConfig) -> int:
     from pplaw.laws import Fit, compare_variants, get_law
-    from pplaw.laws._io import atomic_write_text
+    from pplaw._atomic import atomic_write_text
     from pplaw.laws.plotting import write_plots
 
     if not cfg.runs:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pplaw._io import atomic_write_text
+from pplaw._atomic import atomic_write_text
 from pplaw.cli.landscape import require, with_positional_input
 from pplaw.exceptions import ConfigError
 from pplaw.io import read_scored, write_indices

@@ -26,8 +26,8 @@ from pplaw.laws.downstream import (
     TwoStageFit,
     compare_direct_two_stage,
 )
-from pplaw.laws.engine import REGISTRY, Law, LSELaw, Param, get_law
-from pplaw.laws.registry import get_law_spec, parse_law_spec
+from pplaw.laws.engine import Law, LSELaw, Param
+from pplaw.laws.registry import REGISTRY, get_law, get_law_spec, parse_law_spec
 from pplaw.laws.given import LawAt
 from pplaw.laws.holdout import HoldoutComparison, compare_holdout
 from pplaw.laws.perplexity import Optimum, PerplexityLaw, Region, compare_variants

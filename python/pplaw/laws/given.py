@@ -106,7 +106,7 @@ class LawAt:
         values); the other variables at the given values (broadcast)."""
         from matplotlib.figure import Figure
 
-        from pplaw.laws._io import save_figure
+        from pplaw._atomic import save_figure
 
         if x is None:
             many = [v for v in self.law.variables if np.size(arrays.get(v, 0)) > 1]

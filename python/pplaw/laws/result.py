@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import pandas as pd
 
 from pplaw.exceptions import FitError, InvalidInputError, MissingColumnError, SerializationError
-from pplaw.laws._io import atomic_write_text, floats, jsonable
+from pplaw._atomic import atomic_write_text, jsonable
 from pplaw.laws.data import Data, numeric_column, to_frame
 from pplaw.laws.registry import REGISTRY
 from pplaw.laws.solver import FitOptions, Problem, Solution, predict_target
@@ -21,6 +21,11 @@ if TYPE_CHECKING:  # pragma: no cover
 FORMAT, VERSION = "pplaw.fit", 1
 _WIDE_CI = 2.0  # a CI wider than +-100% of the value is called out in the summary
 _WIDE_RATIO = 10.0  # ... and for positive (log-fitted) scale parameters, a CI spanning more than 10x
+
+
+def floats(values: Any) -> np.ndarray:
+    """A JSON list that :func:`pplaw._atomic.jsonable` wrote (None for non-finite) -> float array with NaN."""
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
 
 
 def percentile_ci(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -96,16 +101,6 @@ class Fit:
             return {}
         lo, hi = percentile_ci(draws.to_numpy(float), self.level)
         return {k: (float(a), float(b)) for k, a, b in zip(draws.columns, lo, hi)}
-
-    def ci_of(self, fn: Callable[[dict[str, float]], float]) -> tuple[float, tuple[float, float]]:
-        """Point value and percentile CI of any quantity ``fn(params)`` computed on every bootstrap draw."""
-        value = float(fn(self.params))
-        draws = self.param_draws()
-        if draws.empty:
-            raise FitError("no bootstrap draws: fit with bootstrap > 0 to get a CI")
-        vals = np.array([fn(row) for row in draws[list(self.params)].to_dict("records")], float)
-        lo, hi = percentile_ci(vals[:, None], self.level)
-        return value, (float(lo[0]), float(hi[0]))
 
     @property
     def residual_sd(self) -> float:

@@ -31,7 +31,7 @@ from pplaw.pipeline.artefacts import (FitArtefact, Inputs, LandscapeArtefact, Pl
                                       Selection)
 from pplaw.pipeline.recipe import RunRecipe, digest
 from pplaw.pipeline.stages import RunLock, Stages, claim_run_dir
-from pplaw._io import atomic_write_text, remove_stale_temporaries
+from pplaw._atomic import atomic_write_text, remove_stale_temporaries
 from pplaw.runs import write_json_atomic
 
 
@@ -63,7 +63,7 @@ def resolve_inputs(recipe: RunRecipe, stages: Stages) -> Inputs:
 def score_corpus(recipe: RunRecipe, inp: Inputs, d: Path) -> dict[str, Any]:
     """Chunk and score the domain corpus with the base model (the ``pplaw score`` job: sharded, resumable)."""
     from pplaw.config import shared_options
-    from pplaw.score_job import ScoreConfig, run_score, summary_lines
+    from pplaw.score.job import ScoreConfig, run_score, summary_lines
 
     cfg = ScoreConfig(model=inp.base_model, data=inp.domain_corpus, out=str(d / "chunks"),
                       text_column=inp.text_column, id_column=inp.id_column, tokenizer=inp.tokenizer,

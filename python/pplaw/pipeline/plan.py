@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pplaw._io import jsonable
+from pplaw._atomic import jsonable
 from pplaw.exceptions import BudgetError, ConfigError, UnreachableTargetError
 from pplaw.io import write_indices
 from pplaw.pipeline.recipe import NO_VALIDATION, PlanSection
@@ -389,7 +389,7 @@ def plot_plan(plan: dict[str, Any], regions: dict[int, RealisableRegion], path: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pplaw._io import atomic_write
+    from pplaw._atomic import atomic_write
 
     space = plan["space"]
     key = "log_ppl" if space == "log_ppl" else "ppl"

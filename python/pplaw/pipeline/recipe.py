@@ -1,8 +1,8 @@
 """The recipe of ``pplaw run``: nested dataclass sections with help metadata, read from YAML.
 
 Options a section shares with a command's config are not declared twice: the section borrows them
-(:func:`pplaw.config.borrow`: the same default and help) from :class:`~pplaw.score_job.ScoreConfig` (scoring,
-the corpus' columns), :class:`~pplaw.evaluate.EvalConfig` (evaluation) and :mod:`pplaw.cpt_options` (training),
+(:func:`pplaw.config.borrow`: the same default and help) from :class:`~pplaw.score.job.ScoreConfig` (scoring,
+the corpus' columns), :class:`~pplaw.train.evaluate.EvalConfig` (evaluation) and :mod:`pplaw.train.options` (training),
 and the stages build those configs from the section (:func:`pplaw.config.shared_options`).
 
 A recipe is a YAML mapping whose top-level keys are the sections of :class:`RunRecipe` (``world``,
@@ -35,10 +35,10 @@ from pplaw._yaml import load as yaml_load
 from pplaw._yaml import one_line
 from pplaw.config import borrow
 from pplaw.pipeline.cluster import EXECUTORS, SlurmSection, check_executor
-from pplaw.cpt_options import CPTConfig, TrainingDefaults, check_training
-from pplaw.evaluate import EvalConfig
+from pplaw.train.options import CPTConfig, TrainingDefaults, check_training
+from pplaw.train.evaluate import EvalConfig
 from pplaw.exceptions import ConfigError
-from pplaw.score_job import ScoreConfig
+from pplaw.score.job import ScoreConfig
 from pplaw.synth.world import WorldConfig
 
 QUICKSTART = Path(__file__).resolve().parent / "quickstart.yaml"
@@ -147,7 +147,7 @@ def validation_warning(plan: PlanSection) -> str | None:
 
 @dataclass
 class TrainSection:
-    """How each run is trained (``pplaw.cpt``): where (executor), launcher, parallelism and the CPT options."""
+    """How each run is trained (``pplaw.train.cpt``): where (executor), launcher, parallelism and the CPT options."""
 
     executor: str = _f("local", "Where the sweep's and the final runs execute: 'local' (this machine: in this "
                                 "process or a worker pool, see workers), 'ray' (each run a Ray task on "
@@ -164,7 +164,7 @@ class TrainSection:
     max_retries: int = _f(2, "executor=ray: retries of a run whose worker or node died (Ray's max_retries); "
                              "executor=slurm: requeues of a run after preemption or its time limit (it resumes "
                              "from its last checkpoint).")
-    launcher: str = _f("inprocess", "'inprocess' (pplaw.cpt in this process or a worker pool) or 'accelerate' "
+    launcher: str = _f("inprocess", "'inprocess' (pplaw.train.cpt in this process or a worker pool) or 'accelerate' "
                                     "(each run under `accelerate launch`).", choices=["inprocess", "accelerate"])
     accelerate_config: str | None = _f(None, "accelerate config file for launcher=accelerate "
                                              "(recipes/accelerate_configs/).")
@@ -190,7 +190,7 @@ class TrainSection:
 
 @dataclass
 class EvaluateSection:
-    """Held-out losses and benchmarks of every run (``pplaw.evaluate``)."""
+    """Held-out losses and benchmarks of every run (``pplaw.train.evaluate``)."""
 
     domain_benchmarks: list[str] = _f([], "Domain benchmark: suites (e.g. medical) or lm-eval tasks; the score is "
                                           "the mean accuracy over them.")
@@ -381,10 +381,6 @@ class RunRecipe:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def section_hash(self, *names: str) -> str:
-        """A short hash of some sections (what a stage's cache key is made of)."""
-        d = self.to_dict()
-        return digest({n: d[n] for n in names})
 
 
 def _check_ranges(r: RunRecipe) -> None:

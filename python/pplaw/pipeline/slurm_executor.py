@@ -290,11 +290,6 @@ def write_jobs(stage: Path, book: dict[str, Any]) -> None:
     write_json_atomic(Path(stage) / JOBS, book)
 
 
-def pending_jobs(stage: Path) -> list[str]:
-    """Job ids of ``jobs.json`` (what ``pplaw run --detach`` prints)."""
-    return [str(v["job_id"]) for v in read_jobs(stage).values()]
-
-
 # ----------------------------------------------------------------------------------------------------------
 # pplaw score as a job array over its shards
 
@@ -317,7 +312,7 @@ def load_slurm(path: str | Path) -> SlurmSection:
 
 
 def _score_part(cfg: Any, part: tuple[int, int]) -> dict[str, Any]:
-    from pplaw.score_job import run_score
+    from pplaw.score.job import run_score
 
     return run_score(cfg, part=part)
 
@@ -327,7 +322,7 @@ def score_array(cfg: Any, slurm: SlurmSection, tasks: int, *, cpus: int = 1, gpu
     """``pplaw score`` over a Slurm job array: task i of ``tasks`` scores shards k with ``k % tasks == i`` (each
     shard written atomically, finished shards skipped, as in one process); when every task has ended, the
     summary is computed here from the shards. A shard a failed task left out is scored by running again."""
-    from pplaw.score_job import run_score
+    from pplaw.score.job import run_score
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

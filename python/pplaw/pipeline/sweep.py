@@ -1,7 +1,7 @@
 """Train and evaluate many runs (the sweep's grid points, the final comparison), resumably.
 
 Each run has a folder ``<stage>/<run id>/`` holding ``spec.json`` (what this run is: its ``pplaw train``
-options and where it comes from in the plan), then what :mod:`pplaw.cpt` writes (``run_record.json``,
+options and where it comes from in the plan), then what :mod:`pplaw.train.cpt` writes (``run_record.json``,
 ``model/``, ``training_curve.png``) and ``train.log`` (the trainer's output). A run is *finished* when its
 record says ``evaluated`` and its ``spec.json`` matches: it is never trained again. A run whose spec
 changed (another recipe) is deleted and redone. A run whose training fails gets ``failed.json`` (error
@@ -75,7 +75,7 @@ class RunSpec:
 
 def cpt_options(recipe: RunRecipe, inp: Inputs, *, train_data: Path, run_dir: Path, indices: Path | None,
                 tokens: int, replay_ratio: float, seed: int, bench: dict[str, Any] | None) -> dict[str, Any]:
-    """The flat ``pplaw train`` options of one run (``pplaw.cpt.CPTConfig``, ``EvalConfig``, training args).
+    """The flat ``pplaw train`` options of one run (``pplaw.train.cpt.CPTConfig``, ``EvalConfig``, training args).
 
     ``inp``: the resolved inputs (base model, tokenizer, general data, held-out sets); ``train_data``: the
     scored chunks the run's ``indices`` select from; ``bench``: the benchmark options (:func:`bench_options`)
@@ -218,7 +218,7 @@ def train_one(spec: RunSpec, launcher: str = "inprocess", accelerate_config: str
             if proc.returncode != 0:
                 raise RuntimeError(f"`{' '.join(cmd)}` exited with {proc.returncode}; see {spec.dir / LOG}")
         else:
-            from pplaw import cpt
+            from pplaw.train import cpt
 
             with _captured(spec.dir / LOG, fd_level=in_worker):
                 cfg, ecfg, targs = cpt.parse_args([], yaml_overrides=spec.cpt)

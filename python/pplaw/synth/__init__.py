@@ -92,7 +92,8 @@ def build_world(config: WorldConfig | None = None, out_dir: str | Path = "pplaw_
     from pplaw.synth import tasks as TK
     from pplaw.synth import text
     from pplaw.synth.base_model import cached_base_hash, cut_to_tokens, load_base, pretrain_base_model
-    from pplaw.synth.io import atomic_write_text, write_jsonl
+    from pplaw._atomic import atomic_write_text
+    from pplaw.synth.io import write_jsonl
 
     config = config or WorldConfig()
     if not isinstance(config, WorldConfig):

@@ -173,6 +173,6 @@ def _yaml_quote(s: str) -> str:
 
 
 def _atomic_write(path: Path, content: str) -> None:
-    from pplaw.synth.io import atomic_write_text
+    from pplaw._atomic import atomic_write_text
 
     atomic_write_text(path, content)

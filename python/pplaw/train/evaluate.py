@@ -1,8 +1,8 @@
 """Evaluation of one model: held-out domain/general loss and lm-evaluation-harness benchmark suites.
 
 - Held-out loss: token-weighted mean NLL (nats/token) over a validation set, computed with pplaw's own
-  scorer (:class:`pplaw.scoring.PerplexityScorer`): ``loss = sum(nll_sum) / sum(n_scored)`` over chunks,
-  ``ppl = exp(loss)``. Text is cut into chunks with :func:`pplaw.chunking.chunk_texts`, token chunks
+  scorer (:class:`pplaw.score.scorer.PerplexityScorer`): ``loss = sum(nll_sum) / sum(n_scored)`` over chunks,
+  ``ppl = exp(loss)``. Text is cut into chunks with :func:`pplaw.score.chunking.chunk_texts`, token chunks
   (``input_ids``) are scored as they are.
 - Benchmarks: ``lm_eval.simple_evaluate`` in-process, with an ``HFLM`` wrapped around the model and a
   ``TaskManager`` whose ``include_path`` holds the local task YAMLs (:mod:`pplaw.tasks`). Per task:
@@ -74,8 +74,8 @@ def wants_evaluation(ecfg: EvalConfig) -> bool:
 def heldout_token_ids(data: str, tokenizer, *, text_column: str = "text", chunk_tokens: int = 1024,
                       max_chunks: int | None = None, what: str = "held-out set") -> list:
     """The token-id chunks of a held-out set (as stored, or cut from text with ``chunk_texts``)."""
-    from pplaw.chunking import chunk_texts
-    from pplaw.cpt_data import load_table
+    from pplaw.score.chunking import chunk_texts
+    from pplaw.train.data import load_table
     from pplaw.exceptions import MissingColumnError
 
     ds = load_table(data, what=what)
@@ -95,7 +95,7 @@ def heldout_token_ids(data: str, tokenizer, *, text_column: str = "text", chunk_
 
 def heldout_loss(model, tokenizer, token_ids: list, *, tokens_per_batch: int = 16384) -> dict[str, Any]:
     """``{"loss", "ppl", "n_tokens", "n_chunks"}``: token-weighted mean NLL of ``token_ids`` under ``model``."""
-    from pplaw.scoring import PerplexityScorer
+    from pplaw.score.scorer import PerplexityScorer
 
     out = PerplexityScorer(model, tokenizer, max_tokens_per_batch=tokens_per_batch).score_token_ids(token_ids)
     n = int(out["n_scored"].sum())
