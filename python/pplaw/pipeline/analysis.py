@@ -229,7 +229,7 @@ def _d_slopes(ctx: ReportContext, a: Analysis) -> None:
     a_d = ctx.fit["params"].get("aD")
     lo, hi = min(slopes, key=slopes.get), max(slopes, key=slopes.get)
     spread = slopes[hi] - slopes[lo]
-    # a law whose data exponent depends on the regime (regime_d, logquad, spline) has no aD to compare with
+    # a law whose data exponent depends on the regime (regime_d, spline) has no aD to compare with
     mixed = spread > 0.2 if a_d is None else spread > max(0.2, a_d)
     a.summary["d_slopes"] = {"per_regime": slopes, "aD": a_d, "spread": spread, "heterogeneous": mixed}
     a.detail["d_slope_range"] = (lo, hi)

@@ -226,9 +226,8 @@ class FitSection:
                          "Candidate laws, first the paper's (always reported); the loop fits each on the sweep's fit "
                          "points, scores it on the held-out validation points (plan.validation_sizes) and uses the "
                          "one with the lowest held-out MAPE. pplaw's extensions: 'perplexity_regime_d' (data "
-                         "exponent d0 + d1*mu + d2*sigma), 'perplexity_logquad' (log-quadratic two-stage form), "
-                         "'perplexity_spline' (each regime's power law in D, smoothed over (mu, sigma) by a "
-                         "thin-plate spline). Options follow a colon: 'perplexity_spline:floor=0.3' puts a floor "
+                         "exponent d0 + d1*mu + d2*sigma), 'perplexity_spline' (each regime's power law in D, "
+                         "smoothed over (mu, sigma) by a thin-plate spline). Options follow a colon: 'perplexity_spline:floor=0.3' puts a floor "
                          "of 0.3 x the smallest loss under every power law; 'pool=2' replaces D by the effective "
                          "data of a subset drawn from a finite pool (its landscape band), D_eff = P/k (1 - "
                          "exp(-k D/P)). Default: the spline at floors 0, 0.3, 0.6 x pool rates 0, 1, 2, 3.")

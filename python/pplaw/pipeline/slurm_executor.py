@@ -196,7 +196,7 @@ class SlurmExecutor:
             return {}  # local jobs are processes of the driver that submitted them: not ours to wait for
         alive = {}
         for rid, (spec, entry, job) in live_jobs(todo, book, folder).items():
-            if entry.get("key") in spec.keys:
+            if entry.get("key") == spec.key:
                 alive[rid] = job
             else:
                 job.cancel(check=False)

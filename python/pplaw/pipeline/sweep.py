@@ -62,11 +62,6 @@ class RunSpec:
         directory keeps its finished runs)."""
         return digest({"cpt": self._keyed(), "meta": self.meta}, self.root)
 
-    @property
-    def keys(self) -> tuple[str, ...]:
-        """Keys that mean this very run: :attr:`key`, and that of an older pplaw (absolute paths)."""
-        return (self.key, digest({"cpt": self._keyed(), "meta": self.meta}))
-
     def _keyed(self) -> dict[str, Any]:
         # where the training logs go does not change what a run computes: keyed as the "none" every run had
         # before TensorBoard logging, so installing tensorboard does not re-run a finished sweep
@@ -159,7 +154,7 @@ def is_finished(spec: RunSpec) -> bool:
         rec = runs.read_record(spec.dir)
     except Exception:  # noqa: BLE001 - no, or an unreadable, spec/record: not finished
         return False
-    return old.get("key") in spec.keys and rec.get("status") == "evaluated"
+    return old.get("key") == spec.key and rec.get("status") == "evaluated"
 
 
 def prepare_dir(spec: RunSpec) -> None:
@@ -167,7 +162,7 @@ def prepare_dir(spec: RunSpec) -> None:
     path = spec.dir / SPEC
     if path.is_file():
         try:
-            same = json.loads(path.read_text(encoding="utf-8")).get("key") in spec.keys
+            same = json.loads(path.read_text(encoding="utf-8")).get("key") == spec.key
         except (OSError, ValueError):
             same = False
         if not same:
