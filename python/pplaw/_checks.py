@@ -36,6 +36,13 @@ def require(ok: bool, key: str, must: str, value: Any) -> None:
         raise ConfigError(f"{key} must {must}, got {value!r}")
 
 
+def required(value: Any, flag: str, command: str) -> None:
+    """A command's required argument (``flag``, e.g. ``--out``) is given, on the command line or in --config:
+    ``ConfigError("pplaw <command>: <flag> is required ...")``."""
+    if value is None or value == "":
+        raise ConfigError(f"pplaw {command}: {flag} is required (on the command line or in --config)")
+
+
 def at_least(value: Any, key: str, low: float, *, why: str = "", optional: bool = False) -> None:
     """``value >= low`` (the loader has checked the type); ``optional``: None passes."""
     if optional and value is None:

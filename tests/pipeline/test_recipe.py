@@ -176,7 +176,7 @@ def test_runs_log_to_tensorboard_in_their_own_folder_when_it_is_installed(monkey
 
 
 def test_the_readme_states_the_validation_default_and_shows_the_report():
-    from pplaw.pipeline.recipe import PlanSection, TrainSection
+    from pplaw.pipeline.sections import PlanSection, TrainSection
 
     text = (REPO / "README.md").read_text(encoding="utf-8")
     p = PlanSection()
@@ -189,3 +189,23 @@ def test_the_readme_states_the_validation_default_and_shows_the_report():
     for img in re.findall(r"\]\((docs/[^)]+\.png)\)", text):  # every screenshot the README shows is shipped
         assert (REPO / img).is_file(), img
     assert "docs/quickstart_report.png" in text and "seed 12" in text
+
+
+@pytest.mark.parametrize("make, key", [
+    (lambda S: S.PlanSection(windows=1), "plan.windows"),
+    (lambda S: S.PlanSection(seeds=[0, 0]), "plan.seeds"),
+    (lambda S: S.SelectSection(weights=[1.0]), "select.weights"),
+    (lambda S: S.ScoringSection(chunk_tokens=1), "scoring.chunk_tokens"),
+    (lambda S: S.LandscapeSection(n_bins=1), "landscape.n_bins"),
+    (lambda S: S.TrainSection(learning_rate=-1.0), "train.learning_rate"),
+    (lambda S: S.EvaluateSection(bench_batch_size=0), "evaluate.bench_batch_size"),
+    (lambda S: S.FitSection(laws=["chinchilla"]), "fit.laws"),
+    (lambda S: S.BaselinesSection(methods=["lowest"]), "baselines.methods"),
+    (lambda S: S.ExportSection(push_to_hub="no-slash"), "export.push_to_hub"),
+])
+def test_a_section_checks_its_own_values(make, key):
+    """Each recipe section checks its values when it is made (not only inside a whole recipe), by its key."""
+    from pplaw.pipeline import sections
+
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        make(sections)

@@ -36,7 +36,7 @@ import pyarrow as pa
 from pplaw._atomic import jsonable
 from pplaw.exceptions import BudgetError, ConfigError, UnreachableTargetError
 from pplaw.io import write_indices
-from pplaw.pipeline.recipe import NO_VALIDATION, PlanSection
+from pplaw.pipeline.sections import NO_VALIDATION, PlanSection
 
 SPACES = ("ppl", "log_ppl")
 

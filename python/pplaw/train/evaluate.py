@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pplaw import tasks
-from pplaw._checks import require
+from pplaw._checks import at_least, integer, is_finite, require
 from pplaw.exceptions import ConfigError, InvalidInputError, PplawError
 
 log = logging.getLogger("pplaw.evaluate")
@@ -61,6 +61,23 @@ class EvalConfig:
     bench_batch_size: int = field(default=8, metadata={"help": "lm-eval batch size."})
     bench_bootstrap_iters: int = field(default=1000, metadata={"help": "Bootstrap iterations for non-mean stderrs."})
     eval_after_train: bool = field(default=True, metadata={"help": "Evaluate when `pplaw train` finishes."})
+
+    def __post_init__(self) -> None:
+        # checked when `pplaw train` / `pplaw evaluate` parse their arguments, before a model is loaded
+        check_evaluation(self, "--")
+        integer(self.eval_chunk_tokens, "--eval_chunk_tokens", 2, optional=True)
+        integer(self.bench_bootstrap_iters, "--bench_bootstrap_iters", 0)
+
+
+def check_evaluation(e: Any, key: str) -> None:
+    """The value checks of the evaluation options, wherever they are set: the recipe's evaluate section
+    (``key="evaluate."``) and the commands' :class:`EvalConfig` (``key="--"``)."""
+    require(e.bench_limit is None or (is_finite(e.bench_limit) and e.bench_limit > 0), f"{key}bench_limit",
+            "be > 0", e.bench_limit)
+    at_least(e.num_fewshot, f"{key}num_fewshot", 0, optional=True)
+    for name in ("bench_batch_size", "eval_tokens_per_batch"):
+        at_least(getattr(e, name), f"{key}{name}", 1)
+    at_least(e.eval_max_chunks, f"{key}eval_max_chunks", 1, optional=True)
 
 
 def wants_evaluation(ecfg: EvalConfig) -> bool:
