@@ -14,11 +14,10 @@ The recipe itself, its loader and ``--help`` are :mod:`pplaw.pipeline.recipe`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from pplaw._checks import at_least, is_finite, number, require
-from pplaw.config import borrow
+from pplaw.config import borrow, option
 from pplaw.exceptions import ConfigError
 from pplaw.pipeline.cluster import EXECUTORS
 from pplaw.score.job import ScoreConfig
@@ -37,33 +36,27 @@ def check_seeds(values: list[int], key: str) -> None:
     require(len(set(values)) == len(values), key, "hold distinct seeds", values)
 
 
-def _f(default: Any, help: str, **kw: Any) -> Any:
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
-
-
 @dataclass
 class ModelSection:
     """The base model (unset when ``world`` builds one)."""
 
-    base_model: str | None = _f(None, "Base model: a local folder or a Hugging Face Hub id.")
-    tokenizer: str | None = _f(None, "Tokenizer, if not the model's own.")
+    base_model: str | None = option(None, "Base model: a local folder or a Hugging Face Hub id.")
+    tokenizer: str | None = option(None, "Tokenizer, if not the model's own.")
 
 
 @dataclass
 class CorpusSection:
     """The domain corpus, general replay data and held-out sets (unset when ``world`` supplies them)."""
 
-    domain_data: str | None = _f(None, "Domain corpus: a .jsonl/.parquet/.txt file or folder, one document a row.")
+    domain_data: str | None = option(None, "Domain corpus: a .jsonl/.parquet/.txt file or folder, one document a row.")
     text_column: str = borrow(ScoreConfig, "text_column")
     id_column: str | None = borrow(ScoreConfig, "id_column")
-    general_data: str | None = _f(None, "General text for replay (needed when plan.replay_ratios has R > 0).")
-    domain_eval_data: str | None = _f(None, "Held-out domain text for the domain loss (never in domain_data).")
-    general_eval_data: str | None = _f(None, "Held-out general text for the general loss.")
-    diagnostics: str | None = _f(None, "JSONL/Parquet of document id -> kind, for the report's per-kind view ONLY "
-                                       "(never shown to the method).")
-    diagnostics_kind_column: str = _f("kind", "Column of `diagnostics` with the kind label.")
+    general_data: str | None = option(None, "General text for replay (needed when plan.replay_ratios has R > 0).")
+    domain_eval_data: str | None = option(None, "Held-out domain text for the domain loss (never in domain_data).")
+    general_eval_data: str | None = option(None, "Held-out general text for the general loss.")
+    diagnostics: str | None = option(None, "JSONL/Parquet of document id -> kind, for the report's per-kind view ONLY "
+                                           "(never shown to the method).")
+    diagnostics_kind_column: str = option("kind", "Column of `diagnostics` with the kind label.")
 
 
 @dataclass
@@ -88,7 +81,7 @@ class ScoringSection:
 class LandscapeSection:
     """The perplexity landscape (token-weighted quantile bins)."""
 
-    n_bins: int = _f(20, "Quantile bins; the plan's windows are made of whole bins.")
+    n_bins: int = option(20, "Quantile bins; the plan's windows are made of whole bins.")
 
     def __post_init__(self) -> None:
         at_least(self.n_bins, "landscape.n_bins", 2)
@@ -99,42 +92,42 @@ class LandscapeSection:
 class PlanSection:
     """The fitting grid: (mu, sigma) regimes x sizes D (x replay ratios R x seeds)."""
 
-    sizes: list[float] = _f([0.05, 0.1], "Subset sizes D: a value <= 1 is a share of the corpus tokens, > 1 a "
-                                         "token count. More sizes over a wider span pin the law's D exponent (the "
-                                         "report says how far select.budget extrapolates beyond the largest).")
-    windows: int = _f(5, "Window regimes: contiguous runs of landscape bins, spread from low to high PPL.")
-    window_bins: int = _f(0, "Bins per window (0: the fewest that hold the largest size, plus one).")
-    mixtures: int = _f(2, "Mixture regimes: two windows pooled (wider spread); unreachable ones are reported "
-                          "and skipped.")
-    mixture_sampling: str = _f("band", "How a mixture is realised: 'band' samples a contiguous pool (neighbour "
-                                       "windows) uniformly, like the final selection's bands (pools with a gap "
-                                       "fall back to target sampling); 'target' meets the pooled (mu, sigma) by "
-                                       "target sampling, which can pick other text with the same moments.",
-                               choices=["band", "target"])
-    budget_bands: int = _f(0, "Band regimes shaped like the final selection: contiguous bands as wide as the "
-                              "narrowest band holding select.budget, spread over the landscape and run at the "
-                              "fitting sizes, so the law is fitted on the family it later selects from (its final "
-                              "forecast then extrapolates in D only).")
-    replay_ratios: list[float] = _f([0.0], "Replay ratios R (general tokens / all tokens); several fit the "
-                                           "mixture laws too.")
-    seeds: list[int] = _f([0], "Seeds of every grid point (sampling and training).")
-    validation_sizes: list[float] | None = _f(None, "Held-out sizes D (share or tokens, each >= 2x the largest of "
-                                                    "`sizes`): run at `validation_regimes` regimes, never fitted; "
-                                                    "the loop scores each candidate law by its error there and "
-                                                    "picks the law by it. null (the default): one size, 2x the "
-                                                    "largest of `sizes` (skipped, with a warning, when the corpus "
-                                                    "is smaller); []: no held-out runs (the run and its report "
-                                                    "warn that the law's predictions are then untested).")
-    validation_regimes: int = _f(2, "Regimes (of validation_family, spread over the landscape, low to high PPL) "
-                                    "run at each validation size.")
-    validation_family: str = _f("window", "Which regimes the held-out runs repeat at the larger size: 'band' (the "
-                                        "budget bands, when plan.budget_bands > 0; windows otherwise): the same "
-                                        "band at a larger D, so the held-out error measures the curve in D of a "
-                                        "fixed subset distribution, the extrapolation the final forecast makes; "
-                                        "'window' (the default): windows, widened to hold the size (D and (mu, "
-                                        "sigma) change together). On fresh world seeds 20-27 neither family "
-                                        "removed the forecast's low bias (window: -11.4%, band: -13.5% mean).",
-                               choices=["band", "window"])
+    sizes: list[float] = option([0.05, 0.1], "Subset sizes D: a value <= 1 is a share of the corpus tokens, > 1 a "
+                                             "token count. More sizes over a wider span pin the law's D exponent (the "
+                                             "report says how far select.budget extrapolates beyond the largest).")
+    windows: int = option(5, "Window regimes: contiguous runs of landscape bins, spread from low to high PPL.")
+    window_bins: int = option(0, "Bins per window (0: the fewest that hold the largest size, plus one).")
+    mixtures: int = option(2, "Mixture regimes: two windows pooled (wider spread); unreachable ones are reported "
+                              "and skipped.")
+    mixture_sampling: str = option("band", "How a mixture is realised: 'band' samples a contiguous pool (neighbour "
+                                           "windows) uniformly, like the final selection's bands (pools with a gap "
+                                           "fall back to target sampling); 'target' meets the pooled (mu, sigma) by "
+                                           "target sampling, which can pick other text with the same moments.",
+                                   choices=["band", "target"])
+    budget_bands: int = option(0, "Band regimes shaped like the final selection: contiguous bands as wide as the "
+                                  "narrowest band holding select.budget, spread over the landscape and run at the "
+                                  "fitting sizes, so the law is fitted on the family it later selects from (its final "
+                                  "forecast then extrapolates in D only).")
+    replay_ratios: list[float] = option([0.0], "Replay ratios R (general tokens / all tokens); several fit the "
+                                               "mixture laws too.")
+    seeds: list[int] = option([0], "Seeds of every grid point (sampling and training).")
+    validation_sizes: list[float] | None = option(None, "Held-out sizes D (share or tokens, each >= 2x the largest of "
+                                                        "`sizes`): run at `validation_regimes` regimes, never fitted; "
+                                                        "the loop scores each candidate law by its error there and "
+                                                        "picks the law by it. null (the default): one size, 2x the "
+                                                        "largest of `sizes` (skipped, with a warning, when the corpus "
+                                                        "is smaller); []: no held-out runs (the run and its report "
+                                                        "warn that the law's predictions are then untested).")
+    validation_regimes: int = option(2, "Regimes (of validation_family, spread over the landscape, low to high PPL) "
+                                        "run at each validation size.")
+    validation_family: str = option("window", "Which regimes the held-out runs repeat at the larger size: 'band' (the "
+                                            "budget bands, when plan.budget_bands > 0; windows otherwise): the same "
+                                            "band at a larger D, so the held-out error measures the curve in D of a "
+                                            "fixed subset distribution, the extrapolation the final forecast makes; "
+                                            "'window' (the default): windows, widened to hold the size (D and (mu, "
+                                            "sigma) change together). On fresh world seeds 20-27 neither family "
+                                            "removed the forecast's low bias (window: -11.4%, band: -13.5% mean).",
+                                   choices=["band", "window"])
 
     def __post_init__(self) -> None:
         for key, values in (("plan.sizes", self.sizes), ("plan.validation_sizes", self.validation_sizes or []),
@@ -170,29 +163,29 @@ def validation_warning(plan: PlanSection) -> str | None:
 class TrainSection:
     """How each run is trained (``pplaw.train.cpt``): where (executor), launcher, parallelism and the CPT options."""
 
-    executor: str = _f("local", "Where the sweep's and the final runs execute: 'local' (this machine: in this "
-                                "process or a worker pool, see workers), 'ray' (each run a Ray task on "
-                                "train.ray_address) or 'slurm' (each run a Slurm job, options in the slurm "
-                                "section). The run directory must then be on a file system every node mounts.",
-                       choices=list(EXECUTORS))
-    ray_address: str | None = _f(None, "executor=ray: the cluster to join (ray.init(address=...): 'auto', "
-                                       "'ray://head:10001'); null: start a Ray cluster on this machine.")
-    cpus_per_run: int = _f(1, "executor=ray/slurm: CPU cores each run gets (its Ray task's num_cpus; the Slurm "
-                              "job's cpus_per_task unless slurm.cpus_per_task is set); also its torch threads "
-                              "unless threads_per_worker is set.")
-    gpus_per_run: int = _f(0, "executor=ray/slurm: GPUs each run gets (its Ray task's num_gpus; the Slurm job's "
-                              "GPUs unless slurm.gpus_per_node is set).")
-    max_retries: int = _f(2, "executor=ray: retries of a run whose worker or node died (Ray's max_retries); "
-                             "executor=slurm: requeues of a run after preemption or its time limit (it resumes "
-                             "from its last checkpoint).")
-    launcher: str = _f("inprocess", "'inprocess' (pplaw.train.cpt in this process or a worker pool) or 'accelerate' "
-                                    "(each run under `accelerate launch`).", choices=["inprocess", "accelerate"])
-    accelerate_config: str | None = _f(None, "accelerate config file for launcher=accelerate "
-                                             "(recipes/accelerate_configs/).")
-    workers: int = _f(1, "Runs trained at once (0: one per GPU, else one per 2 CPU cores). With GPUs each worker "
-                         "gets its own.")
-    threads_per_worker: int = _f(0, "torch threads per worker (0: CPU cores / workers).")
-    epochs: float = _f(1.0, "Passes over the selected subset: each run trains on epochs x D domain tokens.")
+    executor: str = option("local", "Where the sweep's and the final runs execute: 'local' (this machine: in this "
+                                    "process or a worker pool, see workers), 'ray' (each run a Ray task on "
+                                    "train.ray_address) or 'slurm' (each run a Slurm job, options in the slurm "
+                                    "section). The run directory must then be on a file system every node mounts.",
+                           choices=list(EXECUTORS))
+    ray_address: str | None = option(None, "executor=ray: the cluster to join (ray.init(address=...): 'auto', "
+                                           "'ray://head:10001'); null: start a Ray cluster on this machine.")
+    cpus_per_run: int = option(1, "executor=ray/slurm: CPU cores each run gets (its Ray task's num_cpus; the Slurm "
+                                  "job's cpus_per_task unless slurm.cpus_per_task is set); also its torch threads "
+                                  "unless threads_per_worker is set.")
+    gpus_per_run: int = option(0, "executor=ray/slurm: GPUs each run gets (its Ray task's num_gpus; the Slurm job's "
+                                  "GPUs unless slurm.gpus_per_node is set).")
+    max_retries: int = option(2, "executor=ray: retries of a run whose worker or node died (Ray's max_retries); "
+                                 "executor=slurm: requeues of a run after preemption or its time limit (it resumes "
+                                 "from its last checkpoint).")
+    launcher: str = option("inprocess", "'inprocess' (pplaw.train.cpt in this process or a worker pool) or "
+                           "'accelerate' (each run under `accelerate launch`).", choices=["inprocess", "accelerate"])
+    accelerate_config: str | None = option(None, "accelerate config file for launcher=accelerate "
+                                                 "(recipes/accelerate_configs/).")
+    workers: int = option(1, "Runs trained at once (0: one per GPU, else one per 2 CPU cores). With GPUs each worker "
+                             "gets its own.")
+    threads_per_worker: int = option(0, "torch threads per worker (0: CPU cores / workers).")
+    epochs: float = option(1.0, "Passes over the selected subset: each run trains on epochs x D domain tokens.")
     max_length: int = borrow(TrainingDefaults, "max_length")
     per_device_train_batch_size: int = borrow(TrainingDefaults, "per_device_train_batch_size")
     gradient_accumulation_steps: int = borrow(TrainingDefaults, "gradient_accumulation_steps")
@@ -201,12 +194,12 @@ class TrainSection:
     warmup_steps: float = borrow(TrainingDefaults, "warmup_steps")
     weight_decay: float = borrow(TrainingDefaults, "weight_decay")
     model_dtype: str = borrow(CPTConfig, "model_dtype")
-    keep_models: bool = _f(True, "Keep each sweep run's final model (False: delete it once evaluated).")
-    report_to: str = _f("auto", "Where each run's training logs go (transformers' report_to): 'auto' is "
-                                "'tensorboard' when tensorboard is installed, else 'none'; TensorBoard logs land in "
-                                "each run's folder (<run>/sweep/<id>/runs/, <run>/final/<id>/runs/): "
-                                "`tensorboard --logdir <run>`. Or 'none', 'tensorboard', 'wandb', ...")
-    args: dict = _f({}, "Any other `pplaw train` option (e.g. bf16, max_grad_norm).")
+    keep_models: bool = option(True, "Keep each sweep run's final model (False: delete it once evaluated).")
+    report_to: str = option("auto", "Where each run's training logs go (transformers' report_to): 'auto' is "
+                            "'tensorboard' when tensorboard is installed, else 'none'; TensorBoard logs land in each "
+                            "run's folder (<run>/sweep/<id>/runs/, <run>/final/<id>/runs/): `tensorboard --logdir "
+                            "<run>`. Or 'none', 'tensorboard', 'wandb', ...")
+    args: dict = option({}, "Any other `pplaw train` option (e.g. bf16, max_grad_norm).")
 
     def __post_init__(self) -> None:
         check_training(self, "train.")
@@ -221,10 +214,10 @@ class TrainSection:
 class EvaluateSection:
     """Held-out losses and benchmarks of every run (``pplaw.train.evaluate``)."""
 
-    domain_benchmarks: list[str] = _f([], "Domain benchmark: suites (e.g. medical) or lm-eval tasks; the score is "
-                                          "the mean accuracy over them.")
-    general_benchmarks: list[str] = _f([], "General benchmark: suites (e.g. general) or lm-eval tasks.")
-    sweep_benchmarks: bool = _f(False, "Also run the benchmarks on sweep runs (the law is fitted on losses).")
+    domain_benchmarks: list[str] = option([], "Domain benchmark: suites (e.g. medical) or lm-eval tasks; the score is "
+                                              "the mean accuracy over them.")
+    general_benchmarks: list[str] = option([], "General benchmark: suites (e.g. general) or lm-eval tasks.")
+    sweep_benchmarks: bool = option(False, "Also run the benchmarks on sweep runs (the law is fitted on losses).")
     task_source: str = borrow(EvalConfig, "task_source")
     task_data: str | None = borrow(EvalConfig, "task_data")
     task_include_path: list[str] = borrow(EvalConfig, "task_include_path")
@@ -249,26 +242,25 @@ SPLINE_GRID = ["perplexity_spline" + ":" * bool(o) + ",".join(o)
 class FitSection:
     """The perplexity-aware law fitted to the sweep (``pplaw.laws.PerplexityLaw``)."""
 
-    target: str = _f("domain_loss", "Column the law predicts.")
-    space: str = _f("ppl", "Statistics of chunk PPL ('ppl', as in the paper) or of log-PPL.",
-                    choices=["ppl", "log_ppl"])
-    sigma: str = _f("std", "Plug sigma in as the standard deviation ('std') or the variance ('var').",
-                    choices=["std", "var"])
-    laws: list[str] = _f(["perplexity", "perplexity_regime_d", *SPLINE_GRID],
-                         "Candidate laws, first the paper's (always reported); the loop fits each on the sweep's fit "
-                         "points, scores it on the held-out validation points (plan.validation_sizes) and uses the "
-                         "one with the lowest held-out MAPE. pplaw's extensions: 'perplexity_regime_d' (data "
-                         "exponent d0 + d1*mu + d2*sigma), 'perplexity_spline' (each regime's power law in D, "
-                         "smoothed over (mu, sigma) by a thin-plate spline). Options follow a colon: "
-                         "'perplexity_spline:floor=0.3' puts a floor of 0.3 x the smallest loss under every power "
-                         "law; 'pool=2' replaces D by the effective data of a subset drawn from a finite pool (its "
-                         "landscape band), D_eff = P/k (1 - exp(-k D/P)). Default: the spline at floors 0, 0.3, "
-                         "0.6 x pool rates 0, 1, 2, 3.")
-    bootstrap: int = _f(200, "Bootstrap resamples of runs for the CIs.")
-    seed: int = _f(0, "Bootstrap seed.")
-    compare_variants: bool = _f(True, "Also fit every (space, sigma) variant and report which fits best.")
-    variants_holdout: str | None = _f("loo", "How variants are ranked: held-out error ('loo': leave one run out, "
-                                             "'largest D') or null: in-sample RMSE.")
+    target: str = option("domain_loss", "Column the law predicts.")
+    space: str = option("ppl", "Statistics of chunk PPL ('ppl', as in the paper) or of log-PPL.",
+                        choices=["ppl", "log_ppl"])
+    sigma: str = option("std", "Plug sigma in as the standard deviation ('std') or the variance ('var').",
+                        choices=["std", "var"])
+    laws: list[str] = option(["perplexity", "perplexity_regime_d", *SPLINE_GRID], "Candidate laws, first the paper's "
+                             "(always reported); the loop fits each on the sweep's fit points, scores it on the "
+                             "held-out validation points (plan.validation_sizes) and uses the one with the lowest "
+                             "held-out MAPE. pplaw's extensions: 'perplexity_regime_d' (data exponent d0 + d1*mu + "
+                             "d2*sigma), 'perplexity_spline' (each regime's power law in D, smoothed over (mu, sigma) "
+                             "by a thin-plate spline). Options follow a colon: 'perplexity_spline:floor=0.3' puts a "
+                             "floor of 0.3 x the smallest loss under every power law; 'pool=2' replaces D by the "
+                             "effective data of a subset drawn from a finite pool (its landscape band), D_eff = P/k "
+                             "(1 - exp(-k D/P)). Default: the spline at floors 0, 0.3, 0.6 x pool rates 0, 1, 2, 3.")
+    bootstrap: int = option(200, "Bootstrap resamples of runs for the CIs.")
+    seed: int = option(0, "Bootstrap seed.")
+    compare_variants: bool = option(True, "Also fit every (space, sigma) variant and report which fits best.")
+    variants_holdout: str | None = option("loo", "How variants are ranked: held-out error ('loo': leave one run out, "
+                                                 "'largest D') or null: in-sample RMSE.")
 
     def __post_init__(self) -> None:
         at_least(self.bootstrap, "fit.bootstrap", 0)
@@ -296,22 +288,21 @@ class FitSection:
 class SelectSection:
     """The final selection: the optimum (mu*, sigma*) and Distance-to-Optimum Selection at the final budget."""
 
-    budget: float = _f(0.2, "Final budget D: a share of the corpus tokens (<= 1) or a token count.")
-    region: str = _f("realisable", "Where the optimum is searched: 'realisable' (what the corpus can realise at "
-                                   "the budget), 'fitted' (convex hull of the sweep points) or 'both' (their "
-                                   "intersection).", choices=["realisable", "fitted", "both"])
-    weights: list[float] | None = _f(None, "DOS weights (w_mu, w_s); default scale-free 1/mu*^2, 1/sigma*^4.")
-    seeds: list[int] = _f([0, 1, 2], "Seeds of the final comparison (DOS and every baseline).")
-    replay_ratio: float = _f(0.0, "Replay ratio R of the final runs.")
-    family: str = _f("band", "Subsets DOS may select: 'band' (a contiguous band of the landscape, the family the "
-                             "sweep's windows belong to, sampled uniformly; the band with the lowest predicted loss "
-                             "at the budget wins) or 'free' (any subset matching (mu*, sigma*), which can be a "
-                             "bimodal mix of the landscape's ends that no sweep run resembled).",
-                     choices=["band", "free"])
-    fallback: bool = _f(True, "Select the best sweep regime instead when the law's predicted gain over it is "
-                              "within the law's own uncertainty: the bootstrap CI of the difference, and the "
-                              "held-out error on differences (the worst mispredicted gap between two validation "
-                              "runs of one size; the held-out MAPE when no size has two).")
+    budget: float = option(0.2, "Final budget D: a share of the corpus tokens (<= 1) or a token count.")
+    region: str = option("realisable", "Where the optimum is searched: 'realisable' (what the corpus can realise at "
+                                       "the budget), 'fitted' (convex hull of the sweep points) or 'both' (their "
+                                       "intersection).", choices=["realisable", "fitted", "both"])
+    weights: list[float] | None = option(None, "DOS weights (w_mu, w_s); default scale-free 1/mu*^2, 1/sigma*^4.")
+    seeds: list[int] = option([0, 1, 2], "Seeds of the final comparison (DOS and every baseline).")
+    replay_ratio: float = option(0.0, "Replay ratio R of the final runs.")
+    family: str = option("band", "Subsets DOS may select: 'band' (a contiguous band of the landscape, the family the "
+                         "sweep's windows belong to, sampled uniformly; the band with the lowest predicted loss at "
+                         "the budget wins) or 'free' (any subset matching (mu*, sigma*), which can be a bimodal mix "
+                         "of the landscape's ends that no sweep run resembled).", choices=["band", "free"])
+    fallback: bool = option(True, "Select the best sweep regime instead when the law's predicted gain over it is "
+                                  "within the law's own uncertainty: the bootstrap CI of the difference, and the "
+                                  "held-out error on differences (the worst mispredicted gap between two validation "
+                                  "runs of one size; the held-out MAPE when no size has two).")
 
     def __post_init__(self) -> None:
         require(is_finite(self.budget), "select.budget", "hold finite numbers", [self.budget])
@@ -328,10 +319,10 @@ class SelectSection:
 class BaselinesSection:
     """Baselines trained at the same budget as DOS."""
 
-    methods: list[str] = _f(list(METHODS), "Any of random, lowest_ppl, highest_ppl, full (the whole corpus, "
-                                           "trained for the same number of tokens), best_sweep (the law-free "
-                                           "baseline: the regime of the lowest-loss sweep run at the largest "
-                                           "fitting size, as a landscape band sampled at the budget).")
+    methods: list[str] = option(list(METHODS), "Any of random, lowest_ppl, highest_ppl, full (the whole corpus, "
+                                               "trained for the same number of tokens), best_sweep (the law-free "
+                                               "baseline: the regime of the lowest-loss sweep run at the largest "
+                                               "fitting size, as a landscape band sampled at the budget).")
 
     def __post_init__(self) -> None:
         bad = sorted(set(self.methods) - set(METHODS))
@@ -342,11 +333,12 @@ class BaselinesSection:
 class ExportSection:
     """The final subset, published at the end of the run (export/subset: rows + dataset card; see pplaw export)."""
 
-    format: str = _f("parquet", "parquet (data/train-*.parquet, the Hub's layout), dataset (a save_to_disk folder) "
-                                "or none (no export).", choices=["parquet", "dataset", "none"])
-    method: str = _f("dos", "Which final subset (first seed of select.seeds): dos or a baseline of baselines.methods.")
-    push_to_hub: str | None = _f(None, "Also push it to this Hub dataset repo (user/name); an unreachable Hub fails "
-                                       "the stage with the local copy kept.")
+    format: str = option("parquet", "parquet (data/train-*.parquet, the Hub's layout), dataset (a save_to_disk folder) "
+                                    "or none (no export).", choices=["parquet", "dataset", "none"])
+    method: str = option("dos", "Which final subset (first seed of select.seeds): dos or a baseline of "
+                         "baselines.methods.")
+    push_to_hub: str | None = option(None, "Also push it to this Hub dataset repo (user/name); an unreachable Hub "
+                                     "fails the stage with the local copy kept.")
 
     def __post_init__(self) -> None:
         r = self.push_to_hub
@@ -356,5 +348,5 @@ class ExportSection:
 
 @dataclass
 class ReportSection:
-    title: str = _f("pplaw run", "Report title.")
-    html: bool = _f(True, "Also write report.html next to report.md.")
+    title: str = option("pplaw run", "Report title.")
+    html: bool = option(True, "Also write report.html next to report.md.")

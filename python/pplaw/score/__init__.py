@@ -8,8 +8,7 @@ scorer (per-chunk NLL, fp32 accumulation, the fused Triton kernel on a GPU); :mo
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pplaw._lazy import lazy_names
 
 # public name -> module that defines it
 _LAZY = {
@@ -23,9 +22,4 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pplaw.score' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_names(__name__, _LAZY)

@@ -10,8 +10,7 @@ public names resolve lazily (importing the package must not import torch or TRL)
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pplaw._lazy import lazy_names
 
 # public name -> module that defines it
 _LAZY = {
@@ -27,9 +26,4 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pplaw.train' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_names(__name__, _LAZY)
