@@ -209,3 +209,13 @@ def test_a_section_checks_its_own_values(make, key):
 
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         make(sections)
+
+
+def test_the_slurm_section_checks_itself_and_the_recipe_keeps_only_cross_section_rules():
+    """SlurmSection checks its values when made; RunRecipe.check holds what joins sections (here: world vs model)."""
+    from pplaw.pipeline.cluster import SlurmSection
+
+    with pytest.raises(ConfigError, match=r"slurm\.time_min"):
+        SlurmSection(time_min=0)
+    with pytest.raises(ConfigError, match="leave model.base_model"):
+        from_dict(RunRecipe, {"world": {}, "model": {"base_model": "x"}})

@@ -41,6 +41,9 @@ class SlurmSection:
     cluster: str = option("slurm", "'slurm' (sbatch) or 'local' (submitit's local executor: the same jobs as processes "
                                    "of this machine, for a try-out without a cluster).", choices=["slurm", "local"])
 
+    def __post_init__(self) -> None:
+        check_slurm(self)
+
 
 @dataclass
 class ScoreClusterOptions:
@@ -73,11 +76,10 @@ def check_slurm(s: SlurmSection, key: str = "slurm") -> None:
     one_of(s.cluster, f"{key}.cluster", ("slurm", "local"), what="'slurm' or 'local'")
 
 
-def check_executor(t: Any, slurm: SlurmSection) -> None:
-    """``train.executor`` and the train options it reads (``t``: the recipe's train section), and the slurm
-    section whatever the executor (a typo there should not wait for the day it is switched on)."""
+def check_executor(t: Any) -> None:
+    """``train.executor`` and the train options it reads (``t``: the recipe's train section). The slurm section
+    checks itself whatever the executor (a typo there should not wait for the day it is switched on)."""
     one_of(t.executor, "train.executor", EXECUTORS)
     for key, low in (("cpus_per_run", 1), ("gpus_per_run", 0), ("max_retries", 0)):
         integer(getattr(t, key), f"train.{key}", low)
     nonempty_str(t.ray_address, "train.ray_address", what="a Ray address ('auto', 'ray://head:10001')")
-    check_slurm(slurm, "slurm")

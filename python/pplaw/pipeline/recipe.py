@@ -32,7 +32,7 @@ from pplaw._checks import require
 from pplaw._yaml import load as yaml_load
 from pplaw._yaml import one_line
 from pplaw.exceptions import ConfigError
-from pplaw.pipeline.cluster import SlurmSection, check_executor
+from pplaw.pipeline.cluster import SlurmSection
 from pplaw.pipeline.sections import (BaselinesSection, CorpusSection, EvaluateSection, ExportSection, FitSection,
                                      LandscapeSection, ModelSection, PlanSection, ReportSection, ScoringSection,
                                      SelectSection, TrainSection)
@@ -87,7 +87,6 @@ class RunRecipe:
         if self.export.format != "none":  # a subset the run makes (full is every chunk: nothing to select)
             can = ["dos", *(m for m in self.baselines.methods if m != "full")]
             require(self.export.method in can, "export.method", f"be one of {can}", self.export.method)
-        check_executor(self.train, self.slurm)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pplaw._checks import at_least, is_finite, number, require
 from pplaw.config import borrow, option
 from pplaw.exceptions import ConfigError
-from pplaw.pipeline.cluster import EXECUTORS
+from pplaw.pipeline.cluster import EXECUTORS, check_executor
 from pplaw.score.job import ScoreConfig
 from pplaw.train.evaluate import EvalConfig, check_evaluation
 from pplaw.train.options import CPTConfig, TrainingDefaults, check_training
@@ -208,6 +208,7 @@ class TrainSection:
         at_least(self.threads_per_worker, "train.threads_per_worker", 0)
         if self.launcher == "accelerate" and not self.accelerate_config:
             raise ConfigError("train.launcher=accelerate needs train.accelerate_config")
+        check_executor(self)
 
 
 @dataclass

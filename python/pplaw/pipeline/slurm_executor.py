@@ -297,15 +297,13 @@ def write_jobs(stage: Path, book: dict[str, Any]) -> None:
 def load_slurm(path: str | Path) -> SlurmSection:
     """The ``slurm:`` section of a YAML file (a run recipe, or a file holding only that section), checked."""
     from pplaw.config import load_yaml
-    from pplaw.pipeline.cluster import check_slurm
     from pplaw.pipeline.recipe import from_dict
 
     data = load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("slurm"), dict):
         raise ConfigError(f"--slurm {str(path)!r}: expected a YAML mapping with a `slurm:` section")
     try:
-        section = from_dict(SlurmSection, data["slurm"], "slurm")
-        check_slurm(section)
+        section = from_dict(SlurmSection, data["slurm"], "slurm")  # checks its values (SlurmSection.__post_init__)
     except ConfigError as err:
         raise ConfigError(f"--slurm {str(path)!r}: {err}") from err
     return section
