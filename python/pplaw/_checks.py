@@ -1,11 +1,12 @@
-"""The value checks of every config: the ``pplaw run`` recipe's sections (:mod:`pplaw.pipeline.recipe`,
+"""The value checks of every config: the ``pplaw run`` recipe's sections (:mod:`pplaw.pipeline.sections`,
 :mod:`pplaw.pipeline.cluster`), the synthetic world (:class:`pplaw.synth.world.WorldConfig`) and the
-commands' configs (:class:`pplaw.score.job.ScoreConfig`, ``pplaw train``, ``pplaw evaluate``).
+commands' configs (:class:`pplaw.score.job.ScoreConfig`, ``pplaw train``, ``pplaw evaluate``, ``pplaw fit``,
+``pplaw export``, ``pplaw landscape``).
 
 One error form, naming the key: ``ConfigError("<key> must be <what>, got <value>")``, e.g.
 ``train.learning_rate must be a finite number > 0, got -0.001`` (``<key>`` is the recipe path, or a command's
-flag such as ``pplaw score: --max-docs``). A config calls these from its ``__post_init__`` (or, for the
-recipe, from ``RunRecipe.check``); the YAML loader checks the types and choices before (``recipe.from_dict``).
+flag such as ``pplaw score: --max-docs``). A config calls these from its ``__post_init__`` (the recipe's rules
+across sections: ``RunRecipe.check``); the YAML loader checks the types and choices before (``recipe.from_dict``).
 
 A leaf: imports nothing of pplaw but :mod:`pplaw.exceptions`.
 """
