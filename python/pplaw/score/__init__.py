@@ -10,16 +10,8 @@ from __future__ import annotations
 
 from pplaw._lazy import lazy_names
 
-# public name -> module that defines it
-_LAZY = {
-    "chunk_texts": "pplaw.score.chunking",
-    "TextChunker": "pplaw.score.chunking",
-    "PerplexityScorer": "pplaw.score.scorer",
-    "score_perplexity": "pplaw.score.scorer",
-    "ScoreConfig": "pplaw.score.job",
-    "run_score": "pplaw.score.job",
-}
-
-__all__ = list(_LAZY)
-
-__getattr__ = lazy_names(__name__, _LAZY)
+__getattr__, __all__ = lazy_names(__name__, {
+    "pplaw.score.chunking": ("chunk_texts", "TextChunker"),
+    "pplaw.score.scorer": ("PerplexityScorer", "score_perplexity"),
+    "pplaw.score.job": ("ScoreConfig", "run_score"),
+})

@@ -12,18 +12,8 @@ from __future__ import annotations
 
 from pplaw._lazy import lazy_names
 
-# public name -> module that defines it
-_LAZY = {
-    "CPTConfig": "pplaw.train.options",
-    "TrainingDefaults": "pplaw.train.options",
-    "CPTTrainingArguments": "pplaw.train.cpt",
-    "parse_args": "pplaw.train.cpt",
-    "train": "pplaw.train.cpt",
-    "EvalConfig": "pplaw.train.evaluate",
-    "evaluate_model": "pplaw.train.evaluate",
-    "evaluate_run": "pplaw.train.evaluate",
-}
-
-__all__ = list(_LAZY)
-
-__getattr__ = lazy_names(__name__, _LAZY)
+__getattr__, __all__ = lazy_names(__name__, {
+    "pplaw.train.options": ("CPTConfig", "TrainingDefaults"),
+    "pplaw.train.cpt": ("CPTTrainingArguments", "parse_args", "train"),
+    "pplaw.train.evaluate": ("EvalConfig", "evaluate_model", "evaluate_run"),
+})
