@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     base_draws = np.full((args.baseline_resamples, len(NAMES)), np.nan)
     t0 = time.perf_counter()
     for b in tqdm(range(args.baseline_resamples), desc="baseline bootstrap", file=sys.stderr):
-        idx = rng.integers(0, n, size=n)  # = pplaw.laws.fitting.resample_indices without groups
+        idx = rng.integers(0, n, size=n)  # = pplaw.laws.solver.resample_indices without groups
         r, _, _ = baseline_fit(log_n[idx], log_d[idx], log_l[idx], starts)
         base_draws[b] = r.x
     t_base_boot_run = time.perf_counter() - t0

@@ -125,7 +125,7 @@ class Oracle:
 
     def predict(self, mu: float, sigma: float, D: float, band: str) -> float:
         from pplaw.pipeline.plan import pool_tokens
-        from pplaw.pipeline.select import predict
+        from pplaw.pipeline.fit import predict
 
         total = int(self.plan.plan["total_tokens"])
         return predict(self.run / "fit" / "fit.json", mu, sigma, D, pool_tokens(_band(band), total))["prediction"]

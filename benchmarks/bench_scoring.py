@@ -173,7 +173,7 @@ class Memory:
 
 def methods(model, tokenizer, rows, device: str, batch_size: int, max_tokens: int, with_lm_eval: bool):
     """name -> (run() -> per-chunk NLL sums, per-chunk predicted-token counts)."""
-    from pplaw.scoring import PerplexityScorer
+    from pplaw.score.scorer import PerplexityScorer
 
     scorer = PerplexityScorer(model, max_tokens_per_batch=max_tokens)
     counts = [len(r) - 1 for r in rows]

@@ -150,3 +150,40 @@ def test_the_checks_catch_a_cycle_and_a_cli_import(tmp_path):
     g = import_graph(pkg)
     assert cycles(g) == [["pplaw.a", "pplaw.b"]]
     assert g["pplaw.c"] == {"pplaw.cli.tool"}  # the TYPE_CHECKING import is not an edge
+
+
+# docs/architecture.md, "Layers": every top-level module or package of pplaw and its layer (1: the top). A new
+# module must be given its layer here (and there): the test below fails on one it does not know.
+LAYERS = {
+    "cli": 1,
+    "pipeline": 2,
+    "score": 3, "train": 3, "synth": 3, "laws": 3, "ray": 3,
+    "landscape": 4, "sampling": 4, "filters": 4, "export": 4, "runs": 4, "io": 4, "config": 4, "tasks": 4,
+    "exceptions": 5, "_atomic": 5, "_columns": 5, "_checks": 5, "_fingerprint": 5, "_head": 5, "_lazy": 5,
+    "_yaml": 5,
+}
+
+
+def _layer(module: str) -> int:
+    return LAYERS[module.split(".")[1]]
+
+
+def imports_up(graph: dict[str, set[str]]) -> list[str]:
+    """The edges from a module to one of a higher layer (``pplaw/__init__.py``, the lazy public names, aside)."""
+    return sorted(f"{m} -> {t}" for m, ts in graph.items() if m != "pplaw" for t in ts if _layer(t) < _layer(m))
+
+
+def test_every_module_has_its_layer(graph):
+    tops = {m.split(".")[1] for m in graph if m != "pplaw"}
+    assert tops == set(LAYERS), f"not in LAYERS: {sorted(tops - set(LAYERS))}; gone: {sorted(set(LAYERS) - tops)}"
+
+
+def test_imports_go_down_the_layers(graph):
+    up = imports_up(graph)
+    assert not up, "imports up the layers (docs/architecture.md): " + ", ".join(up)
+
+
+def test_the_layer_check_sees_an_import_up():
+    g = {"pplaw.io": {"pplaw.pipeline.loop", "pplaw._atomic"}, "pplaw.pipeline.loop": {"pplaw.io"},
+         "pplaw.score.job": {"pplaw.train.options"}}  # the same layer is fine
+    assert imports_up(g) == ["pplaw.io -> pplaw.pipeline.loop"]

@@ -19,12 +19,12 @@ _LAZY = {
     "sample_subset": "pplaw.sampling",
     "select_dos": "pplaw.sampling",
     "subset_stats": "pplaw.sampling",
-    "chunk_texts": "pplaw.chunking",
+    "chunk_texts": "pplaw.score.chunking",
     "ppl_between": "pplaw.filters",
     "in_band": "pplaw.filters",
     "export_subset": "pplaw.export",
     "export_run": "pplaw.pipeline.export",
-    "score_perplexity": "pplaw.scoring",
+    "score_perplexity": "pplaw.score.scorer",
     "load_runs": "pplaw.runs",
     "run_pipeline": "pplaw.pipeline.loop",
 }
@@ -48,10 +48,10 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs
-    from pplaw.chunking import chunk_texts
+    from pplaw.score.chunking import chunk_texts
     from pplaw.export import export_subset
     from pplaw.pipeline.export import export_run
     from pplaw.filters import in_band, ppl_between
     from pplaw.landscape import Landscape
     from pplaw.sampling import sample_subset, select_dos, subset_stats
-    from pplaw.scoring import score_perplexity
+    from pplaw.score.scorer import score_perplexity

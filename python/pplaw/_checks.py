@@ -1,11 +1,12 @@
-"""The value checks of every config: the ``pplaw run`` recipe's sections (:mod:`pplaw.pipeline.recipe`,
+"""The value checks of every config: the ``pplaw run`` recipe's sections (:mod:`pplaw.pipeline.sections`,
 :mod:`pplaw.pipeline.cluster`), the synthetic world (:class:`pplaw.synth.world.WorldConfig`) and the
-commands' configs (:class:`pplaw.score_job.ScoreConfig`, ``pplaw train``, ``pplaw evaluate``).
+commands' configs (:class:`pplaw.score.job.ScoreConfig`, ``pplaw train``, ``pplaw evaluate``, ``pplaw fit``,
+``pplaw export``, ``pplaw landscape``).
 
 One error form, naming the key: ``ConfigError("<key> must be <what>, got <value>")``, e.g.
 ``train.learning_rate must be a finite number > 0, got -0.001`` (``<key>`` is the recipe path, or a command's
-flag such as ``pplaw score: --max-docs``). A config calls these from its ``__post_init__`` (or, for the
-recipe, from ``RunRecipe.check``); the YAML loader checks the types and choices before (``recipe.from_dict``).
+flag such as ``pplaw score: --max-docs``). A config calls these from its ``__post_init__`` (the recipe's rules
+across sections: ``RunRecipe.check``); the YAML loader checks the types and choices before (``recipe.from_dict``).
 
 A leaf: imports nothing of pplaw but :mod:`pplaw.exceptions`.
 """
@@ -34,6 +35,13 @@ def require(ok: bool, key: str, must: str, value: Any) -> None:
     (``"be >= 1"``, ``"hold finite numbers"``)."""
     if not ok:
         raise ConfigError(f"{key} must {must}, got {value!r}")
+
+
+def required(value: Any, flag: str, command: str) -> None:
+    """A command's required argument (``flag``, e.g. ``--out``) is given, on the command line or in --config:
+    ``ConfigError("pplaw <command>: <flag> is required ...")``."""
+    if value is None or value == "":
+        raise ConfigError(f"pplaw {command}: {flag} is required (on the command line or in --config)")
 
 
 def at_least(value: Any, key: str, low: float, *, why: str = "", optional: bool = False) -> None:

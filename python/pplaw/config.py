@@ -122,6 +122,14 @@ def parse_config(
     return tuple(o for o in outputs if not isinstance(o, argparse.Namespace))
 
 
+def option(default: Any, help: str, **metadata: Any) -> Any:
+    """A dataclass field with its ``help`` text (and ``choices``, ...) in its metadata, as the configs declare
+    them; a list or dict default is copied for each instance."""
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **metadata})
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
 def borrow(source: type, name: str, **metadata: Any) -> Any:
     """A dataclass field declared as ``source``'s field ``name`` is: the same default and the same help text
     (``metadata`` entries are added or override). How a section of the ``pplaw run`` recipe takes the options

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from pplaw._io import atomic_write_text, jsonable
+from pplaw._atomic import atomic_write_text, jsonable
 from pplaw.exceptions import HubError, InvalidInputError, RunDirError
 
 FORMATS = ("parquet", "dataset")

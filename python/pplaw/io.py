@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from pplaw._columns import check_ppl_values, check_unique_values
-from pplaw._io import atomic_write
+from pplaw._atomic import atomic_write
 from pplaw.exceptions import EmptyInputError, InvalidInputError, MissingColumnError
 
 PARQUET_SUFFIXES = (".parquet", ".pq")

@@ -39,7 +39,7 @@ import numpy as np
 import pyarrow as pa
 
 from pplaw import _columns
-from pplaw._io import atomic_write, atomic_write_text
+from pplaw._atomic import atomic_write, atomic_write_text
 from pplaw.exceptions import InvalidInputError, SerializationError
 
 FILE_FORMAT = "pplaw.Landscape"

@@ -5,10 +5,10 @@
     scored = pplaw.ray.score(chunks, "Qwen/Qwen3-8B-Base", concurrency=16, num_gpus=1)
     scored.write_parquet("s3://bucket/scored/")
 
-Each actor of a fixed-size pool holds one :class:`pplaw.scoring.PerplexityScorer` (one model per actor,
+Each actor of a fixed-size pool holds one :class:`pplaw.score.scorer.PerplexityScorer` (one model per actor,
 loaded once when the actor starts, on the GPU Ray assigned to it). Batches go through exactly the code
 path of ``ds.map(score_perplexity(...))``, so results equal the single-process ones (up to the
-floating-point reduction order documented in :mod:`pplaw.scoring`), whatever the sharding.
+floating-point reduction order documented in :mod:`pplaw.score.scorer`), whatever the sharding.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class _ScorerActor:
     """One model per Ray actor; a ``map_batches`` callable class over numpy batches."""
 
     def __init__(self, model: Any, tokenizer: Any, scorer_kwargs: dict[str, Any]):
-        from pplaw.scoring import PerplexityScorer
+        from pplaw.score.scorer import PerplexityScorer
 
         self.scorer = PerplexityScorer(model, tokenizer, **scorer_kwargs)
         self.scorer._load()  # load at actor start-up, not inside the first batch
@@ -72,7 +72,7 @@ def score(
         num_gpus: GPUs per actor; default 1 when the cluster has GPUs, else 0.
         num_cpus: CPUs per actor (Ray's default when None).
         batch_size: rows per Ray batch (each is split into micro-batches by the token budget).
-        scorer_kwargs: any :class:`pplaw.scoring.PerplexityScorer` option (dtype, max_tokens_per_batch, ...).
+        scorer_kwargs: any :class:`pplaw.score.scorer.PerplexityScorer` option (dtype, max_tokens_per_batch, ...).
     """
     ray = _require_ray()
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:

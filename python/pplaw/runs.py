@@ -39,11 +39,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pplaw._io import atomic_write_json, save_figure
+from pplaw._atomic import atomic_write_json, save_figure
 from pplaw.exceptions import EmptyInputError, InvalidInputError, SerializationError
 
 RECORD_NAME = "run_record.json"
-# The layout of a run directory (``output_dir`` of :mod:`pplaw.cpt`): the record, the final model and
+# The layout of a run directory (``output_dir`` of :mod:`pplaw.train.cpt`): the record, the final model and
 # tokenizer, the training curve; ``checkpoint-N/`` folders while training.
 FINAL_DIR = "model"
 CURVE_PNG = "training_curve.png"
@@ -61,7 +61,7 @@ def _now() -> str:
 
 def write_json_atomic(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as strict JSON to ``path`` atomically (temp file in the same directory, fsync, then
-    ``os.replace``): :func:`pplaw._io.atomic_write_json`."""
+    ``os.replace``): :func:`pplaw._atomic.atomic_write_json`."""
     return atomic_write_json(path, obj, fsync=True)
 
 

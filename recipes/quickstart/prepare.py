@@ -105,7 +105,7 @@ def main() -> None:
     tokenizer.save_pretrained(out / "init")
 
     # Pretrain the base model on general text with pplaw's own trainer (a CPT run from a random init).
-    from pplaw.cpt import parse_args, train
+    from pplaw.train.cpt import parse_args, train
 
     cfg, ecfg, targs = parse_args([], yaml_overrides={
         "model_name_or_path": str(out / "init"), "domain_data": str(out / "general.jsonl"),

@@ -17,7 +17,7 @@ from pplaw.exceptions import (
     SerializationError,
 )
 from pplaw.laws import DCPT, Chinchilla, Fit, GeneralLossChange, Law, PerplexityLaw, get_law
-from pplaw.laws.fitting import FitOptions, Problem, resample_indices
+from pplaw.laws.solver import FitOptions, Problem, resample_indices
 
 
 def _fd_jacobian(law, theta, design, space, h=1e-6):

@@ -54,7 +54,7 @@ def test_formula_matches_the_closed_form():
                             * df.D ** aD)
     np.testing.assert_allclose(df["clean"], L, rtol=1e-12)
     law = PerplexityLawRegimeD()
-    import pplaw.laws.perplexity_ext as ext
+    import pplaw.laws.perplexity_regime_d as ext
 
     assert "NOT the paper's law" in ext.__doc__ and "pplaw extension" in PerplexityLawRegimeD.__doc__
     assert "extension" in law.describe() and law.name == "perplexity_regime_d"

@@ -112,7 +112,7 @@ def test_bad_pool_input_is_named():
 
 def test_the_loop_gives_every_run_and_final_subset_its_pool():
     from pplaw.pipeline.plan import pool_tokens
-    from pplaw.pipeline.select import final_pool, fit_frame
+    from pplaw.pipeline.fit import final_pool, fit_frame
 
     rows = [{"status": "ok", "domain_loss": 2.0, "R": 0.25, "mu_log_ppl": 5.0, "sigma_log_ppl": 0.5,
              "band": [0.4, 0.75]}, {"status": "ok", "domain_loss": 2.0, "R": 0.25, "mu_log_ppl": 5.0,

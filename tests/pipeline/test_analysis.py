@@ -87,7 +87,7 @@ def test_sections_render_the_numbers_the_analysis_hands_them(ctx):
 
 def test_an_unvalidated_law_is_warned_of_at_the_top_of_the_report(ctx):
     # validation turned off: the plan's reason heads the report (not only section 4a), before the headline
-    from pplaw.pipeline.recipe import NO_VALIDATION
+    from pplaw.pipeline.sections import NO_VALIDATION
 
     ctx.plan["validation_sizes"], ctx.plan["validation_note"] = [], NO_VALIDATION
     (ctx.out / "report").mkdir()

@@ -114,8 +114,8 @@ def test_help_lists_every_section_with_help_text():
 def test_medical_recipe_parses_and_its_training_options_exist():
     from dataclasses import fields
 
-    from pplaw import cpt
-    from pplaw.evaluate import EvalConfig
+    from pplaw.train import cpt
+    from pplaw.train.evaluate import EvalConfig
 
     r = load_recipe(REPO / "recipes" / "medical" / "run.yaml")
     assert r.world is None and r.model.base_model and r.corpus.domain_data
@@ -171,12 +171,12 @@ def test_runs_log_to_tensorboard_in_their_own_folder_when_it_is_installed(monkey
     # where the logs go is not what the run is: a finished run stays finished when tensorboard is installed
     a = SW.RunSpec("p0", tmp_path / "p0", {"lr": 1e-3, "report_to": "none"}, {"D": 5}, root=tmp_path)
     b = SW.RunSpec("p0", tmp_path / "p0", {"lr": 1e-3, "report_to": "tensorboard"}, {"D": 5}, root=tmp_path)
-    assert a.key == b.key and a.keys == b.keys
+    assert a.key == b.key
     assert a.key != SW.RunSpec("p0", tmp_path / "p0", {"lr": 2e-3, "report_to": "none"}, {"D": 5}, root=tmp_path).key
 
 
 def test_the_readme_states_the_validation_default_and_shows_the_report():
-    from pplaw.pipeline.recipe import PlanSection, TrainSection
+    from pplaw.pipeline.sections import PlanSection, TrainSection
 
     text = (REPO / "README.md").read_text(encoding="utf-8")
     p = PlanSection()
@@ -189,3 +189,33 @@ def test_the_readme_states_the_validation_default_and_shows_the_report():
     for img in re.findall(r"\]\((docs/[^)]+\.png)\)", text):  # every screenshot the README shows is shipped
         assert (REPO / img).is_file(), img
     assert "docs/quickstart_report.png" in text and "seed 12" in text
+
+
+@pytest.mark.parametrize("make, key", [
+    (lambda S: S.PlanSection(windows=1), "plan.windows"),
+    (lambda S: S.PlanSection(seeds=[0, 0]), "plan.seeds"),
+    (lambda S: S.SelectSection(weights=[1.0]), "select.weights"),
+    (lambda S: S.ScoringSection(chunk_tokens=1), "scoring.chunk_tokens"),
+    (lambda S: S.LandscapeSection(n_bins=1), "landscape.n_bins"),
+    (lambda S: S.TrainSection(learning_rate=-1.0), "train.learning_rate"),
+    (lambda S: S.EvaluateSection(bench_batch_size=0), "evaluate.bench_batch_size"),
+    (lambda S: S.FitSection(laws=["chinchilla"]), "fit.laws"),
+    (lambda S: S.BaselinesSection(methods=["lowest"]), "baselines.methods"),
+    (lambda S: S.ExportSection(push_to_hub="no-slash"), "export.push_to_hub"),
+])
+def test_a_section_checks_its_own_values(make, key):
+    """Each recipe section checks its values when it is made (not only inside a whole recipe), by its key."""
+    from pplaw.pipeline import sections
+
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        make(sections)
+
+
+def test_the_slurm_section_checks_itself_and_the_recipe_keeps_only_cross_section_rules():
+    """SlurmSection checks its values when made; RunRecipe.check holds what joins sections (here: world vs model)."""
+    from pplaw.pipeline.cluster import SlurmSection
+
+    with pytest.raises(ConfigError, match=r"slurm\.time_min"):
+        SlurmSection(time_min=0)
+    with pytest.raises(ConfigError, match="leave model.base_model"):
+        from_dict(RunRecipe, {"world": {}, "model": {"base_model": "x"}})

@@ -84,7 +84,7 @@ def _stage_plots(out: Path) -> None:
 
 @pytest.fixture
 def rendered(report_ctx):
-    from pplaw._io import jsonable
+    from pplaw._atomic import jsonable
     from pplaw.pipeline.report import write_report
 
     _stage_plots(report_ctx.out)

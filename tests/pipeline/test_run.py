@@ -115,7 +115,7 @@ def test_micro_run_validates_the_law_on_held_out_runs(micro_run):
     assert bands == {"b0", "b1"}
     hold = json.loads((out / "fit" / "holdout.json").read_text())
     assert hold["validated"] and hold["n_val"] == 2 and hold["n_fit"] == len(fit_rows)
-    from pplaw.pipeline.recipe import FitSection
+    from pplaw.pipeline.sections import FitSection
 
     assert {r["law"] for r in hold["table"]} == set(FitSection().laws)  # every default candidate scored
     assert hold["chosen"] == min(hold["table"], key=lambda r: r["holdout_mape"])["law"]

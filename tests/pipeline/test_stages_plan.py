@@ -104,10 +104,10 @@ def test_realisable_region_rejects_a_budget_beyond_the_corpus():
 
 def test_budget_bands_are_as_wide_as_the_final_selection_family():
     """plan.budget_bands: contiguous bands as wide as the narrowest band holding the final budget (the family
-    pipeline.choose.bands_at selects from), spread over the landscape; none without the final budget."""
-    from pplaw.pipeline.choose import bands_at
+    pipeline.select.bands_at selects from), spread over the landscape; none without the final budget."""
+    from pplaw.pipeline.select import bands_at
     from pplaw.pipeline.plan import make_regimes
-    from pplaw.pipeline.recipe import PlanSection
+    from pplaw.pipeline.sections import PlanSection
 
     cfg = PlanSection(windows=4, mixtures=1, budget_bands=3)
     regs = make_regimes(None, 20, cfg, max_size_tokens=1000, total_tokens=20000, space="log_ppl", final_share=0.3)
@@ -145,7 +145,7 @@ def test_validation_at_twice_the_largest_share_survives_rounding_to_tokens(tmp_p
     import pyarrow as pa
 
     from pplaw.pipeline.plan import build_plan
-    from pplaw.pipeline.recipe import PlanSection
+    from pplaw.pipeline.sections import PlanSection
 
     n = 3000
     tokens = np.full(n, 62, dtype=np.int64)
@@ -167,7 +167,7 @@ def test_validation_is_on_by_default_at_twice_the_largest_size_in_either_unit():
     are shares or token counts; [] turns it off with the reason; a default that exceeds the corpus is skipped
     with the reason (never an error: it is the default)."""
     from pplaw.pipeline.plan import validation_tokens
-    from pplaw.pipeline.recipe import PlanSection, validation_warning
+    from pplaw.pipeline.sections import PlanSection, validation_warning
 
     cfg = PlanSection(sizes=[0.05, 0.1])
     assert cfg.validation_sizes is None and cfg.validation_regimes == 2 and validation_warning(cfg) is None
@@ -181,7 +181,8 @@ def test_validation_is_on_by_default_at_twice_the_largest_size_in_either_unit():
 
 
 def test_a_recipe_that_turns_validation_off_is_warned(tmp_path):
-    from pplaw.pipeline.recipe import RunRecipe, from_dict, validation_warning
+    from pplaw.pipeline.recipe import RunRecipe, from_dict
+    from pplaw.pipeline.sections import validation_warning
 
     r = from_dict(RunRecipe, {"world": {}, "plan": {"validation_sizes": []}})
     w = validation_warning(r.plan)
@@ -193,7 +194,7 @@ def test_the_default_plan_holds_validation_points(tmp_path):
     import pyarrow as pa
 
     from pplaw.pipeline.plan import build_plan
-    from pplaw.pipeline.recipe import PlanSection
+    from pplaw.pipeline.sections import PlanSection
 
     n = 2000
     rng = np.random.default_rng(1)

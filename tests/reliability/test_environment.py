@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from pplaw._io import atomic_write_json, remove_stale_temporaries
+from pplaw._atomic import atomic_write_json, remove_stale_temporaries
 from pplaw.exceptions import ConfigError, InvalidInputError
 from pplaw.pipeline.stages import Stages
 
@@ -15,7 +15,7 @@ from pplaw.pipeline.stages import Stages
 @pytest.mark.parametrize("text,match", [("", "is empty"), ('{"text": "a"}\n{"text": "b"\n{"text": "c"}\n', "line 2"),
                                         ('{"text": "a"}\n[1, 2]\n', "line 2 is not a JSON object")])
 def test_an_empty_or_malformed_jsonl_corpus_names_the_line(tmp_path, text, match):
-    from pplaw.score_job import ScoreConfig, load_corpus
+    from pplaw.score.job import ScoreConfig, load_corpus
 
     f = tmp_path / "docs.jsonl"
     f.write_text(text)
@@ -25,7 +25,7 @@ def test_an_empty_or_malformed_jsonl_corpus_names_the_line(tmp_path, text, match
 
 
 def test_a_damaged_shard_on_resume_is_named(tmp_path):
-    from pplaw.score_job import _summarise
+    from pplaw.score.job import _summarise
 
     shard = tmp_path / "scores-00000-of-00001.parquet"
     shard.write_bytes(b"PAR1 truncated")
@@ -64,7 +64,7 @@ def test_a_full_disk_in_a_stage_corrupts_nothing_and_the_stage_is_redone(tmp_pat
         tmp.write_text('{"v": 2, "half')
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    from pplaw._io import atomic_write
+    from pplaw._atomic import atomic_write
 
     with pytest.raises(OSError):
         st.run("s", 2, lambda d: atomic_write(d / "a.json", disk_full) and {}, mode="inplace")
@@ -87,7 +87,7 @@ def test_leftover_temporaries_of_a_kill_are_cleaned(tmp_path):
 
 def test_lm_evals_git_probe_is_quiet(tmp_path, monkeypatch, capfd):
     """Issue 14 item 10: lm-eval's git probe printed 'fatal: not a git repository' once per evaluation."""
-    from pplaw.evaluate import _quiet_git_hash
+    from pplaw.train.evaluate import _quiet_git_hash
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
@@ -110,9 +110,9 @@ def test_corrupt_safetensors_name_the_option_and_the_file(tmp_path, damage):
     names the option and the file, for training, scoring and evaluation alike (not safetensors' bare
     'Error while deserializing header')."""
     from pplaw.config import load_causal_lm
-    from pplaw.evaluate import _load
+    from pplaw.train.evaluate import _load
     from pplaw.exceptions import ScoringError
-    from pplaw.scoring import score_perplexity
+    from pplaw.score.scorer import score_perplexity
 
     f = _tiny_model(tmp_path / "m")
     data = f.read_bytes()

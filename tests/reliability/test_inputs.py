@@ -51,7 +51,7 @@ def test_null_chunk_ids_are_refused(tmp_path):
 
 @pytest.mark.parametrize("ids,match", [(["a", "b", "a"], "repeated"), (["a", None, "c"], "null")])
 def test_repeated_or_null_document_ids_are_refused_before_scoring(tmp_path, ids, match):
-    from pplaw.score_job import ScoreConfig, load_corpus
+    from pplaw.score.job import ScoreConfig, load_corpus
 
     data = tmp_path / "docs.jsonl"
     data.write_text("".join(json.dumps({"doc": i, "text": "some text"}) + "\n" for i in ids))
@@ -61,7 +61,7 @@ def test_repeated_or_null_document_ids_are_refused_before_scoring(tmp_path, ids,
 
 
 def test_the_chunker_refuses_a_null_document_id():
-    from pplaw.chunking import TextChunker
+    from pplaw.score.chunking import TextChunker
 
     class Tok:
         eos_token_id = 0
@@ -112,7 +112,7 @@ def test_results_honour_the_umask(tmp_path):
     """Issue 14 item 10: atomically written results get 0666 & ~umask, not mkstemp's 0600."""
     import os
 
-    from pplaw._io import _FILE_MODE, atomic_write_json
+    from pplaw._atomic import _FILE_MODE, atomic_write_json
 
     f = atomic_write_json(tmp_path / "summary.json", {"a": 1})
     assert f.stat().st_mode & 0o777 == _FILE_MODE

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from pplaw.cpt import _check_same_run
+from pplaw.train.cpt import _check_same_run
 from pplaw.pipeline.recipe import digest, located
 from pplaw.pipeline.stages import Stages
 from pplaw.pipeline.sweep import RunSpec, is_finished, prepare_dir
@@ -37,15 +37,16 @@ def test_a_moved_run_directory_skips_its_finished_stages(tmp_path):
     assert len(calls) == 2 and all(r.cached for r in st.results)
 
 
-def test_an_older_pplaws_stage_key_is_still_recognised(tmp_path):
+def test_a_stage_key_of_absolute_paths_is_not_taken_for_the_relative_one(tmp_path):
+    """Keys count paths inside the run directory relative to it, and only that key means "up to date"."""
     st = Stages(tmp_path, log=lambda m: None)
     st.run("s", {"p": str(tmp_path / "x")}, lambda d: {"v": 1})
     import json
 
     m = json.loads((tmp_path / "s" / "stage.json").read_text())
-    m["key"] = digest({"p": str(tmp_path / "x")})  # the key as pplaw wrote it before: absolute paths
+    m["key"] = digest({"p": str(tmp_path / "x")})  # the same inputs keyed with absolute paths
     (tmp_path / "s" / "stage.json").write_text(json.dumps(m))
-    assert st.run("s", {"p": str(tmp_path / "x")}, lambda d: {"v": 2}) == {"v": 1}
+    assert st.run("s", {"p": str(tmp_path / "x")}, lambda d: {"v": 2}) == {"v": 2}
 
 
 def test_a_moved_sweep_run_is_still_finished(tmp_path):

@@ -58,15 +58,16 @@ def test_a_users_folder_named_like_the_partial_folder_is_kept(tmp_path):
     assert (work / "notes").is_file()
 
 
-def test_pplaws_own_stage_is_still_replaced_and_an_old_runs_folder_counts_as_its_own(tmp_path):
+def test_pplaws_own_stage_is_replaced_but_not_a_folder_without_its_marker(tmp_path):
     st = _quiet(tmp_path)
     st.run("a", 1, lambda d: (d / "f").write_text("one") and {})
     st.run("a", 2, lambda d: (d / "f").write_text("two") and {})
     assert (tmp_path / "a" / "f").read_text() == "two"
-    # a stage folder of an older pplaw: no marker, but its own stage.json
+    # the marker is what makes a folder pplaw's: a stage.json of that stage alone does not
     (tmp_path / "a" / MARKER).unlink()
-    st.run("a", 3, lambda d: (d / "f").write_text("three") and {})
-    assert (tmp_path / "a" / "f").read_text() == "three"
+    with pytest.raises(RunDirError, match="no .pplaw_stage marker"):
+        st.run("a", 3, lambda d: (d / "f").write_text("three") and {})
+    assert (tmp_path / "a" / "f").read_text() == "two"
 
 
 def test_out_on_a_users_folder_is_refused_without_touching_it(tmp_path):

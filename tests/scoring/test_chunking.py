@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import pplaw
-from pplaw.chunking import chunk_id
+from pplaw.score.chunking import chunk_id
 from pplaw.exceptions import InvalidInputError, MissingColumnError
 
 from ._tiny import synthetic_corpus

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from pplaw.cli import main as cli
-from pplaw import score_job  # the job behind `pplaw score`
-from pplaw.scoring import PerplexityScorer
+from pplaw.score import job as score_job  # the job behind `pplaw score`
+from pplaw.score.scorer import PerplexityScorer
 
 from ._tiny import synthetic_corpus
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pplaw.scoring import PerplexityScorer
+from pplaw.score.scorer import PerplexityScorer
 
 
 # Ray runs in a child process: Ray's threads and gRPC state outlive ray.shutdown(), and a later fork in

@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM
 
 import pplaw
 from pplaw.exceptions import InvalidInputError, MissingColumnError, ScoringError
-from pplaw.scoring import PerplexityScorer
+from pplaw.score.scorer import PerplexityScorer
 
 from ._tiny import MODEL_KINDS, MODEL_VOCAB
 

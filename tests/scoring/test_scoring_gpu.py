@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from pplaw.scoring import PerplexityScorer
+from pplaw.score.scorer import PerplexityScorer
 
 pytestmark = pytest.mark.gpu
 

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from pplaw.synth import tasks as TK
-from pplaw.synth import text as T
+from pplaw.synth import text
 from pplaw.synth.io import read_jsonl
 
 
@@ -21,8 +21,8 @@ def _docs_by_kind(world) -> dict[str, list[str]]:
 
 
 def test_stems_are_prefixes_of_corpus_templates():
-    for table, templates in ((TK.GENERAL_MC, T.GENERAL_TEMPLATES), (TK.LEARNABLE_MC, T.LEARNABLE_TEMPLATES),
-                             (TK.HARD_MC, T.HARD_TEMPLATES)):
+    for table, templates in ((TK.GENERAL_MC, text.GENERAL_TEMPLATES), (TK.LEARNABLE_MC, text.LEARNABLE_TEMPLATES),
+                             (TK.HARD_MC, text.HARD_TEMPLATES)):
         for rel, (template, _, _) in table.items():
             assert any(t.startswith(template.rstrip(".")) for t in templates[rel]), rel
 
@@ -63,7 +63,7 @@ def test_every_fact_is_stated_in_its_kind_of_text(tiny_world):
     documents of their own kind, and no domain fact is ever stated in the general corpus. Drugs are named
     with Zipf popularity (fact_zipf), so tail drugs may be missing from a tiny world by design."""
     docs = _docs_by_kind(tiny_world)
-    kb = T.DomainKB(**json.loads(tiny_world.facts.read_text())["domain"])
+    kb = text.DomainKB(**json.loads(tiny_world.facts.read_text())["domain"])
     general = tiny_world.general_corpus.read_text()
     assert kb.drug_weight == sorted(kb.drug_weight, reverse=True) and abs(sum(kb.drug_weight) - 1) < 1e-9
 
@@ -71,16 +71,16 @@ def test_every_fact_is_stated_in_its_kind_of_text(tiny_world):
         return drugs[: max(1, len(drugs) // 2)] if weights else drugs
 
     for kind, facts, templates in (
-        ("learnable", [f for d in head(kb.drugs, kb.drug_weight) for f in T.learnable_facts(kb, d)],
-         T.LEARNABLE_TEMPLATES),
-        ("hard", [f for h in head(kb.hard_drugs, kb.hard_weight) for f in T.hard_facts(kb, h)], T.HARD_TEMPLATES),
+        ("learnable", [f for d in head(kb.drugs, kb.drug_weight) for f in text.learnable_facts(kb, d)],
+         text.LEARNABLE_TEMPLATES),
+        ("hard", [f for h in head(kb.hard_drugs, kb.hard_weight) for f in text.hard_facts(kb, h)], text.HARD_TEMPLATES),
     ):
-        text = "\n".join(docs[kind])
-        stated = [_stated([t.format(**slots) for t in templates[rel]], text) for rel, slots in facts]
+        corpus = "\n".join(docs[kind])
+        stated = [_stated([t.format(**slots) for t in templates[rel]], corpus) for rel, slots in facts]
         # every popular learnable fact; hard facts recur less often by design (a few may be missing)
         assert sum(stated) / len(stated) >= (1.0 if kind == "learnable" else 0.8), kind
-    for facts, templates in (([f for d in kb.drugs for f in T.learnable_facts(kb, d)], T.LEARNABLE_TEMPLATES),
-                             ([f for h in kb.hard_drugs for f in T.hard_facts(kb, h)], T.HARD_TEMPLATES)):
+    for facts, templates in (([f for d in kb.drugs for f in text.learnable_facts(kb, d)], text.LEARNABLE_TEMPLATES),
+                             ([f for h in kb.hard_drugs for f in text.hard_facts(kb, h)], text.HARD_TEMPLATES)):
         assert not any(_stated([t.format(**slots) for t in templates[rel]], general) for rel, slots in facts)
 
 
@@ -91,10 +91,10 @@ def test_zipf_popularity_shapes_mentions():
     from collections import Counter
 
     for zipf, lo, hi in ((1.1, 8.0, None), (0.0, None, 1.6)):
-        kb = T.make_domain_kb(0, 4, 20, 20, 4, set(), zipf=zipf)
+        kb = text.make_domain_kb(0, 4, 20, 20, 4, set(), zipf=zipf)
         rng = random.Random(0)
-        text = " ".join(T.learnable_doc(kb, rng, 12) for _ in range(600))
-        counts = Counter(w.strip(".,:") for w in text.split())
+        sample = " ".join(text.learnable_doc(kb, rng, 12) for _ in range(600))
+        counts = Counter(w.strip(".,:") for w in sample.split())
         head, tail = counts[kb.drugs[0]], max(1, counts[kb.drugs[-1]])
         if lo is not None:
             assert head / tail >= lo, (head, tail)
@@ -103,7 +103,7 @@ def test_zipf_popularity_shapes_mentions():
 
 
 def test_benchmark_asks_popular_drugs():
-    kb = T.make_domain_kb(0, 4, 40, 40, 4, set(), zipf=1.1)
+    kb = text.make_domain_kb(0, 4, 40, 40, 4, set(), zipf=1.1)
     drugs, hard = TK.asked_drugs(kb, 0, 10)
     assert len(drugs) == len(hard) == 10 and kb.drugs[0] in drugs and kb.hard_drugs[0] in hard
     assert TK.asked_drugs(kb, 0, 0) == (kb.drugs, kb.hard_drugs)

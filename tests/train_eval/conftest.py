@@ -106,7 +106,7 @@ def tokenizer(world):
 
 def _cpt_args(world, output_dir, **overrides):
     """(CPTConfig, EvalConfig, CPTTrainingArguments) for a tiny CPU run, as a recipe would give them."""
-    from pplaw.cpt import parse_args
+    from pplaw.train.cpt import parse_args
 
     values = {
         "model_name_or_path": str(world["model"]), "domain_data": str(world["domain"]),

@@ -7,8 +7,8 @@ import json
 import datasets
 import pytest
 
-from pplaw import tasks as T
-from pplaw.evaluate import EvalConfig, plan_benchmarks, run_benchmarks
+from pplaw import tasks
+from pplaw.train.evaluate import EvalConfig, plan_benchmarks, run_benchmarks
 from pplaw.exceptions import ConfigError, InvalidInputError, PplawError
 from pplaw.tasks.export import export_suite, export_tasks
 
@@ -32,16 +32,16 @@ def fake_load(path, name=None, split=None):
 
 
 def test_builtin_suites():
-    s = T.suites()
+    s = tasks.suites()
     assert s["medical"]["tasks"][:3] == ["medmcqa", "medqa_4options", "pubmedqa"] and len(s["medical"]["tasks"]) == 9
     assert s["general"]["tasks"] == ["mmlu", "cmmlu", "ceval-valid"]
-    assert T.suite_members("medical", "local")[0] == "medmcqa_local"
-    assert T.suite_members("general", "local") == ["mmlu_local", "cmmlu_local", "ceval-valid_local"]
-    leaves, groups = T.catalog()
+    assert tasks.suite_members("medical", "local")[0] == "medmcqa_local"
+    assert tasks.suite_members("general", "local") == ["mmlu_local", "cmmlu_local", "ceval-valid_local"]
+    leaves, groups = tasks.catalog()
     assert len(groups["mmlu"]) == 57 and len(groups["cmmlu"]) == 67 and len(groups["ceval-valid"]) == 52
-    assert T.suite_members("mine", "local", {"mine": ["pubmedqa", "my_own_task"]}) == ["pubmedqa_local", "my_own_task"]
+    assert tasks.suite_members("mine", "local", {"mine": ["pubmedqa", "my_own_task"]}) == ["pubmedqa_local", "my_own_task"]
     with pytest.raises(ConfigError, match="did you mean: medical"):
-        T.suite_members("medicl", "online")
+        tasks.suite_members("medicl", "online")
 
 
 def test_export_render_and_prompts(tmp_path):
@@ -57,8 +57,8 @@ def test_export_render_and_prompts(tmp_path):
     with pytest.raises(PplawError, match="openlifescienceai/medmcqa"):
         export_tasks(["medmcqa"], tmp_path / "other", load=broken)
 
-    inc = T.render_local_tasks(tmp_path / "data", tmp_path / "inc")
-    assert str(tmp_path) not in "".join(p.read_text() for p in T.TEMPLATES.iterdir())  # templates hold no paths
+    inc = tasks.render_local_tasks(tmp_path / "data", tmp_path / "inc")
+    assert str(tmp_path) not in "".join(p.read_text() for p in tasks.TEMPLATES.iterdir())  # templates hold no paths
     from lm_eval.tasks import TaskManager
 
     tm = TaskManager(include_path=str(inc), include_defaults=False)
@@ -87,7 +87,7 @@ def test_medical_suite_runs_offline_with_suite_average(world, tmp_path):
     ecfg = EvalConfig(suites=["medical"], task_source="local", task_data=str(tmp_path / "data"), bench_limit=2,
                       bench_bootstrap_iters=0)
     out = run_benchmarks(str(world["model"]), None, ecfg)
-    members = T.suite_members("medical", "local")
+    members = tasks.suite_members("medical", "local")
     assert out["suites"]["medical"]["tasks"] == members
     accs = [out["tasks"][m]["acc"] for m in members]
     assert all(a in (0.0, 0.5, 1.0) for a in accs)  # 2 identical docs per task
@@ -103,14 +103,14 @@ def test_missing_local_file_and_data_dir(tmp_path, monkeypatch):
     ecfg = EvalConfig(tasks=["pubmedqa"], task_source="local", task_data=str(tmp_path / "data"))
     with pytest.raises(InvalidInputError, match="pplaw tasks pubmedqa"):
         plan_benchmarks(ecfg, tmp_path / "work")
-    monkeypatch.delenv(T.DATA_ENV, raising=False)
-    with pytest.raises(ConfigError, match=T.DATA_ENV):
+    monkeypatch.delenv(tasks.DATA_ENV, raising=False)
+    with pytest.raises(ConfigError, match=tasks.DATA_ENV):
         plan_benchmarks(EvalConfig(tasks=["pubmedqa"], task_source="local"), tmp_path / "work")
     with pytest.raises(InvalidInputError, match="does not exist"):
         plan_benchmarks(EvalConfig(tasks=["pubmedqa"], task_source="local", task_data=str(tmp_path / "no")), tmp_path)
     # the environment selects the source and the data
-    monkeypatch.setenv(T.SOURCE_ENV, "local")
-    monkeypatch.setenv(T.DATA_ENV, str(tmp_path / "data"))
+    monkeypatch.setenv(tasks.SOURCE_ENV, "local")
+    monkeypatch.setenv(tasks.DATA_ENV, str(tmp_path / "data"))
     names, _, _ = plan_benchmarks(EvalConfig(tasks=["mmlu_anatomy"]), tmp_path / "work")
     assert names == ["mmlu_anatomy_local"]
     with pytest.raises(ConfigError, match="task_source"):

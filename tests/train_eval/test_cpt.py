@@ -11,8 +11,9 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from pplaw import cpt, runs
-from pplaw.evaluate import EvalConfig, heldout_loss, heldout_token_ids
+from pplaw import runs
+from pplaw.train import cpt
+from pplaw.train.evaluate import EvalConfig, heldout_loss, heldout_token_ids
 from pplaw.exceptions import BudgetError, ConfigError, EmptyInputError, InvalidInputError, MissingColumnError
 
 
@@ -48,7 +49,7 @@ def test_domain_loss_falls_and_record_is_complete(world, make_args, tokenizer, t
     assert rec["config"]["cpt"]["domain_data"] == str(world["domain"])
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
     assert not list((tmp_path / "run").glob("checkpoint-*"))  # cleaned after the final save
-    assert (tmp_path / "run" / cpt.CURVE_PNG).stat().st_size > 1000
+    assert (tmp_path / "run" / runs.CURVE_PNG).stat().st_size > 1000
     # The table has the run.
     df = runs.load_runs(tmp_path)
     assert df.loc[0, "domain_loss"] == pytest.approx(dom["loss"]) and df.loc[0, "D"] == tr["tokens_domain"]

@@ -8,7 +8,8 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from pplaw import cpt, runs
+from pplaw import runs
+from pplaw.train import cpt
 
 
 class _Crash(TrainerCallback):

@@ -1,6 +1,6 @@
 """The real benchmark: local PubMedQA (PQA-L test set from ../shared/data) through lm-eval.
 
-- In-process (``pplaw.evaluate``): a tiny model CPT-trained on the exact evaluation prompts followed by
+- In-process (``pplaw.train.evaluate``): a tiny model CPT-trained on the exact evaluation prompts followed by
   their answers scores far above chance on a balanced subset, and an untrained one does not.
 - The ``lm_eval`` command line runs the local task on a tiny model (the CI check of the lm-eval integration).
 """
@@ -13,8 +13,8 @@ import subprocess
 
 import pytest
 
-from pplaw import cpt
-from pplaw.evaluate import EvalConfig, run_benchmarks
+from pplaw.train import cpt
+from pplaw.train.evaluate import EvalConfig, run_benchmarks
 from pplaw.tasks import render_local_tasks
 from pplaw.tasks.pubmedqa import build_pubmedqa
 

@@ -75,7 +75,7 @@ def test_pplaw_train_evaluate_and_errors(world, tmp_path, capsys):
 @pytest.mark.parametrize("recipe", ["quickstart/cpt.yaml", "medical/cpt.yaml"])
 def test_shipped_recipes_parse(recipe):
     """Every key of the shipped recipes is a known option (the medical one needs GPUs to run, not to parse)."""
-    from pplaw.cpt import parse_args
+    from pplaw.train.cpt import parse_args
 
     cfg, ecfg, targs = parse_args(["--config", str(REPO / "recipes" / recipe)])
     assert cfg.model_name_or_path and cfg.domain_data and targs.output_dir

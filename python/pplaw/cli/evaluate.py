@@ -1,4 +1,4 @@
-"""``pplaw evaluate``: held-out losses and lm-eval benchmark suites of a run or a model (:mod:`pplaw.evaluate`).
+"""``pplaw evaluate``: held-out losses and lm-eval benchmark suites of a run or a model (:mod:`pplaw.train.evaluate`).
 
     pplaw evaluate --config recipe.yaml                 # the recipe's run (output_dir) and eval settings
     pplaw evaluate --run_dir runs/r1 --suites medical --task_source local --task_data DIR
@@ -28,10 +28,10 @@ def main(argv: list[str]) -> int:
     """``pplaw evaluate``: a recipe's training keys are accepted (and ignored, except ``output_dir``)."""
     import argparse
 
-    from pplaw import evaluate as E
+    from pplaw.train import evaluate as evaluation
     from pplaw import runs
     from pplaw.config import load_yaml, parse_config
-    from pplaw.evaluate import EvalConfig, evaluate_model, evaluate_run, wants_evaluation
+    from pplaw.train.evaluate import EvalConfig, evaluate_model, evaluate_run, wants_evaluation
 
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=None)
@@ -39,7 +39,7 @@ def main(argv: list[str]) -> int:
     overrides: dict[str, Any] = {}
     run_dir_from_recipe = None
     if known.config:
-        from pplaw.cpt import CONFIG_TYPES
+        from pplaw.train.cpt import CONFIG_TYPES
 
         values = load_yaml(known.config)
         mine = {f.name for dc in (EvalConfig, EvaluateTarget) for f in dataclasses.fields(dc)}
@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
         overrides = {k: v for k, v in values.items() if k in mine}
         run_dir_from_recipe = values.get("output_dir")
     ecfg, target = parse_config((EvalConfig, EvaluateTarget), rest, prog="pplaw evaluate",
-                                description=E.__doc__.split("\n\n")[0], yaml_overrides=overrides)
+                                description=evaluation.__doc__.split("\n\n")[0], yaml_overrides=overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if target.model is None and target.run_dir is None:
         target.run_dir = run_dir_from_recipe

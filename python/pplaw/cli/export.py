@@ -15,7 +15,8 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 
-from pplaw.cli.landscape import require, with_positional_input
+from pplaw._checks import integer, one_of, required
+from pplaw.cli.landscape import with_positional_input
 
 
 @dataclass
@@ -33,6 +34,12 @@ class ExportConfig:
     push_to_hub: str | None = field(default=None, metadata={"help": "then push to this Hub dataset repo (USER/NAME)"})
     private: bool = field(default=False, metadata={"help": "with --push-to-hub: create the repo private"})
 
+    def __post_init__(self) -> None:
+        required(self.input, "RUN (or --input)", "export")
+        required(self.to, "--to", "export")
+        one_of(self.format, "pplaw export: --format", ("parquet", "dataset"))
+        integer(self.num_shards, "pplaw export: --num-shards", 1, optional=True)
+
 
 def main(argv: list[str]) -> int:
     from pplaw.config import parse_config
@@ -40,8 +47,6 @@ def main(argv: list[str]) -> int:
 
     (cfg,) = parse_config([ExportConfig], with_positional_input(argv), prog="pplaw export",
                           description=__doc__.split("\n\n")[0])
-    require(cfg.input, "RUN (or --input)", "export")
-    require(cfg.to, "--to", "export")
     command = "pplaw export " + " ".join(shlex.quote(a) for a in argv)
     out = export_run(cfg.input, cfg.to, method=cfg.method, seed=cfg.seed, format=cfg.format,
                      num_shards=cfg.num_shards, decode_text=cfg.decode_text, push_to_hub=cfg.push_to_hub,

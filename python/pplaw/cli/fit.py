@@ -19,6 +19,7 @@ from typing import Any, Optional
 
 import pandas as pd
 
+from pplaw._checks import integer, is_finite, number, require
 from pplaw.exceptions import (
     ConfigError,
     EmptyInputError,
@@ -78,6 +79,15 @@ class FitConfig:
                 "the other variables are grouped)"})
     out: str = field(default="fit_out", metadata={"help": "output directory for fit.json, summary.txt and PNGs"})
     plots: bool = field(default=True, metadata={"help": "write the PNG plots"})
+
+    def __post_init__(self) -> None:
+        # before the table is read or a law fitted: a level of 95 or a negative bootstrap fails here, by its flag
+        integer(self.bootstrap, "pplaw fit: --bootstrap", 0)
+        integer(self.seed, "pplaw fit: --seed", 0)
+        require(is_finite(self.level) and 0 < self.level < 1, "pplaw fit: --level", "be in (0, 1)", self.level)
+        integer(self.polish, "pplaw fit: --polish", 1)
+        number(self.delta, "pplaw fit: --delta", optional=True)
+        number(self.optimum_D, "pplaw fit: --optimum-D", optional=True)
 
 
 def _flatten(records: list, source: str) -> pd.DataFrame:
@@ -194,7 +204,7 @@ def _law_options(text: str) -> dict:
 
 def run(cfg: FitConfig) -> int:
     from pplaw.laws import Fit, compare_variants, get_law
-    from pplaw.laws._io import atomic_write_text
+    from pplaw._atomic import atomic_write_text
     from pplaw.laws.plotting import write_plots
 
     if not cfg.runs:

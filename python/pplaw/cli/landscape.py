@@ -12,8 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pplaw._checks import folder
-from pplaw.exceptions import ConfigError
+from pplaw._checks import at_least, folder, required
 from pplaw.io import read_scored, write_table
 
 
@@ -29,6 +28,11 @@ class LandscapeConfig:
     bins: int = field(default=100, metadata={"help": "number of token-weighted quantile bins"})
     no_plot: bool = field(default=False, metadata={"help": "skip landscape.png"})
 
+    def __post_init__(self) -> None:
+        required(self.input, "SCORED (or --input)", "landscape")
+        required(self.out, "--out", "landscape")
+        at_least(self.bins, "pplaw landscape: --bins", 1)
+
 
 def with_positional_input(argv: list[str]) -> list[str]:
     """``pplaw cmd SCORED ...`` -> ``pplaw cmd --input SCORED ...`` (HfArgumentParser has no positionals)."""
@@ -36,11 +40,6 @@ def with_positional_input(argv: list[str]) -> list[str]:
     if argv and not argv[0].startswith("-"):
         return ["--input", argv[0], *argv[1:]]
     return argv
-
-
-def require(value: object, flag: str, command: str) -> None:
-    if value is None or value == "":
-        raise ConfigError(f"pplaw {command}: {flag} is required (on the command line or in --config)")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -70,10 +69,6 @@ def main(argv: list[str]) -> int:
 
     (cfg,) = parse_config([LandscapeConfig], with_positional_input(argv), prog="pplaw landscape",
                           description=__doc__.split("\n\n")[0])
-    require(cfg.input, "SCORED (or --input)", "landscape")
-    require(cfg.out, "--out", "landscape")
-    if cfg.bins < 1:
-        raise ConfigError(f"pplaw landscape: --bins must be >= 1, got {cfg.bins}")
     folder(cfg.out, "pplaw landscape: --out")  # before reading: not a FileExistsError after the work
     table, files, _ = read_scored(cfg.input, [cfg.ppl_column, cfg.tokens_column], ppl_column=cfg.ppl_column)
     land = Landscape.from_arrow(table, ppl_column=cfg.ppl_column, tokens_column=cfg.tokens_column, n_bins=cfg.bins)

@@ -57,18 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"pplaw: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module_name = COMMANDS[name][0]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name != module_name:
-            raise
-        print(f"pplaw {name}: not built yet (no module {module_name}); see the open issues.", file=sys.stderr)
-        return 3
+    module = importlib.import_module(COMMANDS[name][0])
     try:
         return int(module.main(rest) or 0)
-    except NotBuiltError as err:
-        print(f"pplaw {name}: not built yet: {err}", file=sys.stderr)
+    except NotBuiltError as err:  # the Rust extension is missing: a set-up problem, not the user's input
+        print(f"pplaw {name}: error: {err}", file=sys.stderr)
         return 3
     except PplawError as err:
         print(f"pplaw {name}: error: {err}", file=sys.stderr)

@@ -131,7 +131,7 @@ def main(argv: list[str]) -> int:
         return 0
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from pplaw.pipeline import load_recipe, run_pipeline
-    from pplaw.pipeline.recipe import validation_warning
+    from pplaw.pipeline.sections import validation_warning
 
     argv, detach = split_detach(argv)
     path, out, overrides = parse_argv(argv)

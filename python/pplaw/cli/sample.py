@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pplaw._io import atomic_write_text
-from pplaw.cli.landscape import require, with_positional_input
+from pplaw._atomic import atomic_write_text
+from pplaw._checks import required
+from pplaw.cli.landscape import with_positional_input
 from pplaw.exceptions import ConfigError
 from pplaw.io import read_scored, write_indices
 
@@ -70,9 +71,9 @@ def _window(value: list[float] | None, flag: str) -> tuple[float, float] | None:
 
 
 def _check(cfg: SampleConfig) -> None:
-    require(cfg.input, "SCORED (or --input)", "sample")
-    require(cfg.out, "--out", "sample")
-    require(cfg.token_budget, "--token-budget", "sample")
+    required(cfg.input, "SCORED (or --input)", "sample")
+    required(cfg.out, "--out", "sample")
+    required(cfg.token_budget, "--token-budget", "sample")
     if cfg.dos and (cfg.target_mean is None or cfg.target_std is None):
         raise ConfigError("pplaw sample: --dos needs both --target-mean and --target-std")
     if cfg.dos and (cfg.quantile_window or cfg.ppl_window):

@@ -12,7 +12,7 @@ chunks of --chunk-tokens tokens (pplaw.chunk_texts) and each chunk is scored wit
 - ``summary.yaml``: documents, chunks, tokens, drops and the corpus PPL.
 
 Each shard is written atomically (temp file + rename) when done; a re-run skips finished shards, so an
-interrupted run resumes where it stopped. The job itself is :func:`pplaw.score_job.run_score`.
+interrupted run resumes where it stopped. The job itself is :func:`pplaw.score.job.run_score`.
 
 ``--slurm RECIPE.yaml [--slurm_tasks N]`` scores the shards as a Slurm job array (the recipe's ``slurm:``
 section: partition, account, time_min, gpus_per_node, ...), N tasks each scoring every N-th shard, then
@@ -24,7 +24,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pplaw.score_job import ScoreConfig, run_score, summary_lines
+from pplaw.score.job import ScoreConfig, run_score, summary_lines
 
 
 def main(argv: list[str]) -> int:

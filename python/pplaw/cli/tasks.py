@@ -37,13 +37,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    from pplaw import tasks as T
+    from pplaw import tasks
     from pplaw.exceptions import ConfigError
 
     args = _parser().parse_args(argv)
     if args.action == "list":
-        rows = T.list_rows(args.data)
-        for suite, info in T.suites().items():
+        rows = tasks.list_rows(args.data)
+        for suite, info in tasks.suites().items():
             print(f"suite {suite}: {info.get('description', '')}")
             for r in (r for r in rows if r["suite"] == suite):
                 present = "" if r["local_present"] is None else f"  local data: {r['local_present']}/{r['leaves']}"
@@ -63,6 +63,6 @@ def main(argv: list[str]) -> int:
 
         print(f"wrote {build_pubmedqa(args.source, args.out)}")
         return 0
-    out = T.render_local_tasks(args.data, args.out)
+    out = tasks.render_local_tasks(args.data, args.out)
     print(f"wrote lm-eval task YAMLs to {out}; e.g. lm_eval --tasks pubmedqa_local --include_path {out} ...")
     return 0

@@ -1,4 +1,4 @@
-"""``pplaw train --config recipe.yaml``: continual pre-training of one run (see :mod:`pplaw.cpt`).
+"""``pplaw train --config recipe.yaml``: continual pre-training of one run (see :mod:`pplaw.train.cpt`).
 
 The same command runs under ``accelerate launch ... -m pplaw.cli.train --config recipe.yaml`` for several
 processes (DDP, FSDP, DeepSpeed: ``recipes/accelerate_configs/``).
@@ -12,7 +12,7 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     from pplaw import runs
-    from pplaw.cpt import parse_args, train
+    from pplaw.train.cpt import parse_args, train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg, ecfg, targs = parse_args(sys.argv[1:] if argv is None else argv)

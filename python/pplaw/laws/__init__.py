@@ -26,20 +26,19 @@ from pplaw.laws.downstream import (
     TwoStageFit,
     compare_direct_two_stage,
 )
-from pplaw.laws.engine import REGISTRY, Law, LSELaw, Param, get_law
-from pplaw.laws.registry import get_law_spec, parse_law_spec
+from pplaw.laws.engine import Law, LSELaw, Param
+from pplaw.laws.registry import REGISTRY, get_law, get_law_spec, parse_law_spec
 from pplaw.laws.given import LawAt
 from pplaw.laws.holdout import HoldoutComparison, compare_holdout
 from pplaw.laws.perplexity import Optimum, PerplexityLaw, Region, compare_variants
-from pplaw.laws.perplexity_ext import PerplexityLawRegimeD
-from pplaw.laws.perplexity_logquad import PerplexityLawLogQuad
+from pplaw.laws.perplexity_regime_d import PerplexityLawRegimeD
 from pplaw.laws.perplexity_spline import PerplexityLawSpline
 from pplaw.laws.result import Fit
 from pplaw.laws.validation import Validation
 
 __all__ = [
     "Law", "LSELaw", "Param", "Fit", "Validation", "REGISTRY", "get_law", "get_law_spec", "parse_law_spec",
-    "PerplexityLaw", "PerplexityLawRegimeD", "PerplexityLawLogQuad", "PerplexityLawSpline", "Optimum", "Region", "compare_variants",
+    "PerplexityLaw", "PerplexityLawRegimeD", "PerplexityLawSpline", "Optimum", "Region", "compare_variants",
     "HoldoutComparison", "compare_holdout",
     "Chinchilla", "DCPT", "tradeoff_ratio", "optimal_ratio_limited_domain", "compute_allocation", "UsageResult",
     "LawAt",

@@ -1,6 +1,6 @@
 """Distinct basins: local optima with (nearly) the best objective but different conclusions.
 
-After the polish, every local optimum L-BFGS-B reached is kept (:attr:`~pplaw.laws.fitting.Solution.local`).
+After the polish, every local optimum L-BFGS-B reached is kept (:attr:`~pplaw.laws.solver.Solution.local`).
 Two of them are *distinct basins* when their objectives are within ``rtol`` (relative) of the best one and the
 law's conclusion differs: by default any parameter (user scale) differs by more than ``key_rtol`` of its
 magnitude; laws override :meth:`~pplaw.laws.engine.Law.basin_key` to compare what the user acts on (the

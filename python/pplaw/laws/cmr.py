@@ -33,7 +33,8 @@ import pandas as pd
 
 from pplaw.exceptions import FitError, InvalidInputError, MissingColumnError
 from pplaw.laws.data import Data, numeric_column, to_frame
-from pplaw.laws.engine import Law, Param, register
+from pplaw.laws.engine import Law, Param
+from pplaw.laws.registry import register
 from pplaw.laws.fitting import fit_data
 from pplaw.laws.solver import FitOptions, Problem, single_thread, solve
 from pplaw.laws.result import Fit, percentile_ci
@@ -258,7 +259,7 @@ class CMRFit:
         """The CMR result as strict JSON (each component fit in :meth:`Fit.to_dict` form); atomic when ``path``."""
         import json
 
-        from pplaw.laws._io import atomic_write_text, jsonable
+        from pplaw._atomic import atomic_write_text, jsonable
 
         text = json.dumps(jsonable(self.to_dict()), indent=2, allow_nan=False)
         if path is not None:

@@ -125,3 +125,40 @@ def prepare(law: Law, table: Any, *, target: str, columns: Mapping[str, Any], gr
             raise InvalidInputError(f"group column {group!r} has missing values; every row needs its run id")
         groups = g.astype(str).to_numpy()
     return Data(X, y, target, dict(mapping), groups, group)
+
+
+def prediction_inputs(law: Law, data: Any, arrays: Mapping[str, Any],
+                      columns: Mapping[str, str] | None = None) -> dict[str, np.ndarray]:
+    """The inputs of ``law`` for a prediction, broadcast and checked: each variable from ``arrays`` (by name),
+    else from the table ``data`` (its column as ``columns`` maps it, or its own name); an optional variable
+    (``law.optional``) that is not given takes the law's default. Shared by ``Fit`` and ``LawAt``."""
+    columns = columns or {}
+    unknown = sorted(set(arrays) - set(law.variables))
+    if unknown:
+        raise InvalidInputError(f"unknown variable(s) {unknown}; {type(law).__name__} takes {list(law.variables)}")
+    frame = None if data is None else to_frame(data, what="prediction input")
+    cols: dict[str, np.ndarray] = {}
+    for v in law.variables:
+        if v in arrays:
+            cols[v] = np.asarray(arrays[v], dtype=float)
+        elif frame is not None:
+            col = columns.get(v, v)
+            col = col if col in frame.columns else v
+            if col not in frame.columns and v in law.optional:
+                continue
+            cols[v] = numeric_column(frame, col, role=f"variable {v!r}")
+        elif v in law.optional:
+            continue  # the law's default (e.g. the spline's pool P = D)
+        else:
+            raise MissingColumnError(f"no value for variable {v!r} (column {columns.get(v, v)!r}); "
+                                     f"pass a table with that column or {v}=...")
+    try:
+        out = dict(zip(cols, np.broadcast_arrays(*[np.atleast_1d(c) for c in cols.values()])))
+    except ValueError as err:
+        raise InvalidInputError(f"prediction inputs have incompatible lengths: {err}") from err
+    for v, x in out.items():
+        if not np.all(np.isfinite(x)):
+            raise InvalidInputError(f"variable {v!r} has NaN/inf values")
+        if v in law.positive and np.any(x <= 0):
+            raise InvalidInputError(f"variable {v!r} must be > 0 (the law takes its logarithm)")
+    return {k: np.array(x, dtype=float) for k, x in out.items()}

@@ -23,7 +23,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from pplaw.exceptions import InvalidInputError
-from pplaw.laws.engine import Law, LSELaw, Param, lse, register
+from pplaw.laws.engine import Law, LSELaw, Param, lse
+from pplaw.laws.registry import register
 
 
 @register

@@ -28,8 +28,9 @@ import numpy as np
 import pandas as pd
 
 from pplaw.exceptions import InvalidInputError, SerializationError
-from pplaw.laws._io import atomic_write_text
-from pplaw.laws.engine import Law, LSELaw, Param, register
+from pplaw._atomic import atomic_write_text
+from pplaw.laws.engine import Law, LSELaw, Param
+from pplaw.laws.registry import register
 from pplaw.laws.fitting import fit_data
 from pplaw.laws.solver import single_thread
 from pplaw.laws.result import Fit, percentile_ci

@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 import numpy as np
 
 from pplaw.exceptions import FitError, InvalidInputError
-from pplaw.laws.registry import REGISTRY, get_law, register  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:  # pragma: no cover
     from pplaw.laws.data import Data

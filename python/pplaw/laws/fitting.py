@@ -1,7 +1,7 @@
 """Fitting a law to prepared data: the point fit (:mod:`pplaw.laws.solver`), the bootstrap, the ``Fit``.
 
 The solver itself (objective, grid + L-BFGS-B, resampling) lives in :mod:`pplaw.laws.solver`, which knows no
-``Fit``; its names are re-exported here for callers that imported them from this module.
+``Fit``.
 """
 
 from __future__ import annotations
@@ -13,22 +13,7 @@ import numpy as np
 from pplaw.exceptions import InvalidInputError
 from pplaw.laws.basins import BASIN_RTOL, distinct_basins
 from pplaw.laws.result import Fit
-from pplaw.laws.solver import (  # noqa: F401  (re-exported)
-    LOSSES,
-    SPACES,
-    FitOptions,
-    Problem,
-    Solution,
-    _progress,
-    bootstrap_draws,
-    n_distinct_points,
-    predict_target,
-    resample_indices,
-    single_thread,
-    small_sample_warning,
-    solve,
-    solve_data,
-)
+from pplaw.laws.solver import FitOptions, Solution, bootstrap_draws, single_thread, small_sample_warning, solve_data
 
 if TYPE_CHECKING:  # pragma: no cover
     from pplaw.laws.data import Data

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from pplaw.exceptions import InvalidInputError, MissingColumnError
+from pplaw.exceptions import InvalidInputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from pplaw.laws.engine import Law
@@ -50,30 +50,9 @@ class LawAt:
         return {k: float(v) for k, v in self.law.derived(self.law.public(self.theta)).items()}
 
     def inputs(self, data: Any = None, **arrays: Any) -> dict[str, np.ndarray]:
-        from pplaw.laws.data import numeric_column, to_frame
+        from pplaw.laws.data import prediction_inputs
 
-        unknown = sorted(set(arrays) - set(self.law.variables))
-        if unknown:
-            raise InvalidInputError(f"unknown variable(s) {unknown}; {type(self.law).__name__} takes "
-                                    f"{list(self.law.variables)}")
-        frame = None if data is None else to_frame(data, what="prediction input")
-        cols = {}
-        for v in self.law.variables:
-            if v in arrays:
-                cols[v] = np.atleast_1d(np.asarray(arrays[v], float))
-            elif frame is not None:
-                cols[v] = numeric_column(frame, v, role=f"variable {v!r}")
-            else:
-                raise MissingColumnError(f"no value for variable {v!r}; pass {v}=... or a table with that column")
-        try:
-            out = dict(zip(cols, np.broadcast_arrays(*cols.values())))
-        except ValueError as err:
-            raise InvalidInputError(f"inputs have incompatible lengths: {err}") from err
-        for v, x in out.items():
-            if not np.all(np.isfinite(x)) or (v in self.law.positive and np.any(x <= 0)):
-                raise InvalidInputError(f"variable {v!r} must be finite" + (" and > 0" if v in self.law.positive
-                                                                             else ""))
-        X = {k: np.array(x, float) for k, x in out.items()}
+        X = prediction_inputs(self.law, data, arrays)
         self.law.check_inputs(X, {v: v for v in X})
         return X
 
@@ -106,7 +85,7 @@ class LawAt:
         values); the other variables at the given values (broadcast)."""
         from matplotlib.figure import Figure
 
-        from pplaw.laws._io import save_figure
+        from pplaw._atomic import save_figure
 
         if x is None:
             many = [v for v in self.law.variables if np.size(arrays.get(v, 0)) > 1]

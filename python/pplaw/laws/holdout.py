@@ -49,7 +49,7 @@ class HoldoutComparison:
         title gives each law's held-out MAPE. Written atomically (matplotlib ``Figure``, Agg; no pyplot state)."""
         from matplotlib.figure import Figure
 
-        from pplaw.laws._io import save_figure
+        from pplaw._atomic import save_figure
 
         fig = Figure(figsize=(5.5, 5.0))
         ax = fig.add_subplot(1, 1, 1)

@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from pplaw.exceptions import FitError, InvalidInputError
-from pplaw.laws.engine import LSELaw, Param, register
+from pplaw.laws.engine import LSELaw, Param
+from pplaw.laws.registry import register
 
 if TYPE_CHECKING:  # pragma: no cover
     from pplaw.laws.data import Data

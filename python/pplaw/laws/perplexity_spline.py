@@ -41,7 +41,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from pplaw.exceptions import FitError, InvalidInputError
-from pplaw.laws.engine import Law, Param, register
+from pplaw.laws.engine import Law, Param
+from pplaw.laws.registry import register
 from pplaw.laws.perplexity import PerplexityLaw
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pplaw.exceptions import FitError
-from pplaw.laws._io import save_figure
+from pplaw._atomic import save_figure
 
 if TYPE_CHECKING:  # pragma: no cover
     from pplaw.laws.result import Fit

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import pandas as pd
 
-from pplaw.exceptions import FitError, InvalidInputError, MissingColumnError, SerializationError
-from pplaw.laws._io import atomic_write_text, floats, jsonable
-from pplaw.laws.data import Data, numeric_column, to_frame
+from pplaw.exceptions import FitError, InvalidInputError, SerializationError
+from pplaw._atomic import atomic_write_text, jsonable
+from pplaw.laws.data import Data, prediction_inputs
 from pplaw.laws.registry import REGISTRY
 from pplaw.laws.solver import FitOptions, Problem, Solution, predict_target
 
@@ -21,6 +21,11 @@ if TYPE_CHECKING:  # pragma: no cover
 FORMAT, VERSION = "pplaw.fit", 1
 _WIDE_CI = 2.0  # a CI wider than +-100% of the value is called out in the summary
 _WIDE_RATIO = 10.0  # ... and for positive (log-fitted) scale parameters, a CI spanning more than 10x
+
+
+def floats(values: Any) -> np.ndarray:
+    """A JSON list that :func:`pplaw._atomic.jsonable` wrote (None for non-finite) -> float array with NaN."""
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
 
 
 def percentile_ci(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -97,16 +102,6 @@ class Fit:
         lo, hi = percentile_ci(draws.to_numpy(float), self.level)
         return {k: (float(a), float(b)) for k, a, b in zip(draws.columns, lo, hi)}
 
-    def ci_of(self, fn: Callable[[dict[str, float]], float]) -> tuple[float, tuple[float, float]]:
-        """Point value and percentile CI of any quantity ``fn(params)`` computed on every bootstrap draw."""
-        value = float(fn(self.params))
-        draws = self.param_draws()
-        if draws.empty:
-            raise FitError("no bootstrap draws: fit with bootstrap > 0 to get a CI")
-        vals = np.array([fn(row) for row in draws[list(self.params)].to_dict("records")], float)
-        lo, hi = percentile_ci(vals[:, None], self.level)
-        return value, (float(lo[0]), float(hi[0]))
-
     @property
     def residual_sd(self) -> float:
         """Residual standard deviation in the fitting space (log or linear), with n - P degrees of freedom."""
@@ -116,36 +111,7 @@ class Fit:
     # ------------------------------------------------------------------ prediction
     def inputs(self, data: Any = None, **arrays: Any) -> dict[str, np.ndarray]:
         """Law inputs from a table (columns as at fit time, or named like the variables) or from arrays."""
-        unknown = sorted(set(arrays) - set(self.law.variables))
-        if unknown:
-            raise InvalidInputError(f"unknown variable(s) {unknown}; {type(self.law).__name__} takes "
-                                    f"{list(self.law.variables)}")
-        frame = None if data is None else to_frame(data, what="prediction input")
-        cols: dict[str, np.ndarray] = {}
-        for v in self.law.variables:
-            if v in arrays:
-                cols[v] = np.asarray(arrays[v], dtype=float)
-            elif frame is not None:
-                col = self.columns.get(v, v)
-                col = col if col in frame.columns else v
-                if col not in frame.columns and v in self.law.optional:
-                    continue
-                cols[v] = numeric_column(frame, col, role=f"variable {v!r}")
-            elif v in self.law.optional:
-                continue  # the law's default (e.g. the spline's pool P = D)
-            else:
-                raise MissingColumnError(f"no value for variable {v!r} (column {self.columns.get(v, v)!r}); "
-                                         f"pass a table with that column or {v}=...")
-        try:
-            out = dict(zip(cols, np.broadcast_arrays(*[np.atleast_1d(c) for c in cols.values()])))
-        except ValueError as err:
-            raise InvalidInputError(f"prediction inputs have incompatible lengths: {err}") from err
-        for v, x in out.items():
-            if not np.all(np.isfinite(x)):
-                raise InvalidInputError(f"variable {v!r} has NaN/inf values")
-            if v in self.law.positive and np.any(x <= 0):
-                raise InvalidInputError(f"variable {v!r} must be > 0 (the law takes its logarithm)")
-        return {k: np.array(x, dtype=float) for k, x in out.items()}
+        return prediction_inputs(self.law, data, arrays, self.columns)
 
     def _predict_X(self, X: Mapping[str, np.ndarray], theta: np.ndarray | None = None) -> np.ndarray:
         return predict_target(self.law, X, self.theta if theta is None else theta)

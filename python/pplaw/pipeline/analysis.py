@@ -25,7 +25,7 @@ import pandas as pd
 
 from pplaw.io import read_indices
 from pplaw.pipeline.forecast import form_error_of_run, interval
-from pplaw.pipeline.select import final_pool, predict
+from pplaw.pipeline.fit import final_pool, predict
 
 if TYPE_CHECKING:  # annotations only: the report's context is built above this module and imports nothing here
     from pplaw.pipeline.report.context import ReportContext
@@ -229,7 +229,7 @@ def _d_slopes(ctx: ReportContext, a: Analysis) -> None:
     a_d = ctx.fit["params"].get("aD")
     lo, hi = min(slopes, key=slopes.get), max(slopes, key=slopes.get)
     spread = slopes[hi] - slopes[lo]
-    # a law whose data exponent depends on the regime (regime_d, logquad, spline) has no aD to compare with
+    # a law whose data exponent depends on the regime (regime_d, spline) has no aD to compare with
     mixed = spread > 0.2 if a_d is None else spread > max(0.2, a_d)
     a.summary["d_slopes"] = {"per_regime": slopes, "aD": a_d, "spread": spread, "heterogeneous": mixed}
     a.detail["d_slope_range"] = (lo, hi)

@@ -71,6 +71,21 @@ class ScoredChunks:
 
 
 @dataclass(frozen=True)
+class LandscapeArtefact:
+    """The landscape stage: the landscape file (``path``, :meth:`pplaw.Landscape.load` reads it with each
+    chunk's bin), its bin edges (``edges``, the plan stage's key) and its statistics (``summary``)."""
+
+    path: Path
+    edges: list[float]
+    summary: dict[str, Any]
+    outputs: dict[str, Any]
+
+    @classmethod
+    def load(cls, stage_dir: Path, outputs: dict[str, Any]) -> LandscapeArtefact:
+        return cls(stage_dir / outputs["landscape"], outputs["edges"], outputs["summary"], outputs)
+
+
+@dataclass(frozen=True)
 class PlanArtefact:
     """The plan stage: the grid points (``plan``, as in plan.json), the final budget and the realisable
     region at it."""

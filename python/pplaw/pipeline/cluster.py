@@ -7,18 +7,13 @@ A leaf of :mod:`pplaw.pipeline` (it imports no other pipeline module), so that :
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pplaw._checks import integer, nonempty_str, number, one_of, require
+from pplaw.config import option
 
 EXECUTORS = ("local", "ray", "slurm")
-
-
-def _f(default: Any, help: str, **kw: Any) -> Any:
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
 
 
 @dataclass
@@ -26,32 +21,37 @@ class SlurmSection:
     """Slurm jobs (``train.executor: slurm``, ``pplaw score --slurm``), submitted with submitit: one job per
     run, all of a stage's runs as one job array."""
 
-    partition: str | None = _f(None, "sbatch --partition (null: the cluster's default).")
-    account: str | None = _f(None, "sbatch --account.")
-    qos: str | None = _f(None, "sbatch --qos.")
-    time_min: int = _f(240, "Time limit of each job in minutes (sbatch --time). A run that reaches it is requeued "
-                            "and resumes from its last checkpoint (train.args.save_steps), up to "
-                            "train.max_retries times.")
-    gpus_per_node: int | None = _f(None, "GPUs of each job (sbatch --gpus-per-node; null: train.gpus_per_run). "
-                                         "With train.launcher=accelerate the job runs `accelerate launch` on them.")
-    cpus_per_task: int | None = _f(None, "CPU cores of each job (sbatch --cpus-per-task; null: train.cpus_per_run).")
-    mem_gb: float | None = _f(None, "Memory of each job in GB (sbatch --mem; null: the partition's default).")
-    additional_parameters: dict = _f({}, "Any other sbatch option, without the dashes: {constraint: a100, "
-                                         "exclude: 'node[1-3]', mail_type: FAIL}.")
-    setup: list[str] = _f([], "Shell lines each job runs before the run (module load ..., source .venv/bin/activate).")
-    array_parallelism: int = _f(64, "Jobs of an array that may run at once (sbatch --array=...%N).")
-    poll_s: float = _f(15.0, "Seconds between two looks at the jobs' states (one sacct call for all of them).")
-    cluster: str = _f("slurm", "'slurm' (sbatch) or 'local' (submitit's local executor: the same jobs as processes "
-                               "of this machine, for a try-out without a cluster).", choices=["slurm", "local"])
+    partition: str | None = option(None, "sbatch --partition (null: the cluster's default).")
+    account: str | None = option(None, "sbatch --account.")
+    qos: str | None = option(None, "sbatch --qos.")
+    time_min: int = option(240, "Time limit of each job in minutes (sbatch --time). A run that reaches it is requeued "
+                                "and resumes from its last checkpoint (train.args.save_steps), up to "
+                                "train.max_retries times.")
+    gpus_per_node: int | None = option(None, "GPUs of each job (sbatch --gpus-per-node; null: train.gpus_per_run). "
+                                             "With train.launcher=accelerate the job runs `accelerate launch` on them.")
+    cpus_per_task: int | None = option(None, "CPU cores of each job (sbatch --cpus-per-task; null: "
+                                       "train.cpus_per_run).")
+    mem_gb: float | None = option(None, "Memory of each job in GB (sbatch --mem; null: the partition's default).")
+    additional_parameters: dict = option({}, "Any other sbatch option, without the dashes: {constraint: a100, "
+                                             "exclude: 'node[1-3]', mail_type: FAIL}.")
+    setup: list[str] = option([], "Shell lines each job runs before the run (module load ..., source "
+                              ".venv/bin/activate).")
+    array_parallelism: int = option(64, "Jobs of an array that may run at once (sbatch --array=...%N).")
+    poll_s: float = option(15.0, "Seconds between two looks at the jobs' states (one sacct call for all of them).")
+    cluster: str = option("slurm", "'slurm' (sbatch) or 'local' (submitit's local executor: the same jobs as processes "
+                                   "of this machine, for a try-out without a cluster).", choices=["slurm", "local"])
+
+    def __post_init__(self) -> None:
+        check_slurm(self)
 
 
 @dataclass
 class ScoreClusterOptions:
     """``pplaw score``'s cluster options: score the shards as a Slurm job array."""
 
-    slurm: str | None = _f(None, "A YAML file with a `slurm:` section (a `pplaw run` recipe will do): score as a "
-                                 "Slurm job array with those options (its gpus_per_node, cpus_per_task per task).")
-    slurm_tasks: int = _f(8, "Tasks of the job array (--slurm): task i scores the shards k with k % tasks == i.")
+    slurm: str | None = option(None, "A YAML file with a `slurm:` section (a `pplaw run` recipe will do): score as a "
+                                     "Slurm job array with those options (its gpus_per_node, cpus_per_task per task).")
+    slurm_tasks: int = option(8, "Tasks of the job array (--slurm): task i scores the shards k with k % tasks == i.")
 
     def __post_init__(self) -> None:
         integer(self.slurm_tasks, "pplaw score: --slurm_tasks", 1)
@@ -76,11 +76,10 @@ def check_slurm(s: SlurmSection, key: str = "slurm") -> None:
     one_of(s.cluster, f"{key}.cluster", ("slurm", "local"), what="'slurm' or 'local'")
 
 
-def check_executor(t: Any, slurm: SlurmSection) -> None:
-    """``train.executor`` and the train options it reads (``t``: the recipe's train section), and the slurm
-    section whatever the executor (a typo there should not wait for the day it is switched on)."""
+def check_executor(t: Any) -> None:
+    """``train.executor`` and the train options it reads (``t``: the recipe's train section). The slurm section
+    checks itself whatever the executor (a typo there should not wait for the day it is switched on)."""
     one_of(t.executor, "train.executor", EXECUTORS)
     for key, low in (("cpus_per_run", 1), ("gpus_per_run", 0), ("max_retries", 0)):
         integer(getattr(t, key), f"train.{key}", low)
     nonempty_str(t.ray_address, "train.ray_address", what="a Ray address ('auto', 'ray://head:10001')")
-    check_slurm(slurm, "slurm")

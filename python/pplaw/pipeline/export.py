@@ -55,7 +55,7 @@ def pick_subset(subsets: list[dict[str, Any]], method: str, seed: int | None) ->
 def provenance(run: Path, item: dict[str, Any]) -> dict[str, Any]:
     """What the card says about the subset ``item`` of the run ``run``: source, model, landscape, law,
     held-out error, band, budget, forecast and commands (each part when the run has it)."""
-    from pplaw.pipeline.select import final_pool, predict
+    from pplaw.pipeline.fit import final_pool, predict
 
     recipe = _json(run / "recipe.json")
     world = _json(run / "world" / "stage.json").get("outputs") or {}

@@ -19,17 +19,19 @@ import yaml
 
 from pplaw.exceptions import ConfigError
 from pplaw.pipeline import executors as EX
-from pplaw.pipeline import plan as P
 from pplaw.pipeline import preflight as PF
 from pplaw.pipeline import report as RP
-from pplaw.pipeline import select as S
 from pplaw.pipeline import sweep as SW
 from pplaw.export import push_export
 from pplaw.pipeline.export import export_run
-from pplaw.pipeline.artefacts import FitArtefact, Inputs, PlanArtefact, RunTable, ScoredChunks, Selection
+from pplaw.pipeline.fit import fit_and_optimise
+from pplaw.pipeline.plan import build_plan, lead_points, plot_plan, realisable_region, resolve_size
+from pplaw.pipeline.select import BandChoice, choose_band, select_subsets, whole_corpus_note
+from pplaw.pipeline.artefacts import (FitArtefact, Inputs, LandscapeArtefact, PlanArtefact, RunTable, ScoredChunks,
+                                      Selection)
 from pplaw.pipeline.recipe import RunRecipe, digest
 from pplaw.pipeline.stages import RunLock, Stages, claim_run_dir
-from pplaw._io import atomic_write_text, remove_stale_temporaries
+from pplaw._atomic import atomic_write_text, remove_stale_temporaries
 from pplaw.runs import write_json_atomic
 
 
@@ -61,7 +63,7 @@ def resolve_inputs(recipe: RunRecipe, stages: Stages) -> Inputs:
 def score_corpus(recipe: RunRecipe, inp: Inputs, d: Path) -> dict[str, Any]:
     """Chunk and score the domain corpus with the base model (the ``pplaw score`` job: sharded, resumable)."""
     from pplaw.config import shared_options
-    from pplaw.score_job import ScoreConfig, run_score, summary_lines
+    from pplaw.score.job import ScoreConfig, run_score, summary_lines
 
     cfg = ScoreConfig(model=inp.base_model, data=inp.domain_corpus, out=str(d / "chunks"),
                       text_column=inp.text_column, id_column=inp.id_column, tokenizer=inp.tokenizer,
@@ -81,25 +83,25 @@ def make_landscape(table, recipe: RunRecipe, d: Path) -> dict[str, Any]:
             "edges": land.quantiles.tolist()}
 
 
-def make_plan(table, recipe: RunRecipe, land_dir: Path, d: Path) -> dict[str, Any]:
+def make_plan(table, recipe: RunRecipe, landscape: Path, d: Path) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from pplaw.landscape import Landscape
 
-    land = Landscape.load(land_dir / "landscape.json")
+    land = Landscape.load(landscape)
     cfg, space = recipe.plan, recipe.fit.space
     n_val = 1 if cfg.validation_sizes is None else len(cfg.validation_sizes)  # None: one size, 2x the largest
     n_lead = 0 if cfg.validation_family == "lead" else min(cfg.validation_regimes, cfg.windows)  # lead: after the sweep
     n_jobs = ((cfg.windows + cfg.mixtures + cfg.budget_bands) * len(cfg.sizes) + n_lead * n_val) \
         * len(cfg.replay_ratios) * len(cfg.seeds)
-    final = P.resolve_size(recipe.select.budget, int(np.asarray(table.column("n_scored")).sum()), "select.budget")
+    final = resolve_size(recipe.select.budget, int(np.asarray(table.column("n_scored")).sum()), "select.budget")
     with tqdm(total=n_jobs, desc="plan: sampling subsets", unit="subset") as bar:
-        out = P.build_plan(table, np.asarray(land.bin_index), land.n_bins, cfg, space=space, out_dir=d, progress=bar,
+        out = build_plan(table, np.asarray(land.bin_index), land.n_bins, cfg, space=space, out_dir=d, progress=bar,
                            final_budget=final)
     ppl, tok = table.column("ppl").to_numpy(), table.column("n_scored").to_numpy()
-    regions = {D: P.realisable_region(ppl, tok, D, space) for D in sorted(set(out["sizes"]) | {final})}
+    regions = {D: realisable_region(ppl, tok, D, space) for D in sorted(set(out["sizes"]) | {final})}
     write_json_atomic(d / "regions.json", {str(D): r.to_dict() for D, r in regions.items()})
-    P.plot_plan(out, {D: r for D, r in regions.items() if D in out["sizes"]}, d / "plan.png")
+    plot_plan(out, {D: r for D, r in regions.items() if D in out["sizes"]}, d / "plan.png")
     out.update(final_budget=final, regions="regions.json", plot="plan.png")
     write_json_atomic(d / "plan.json", out)
     return {k: v for k, v in out.items() if k != "points"} | {
@@ -184,10 +186,22 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
     atomic_write_text(out / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     t = recipe.train
 
-    def submitted(stage: str, res: dict[str, dict[str, Any]]) -> None:
+    def train_all(stage: str, specs: list[SW.RunSpec], desc: str, d: Path) -> dict[str, Any]:
+        """The sweep or the final stage: train every run (finished ones are skipped), then its runs.json. Only
+        the sweep's outputs count the skipped runs: the final stage's outputs are the export stage's key."""
+        EX.refuse_if_jobs_alive(specs, executor)
+        res = SW.run_all(specs, workers=t.workers, threads=t.threads_per_worker, launcher=t.launcher,
+                         accelerate_config=t.accelerate_config, desc=desc, executor=executor)
         n = sum(v["status"] == "submitted" for v in res.values())
         if n:
             raise _Detached(stage, stages.dir(stage) / "jobs.json", n)
+        rows = SW.run_table(specs, recipe)
+        write_json_atomic(d / "runs.json", rows)
+        outputs = {"runs": "runs.json", "n_ok": sum(r["status"] == "ok" for r in rows),
+                   "n_failed": sum(r["status"] == "failed" for r in rows), "digest": digest(rows)}
+        if stage == "sweep":
+            outputs["skipped"] = sum(v["status"] == "skipped" for v in res.values())
+        return outputs
 
     # 1. the inputs, then the perplexity of every chunk of the domain corpus under the base model
     inp = resolve_inputs(recipe, stages)
@@ -202,10 +216,10 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
 
     # 2. the landscape and the fitting grid
     land = stages.run("landscape", {"score": score, "landscape": recipe.to_dict()["landscape"]},
-                      lambda d: make_landscape(table, recipe, d))
-    plan = stages.run("plan", {"score": score, "land": land["edges"], "plan": recipe.to_dict()["plan"],
+                      lambda d: make_landscape(table, recipe, d), load=LandscapeArtefact.load)
+    plan = stages.run("plan", {"score": score, "land": land.edges, "plan": recipe.to_dict()["plan"],
                                "space": recipe.fit.space, "budget": recipe.select.budget},
-                      lambda d: make_plan(table, recipe, stages.dir("landscape"), d), load=PlanArtefact.load)
+                      lambda d: make_plan(table, recipe, land.path, d), load=PlanArtefact.load)
     if plan.plan.get("validation_note") and recipe.plan.validation_sizes is None:  # [] was warned of at the start
         log(f"WARNING: {plan.plan['validation_note']}")
 
@@ -213,25 +227,16 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
     specs = sweep_specs(recipe, inp, chunks, bench, plan, stages.dir("sweep"))
 
     def sweep(d: Path) -> dict[str, Any]:
-        EX.refuse_if_jobs_alive(specs, executor)
-        res = SW.run_all(specs, workers=t.workers, threads=t.threads_per_worker, launcher=t.launcher,
-                         accelerate_config=t.accelerate_config, desc="sweep", executor=executor)
-        submitted("sweep", res)
-        rows = SW.run_table(specs, recipe)
+        out = train_all("sweep", specs, "sweep", d)
         if recipe.plan.validation_family == "lead" and plan.plan["validation_sizes"]:
-            # held-out runs of the sweep's leaders, chosen from the finished fit runs (plan.lead_points)
-            pts = P.lead_points(table, plan.plan, rows, recipe.plan, recipe.fit.target, d / "lead")
+            # then the held-out runs of the sweep's leaders, chosen from the finished fit runs (plan.lead_points)
+            pts = lead_points(table, plan.plan, SW.run_table(specs, recipe), recipe.plan, recipe.fit.target,
+                              d / "lead")
             write_json_atomic(d / "lead" / "points.json", pts)
-            lspecs = point_specs(recipe, inp, chunks, bench, pts, d / "lead", d)
-            EX.refuse_if_jobs_alive(lspecs, executor)
-            lres = SW.run_all(lspecs, workers=t.workers, threads=t.threads_per_worker, launcher=t.launcher,
-                              accelerate_config=t.accelerate_config, desc="held-out leaders", executor=executor)
-            submitted("sweep", lres)
-            rows += SW.run_table(lspecs, recipe)
-        write_json_atomic(d / "runs.json", rows)
-        return {"runs": "runs.json", "n_ok": sum(r["status"] == "ok" for r in rows),
-                "n_failed": sum(r["status"] == "failed" for r in rows), "digest": digest(rows),
-                "skipped": sum(v["status"] == "skipped" for v in res.values())}
+            lead = train_all("sweep", specs + point_specs(recipe, inp, chunks, bench, pts, d / "lead", d),
+                             "held-out leaders", d)
+            out = {**lead, "skipped": out["skipped"] + lead["skipped"] - len(specs)}  # the fit runs counted once
+        return out
 
     sw = stages.run("sweep", {"plan": plan.outputs, "specs": [s.key for s in specs]}, sweep, mode="always",
                     load=RunTable.load)
@@ -239,37 +244,33 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
     # 4. fit the perplexity-aware law; the optimum inside what the corpus can realise at the final budget
     budget, region = plan.budget, plan.region
     # select.family and select.fallback decide the fit stage's optimum (the band or the best sweep regime,
-    # pipeline/choose.py), so they are part of its key: without them a resumed run with another family reused
-    # the old optimum
+    # pipeline/select.py's choose_band), so they are part of its key: without them a resumed run with another
+    # family reused the old optimum
+    def fit_stage(d: Path) -> dict[str, Any]:
+        def band(fit: Any, df: Any, law_choice: dict[str, Any]) -> BandChoice:
+            return choose_band(fit, df, table, plan.plan, recipe, int(budget), law_choice, d)
+
+        return fit_and_optimise(sw.rows, recipe, region, d, total_tokens=int(plan.plan["total_tokens"]),
+                                   choose_band=band if recipe.select.family == "band" else None)
+
     fit = stages.run("fit", {"sweep": sw.digest, "fit": recipe.to_dict()["fit"], "region": recipe.select.region,
                              "budget": budget, "family": recipe.select.family, "fallback": recipe.select.fallback},
-                     lambda d: S.fit_and_optimise(sw.rows, recipe, region, d, table=table, plan=plan.plan),
-                     load=FitArtefact.load)
+                     fit_stage, load=FitArtefact.load)
 
     # 5. DOS at the final budget, and the baselines at the same budget, for every seed
     sel = stages.run("select", {"score": score, "optimum": fit.optimum, "best_sweep": fit.best_sweep,
                                 "select": recipe.to_dict()["select"], "baselines": recipe.to_dict()["baselines"],
                                 "space": recipe.fit.space},
-                     lambda d: {"subsets": S.select_subsets(table, recipe, fit.optimum, budget, d,
+                     lambda d: {"subsets": select_subsets(table, recipe, fit.optimum, budget, d,
                                                             best_sweep=fit.best_sweep),
                                 "budget": budget}, load=Selection.load)
-    notes = [n for n in [S.whole_corpus_note(sel.subsets, table.num_rows)] if n]
+    notes = [n for n in [whole_corpus_note(sel.subsets, table.num_rows)] if n]
     for note in notes:  # said on the terminal and in the report, also when the stage was up to date
         stages.log(f"[select] note: {note}")
     fspecs = final_specs(recipe, inp, chunks, bench, sel, stages.dir("final"))
 
-    def final(d: Path) -> dict[str, Any]:
-        EX.refuse_if_jobs_alive(fspecs, executor)
-        res = SW.run_all(fspecs, workers=t.workers, threads=t.threads_per_worker, launcher=t.launcher,
-                         accelerate_config=t.accelerate_config, desc="final runs", executor=executor)
-        submitted("final", res)
-        frows = SW.run_table(fspecs, recipe)
-        write_json_atomic(d / "runs.json", frows)
-        return {"runs": "runs.json", "n_ok": sum(r["status"] == "ok" for r in frows),
-                "n_failed": sum(r["status"] == "failed" for r in frows), "digest": digest(frows)}
-
-    finals = stages.run("final", {"select": sel.outputs, "specs": [s.key for s in fspecs]}, final, mode="always",
-                        load=RunTable.load)
+    finals = stages.run("final", {"select": sel.outputs, "specs": [s.key for s in fspecs]},
+                        lambda d: train_all("final", fspecs, "final runs", d), mode="always", load=RunTable.load)
 
     # 6. the final subset (first seed) as a publishable dataset: rows + card (`pplaw export` for the others)
     ex = recipe.export
@@ -288,7 +289,7 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
     t_report = time.perf_counter()
     timings = stages.timings()
     timings.append({"stage": "report", "seconds": None, "cached": False, "original_seconds": None})
-    ctx = RP.ReportContext(out=out, recipe=recipe, inputs=inp, table=table, landscape=land, plan=plan.plan,
+    ctx = RP.ReportContext(out=out, recipe=recipe, inputs=inp, table=table, landscape=land.outputs, plan=plan.plan,
                            sweep=sw.rows, fit=fit.outputs, budget=budget, region=region, finals=finals.rows,
                            timings=timings, notes=notes,
                            total_seconds=time.perf_counter() - t_start)

@@ -33,10 +33,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pplaw._io import jsonable
+from pplaw._atomic import jsonable
 from pplaw.exceptions import BudgetError, ConfigError, UnreachableTargetError
 from pplaw.io import write_indices
-from pplaw.pipeline.recipe import NO_VALIDATION, PlanSection
+from pplaw.pipeline.sections import NO_VALIDATION, PlanSection
 
 SPACES = ("ppl", "log_ppl")
 
@@ -219,7 +219,7 @@ def make_regimes(table: pa.Table, n_bins: int, cfg: PlanSection, max_size_tokens
         r1, r2 = regimes[i1], regimes[i2]
         regimes.append(Regime(f"m{j}", "mixture", r1.bins + r2.bins, r1.quantiles + r2.quantiles))
     if cfg.budget_bands and final_share is not None:
-        # The final selection picks among contiguous bands wide enough for the budget (pipeline.choose.bands_at);
+        # The final selection picks among contiguous bands wide enough for the budget (pipeline.select.bands_at);
         # sampled uniformly, a band's (mu, sigma) does not depend on D, so the same bands at the fitting sizes
         # put the law's knots where it will be asked to predict: the final forecast becomes an extrapolation in
         # D alone, not in (mu, sigma) too (narrow windows and pooled pairs never reach those spreads).
@@ -473,7 +473,7 @@ def plot_plan(plan: dict[str, Any], regions: dict[int, RealisableRegion], path: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pplaw._io import atomic_write
+    from pplaw._atomic import atomic_write
 
     space = plan["space"]
     key = "log_ppl" if space == "log_ppl" else "ppl"

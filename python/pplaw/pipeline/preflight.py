@@ -131,8 +131,8 @@ def check_inputs(inp: Inputs) -> None:
 def check_runs(recipe: RunRecipe, inp: Inputs, bench: dict[str, Any]) -> list[str]:
     """One run's ``pplaw train`` options parse and every benchmark task resolves; returns the task folders
     lm-eval will load (their YAML may run code: see the README)."""
-    from pplaw import cpt
-    from pplaw.evaluate import EvalConfig, plan_benchmarks
+    from pplaw.train import cpt
+    from pplaw.train.evaluate import EvalConfig, plan_benchmarks
     from pplaw.pipeline import sweep as SW
 
     with tempfile.TemporaryDirectory(prefix="pplaw-preflight-") as tmp:

@@ -1,19 +1,29 @@
-"""Fit the perplexity-aware law to the sweep, find the optimum, select the final subsets.
+"""The select stage: which subset to train on at the final budget, and the baselines beside it.
 
-1. **Fit** ``PerplexityLaw`` (``pplaw.laws``) to the finished sweep runs: ``target ~ (mu, sigma, D)`` in the
-   recipe's space, bootstrap over runs for CIs; optionally every (space, sigma) variant, ranked; when the
-   sweep varies the replay ratio R, the D-CPT mixture laws for the domain and the general loss too.
-2. **Optimum** ``(mu*, sigma*)``: the law's best point inside the region the corpus can realise at the final
-   budget (:func:`pplaw.pipeline.plan.realisable_region`), optionally intersected with the hull of the fitted
-   points, with the bootstrap CI.
-3. **Subsets** at the final budget D: DOS (``pplaw.select_dos`` to ``(mu*, sigma*)``), and the baselines:
-   ``random`` (``pplaw.sample_subset`` without a target), ``lowest_ppl`` / ``highest_ppl`` (the D tokens of
-   lowest / highest PPL), ``full`` (every chunk, trained for the same number of tokens as the others).
+1. **Band family** (:func:`choose_band`): the subsets the final selection may take are contiguous bands of
+   the landscape sampled uniformly, the family the sweep's windows belong to (never a free (mu, sigma)
+   match, which a bimodal mix of the corpus' two ends can realise). Every band that holds the budget is
+   realised (:func:`candidate_bands`); the chosen law (refitted on all sweep points,
+   :mod:`pplaw.pipeline.fit`) predicts each one's loss at the final budget; bands outside the convex hull of
+   the fitted (mu, sigma) are dropped when ``select.region`` is ``fitted`` or ``both`` (the law has not been
+   seen there). The best band is the law's pick (:func:`law_band`).
+2. **Never worse than the evidence**: the *best sweep regime* (the lowest-loss sweep run at the largest
+   fitting size, its regime's band widened to the budget, :func:`best_sweep_band`) is both a baseline and the
+   fallback: when the law's predicted gain over it is within the law's own uncertainty, the loop selects it
+   instead (:func:`decide`). That uncertainty has two parts, and the gain must clear both: the bootstrap CI of
+   the gain (the fit's noise) and the held-out error on differences (how far the law mispredicted the gap
+   between two validation runs of one size: its error of form where it extrapolates, which resampling the
+   sweep runs cannot see). The band decision runs inside the fit stage (its outcome is cached with the fit).
+3. **Subsets** at the final budget D (:func:`select_subsets`): DOS (``pplaw.select_dos`` to ``(mu*, sigma*)``,
+   or the selected band), and the baselines: ``random`` (``pplaw.sample_subset`` without a target),
+   ``lowest_ppl`` / ``highest_ppl`` (the D tokens of lowest / highest PPL), ``full`` (every chunk, trained
+   for the same number of tokens as the others), ``best_sweep`` (the best sweep regime's band).
 """
 
 from __future__ import annotations
 
-import json
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,163 +31,241 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from pplaw.exceptions import FitError, InvalidInputError
+from pplaw.exceptions import BudgetError, FitError, InvalidInputError
 from pplaw.io import write_indices
-from pplaw.pipeline.plan import RealisableRegion, pool_tokens, stats_both
+from pplaw.pipeline.fit import law_inputs, split_roles
+from pplaw.pipeline.plan import pool_tokens, sample_band, stats_both
 from pplaw.pipeline.recipe import RunRecipe
-from pplaw.runs import write_json_atomic
 
-SUFFIX = {"ppl": "ppl", "log_ppl": "log_ppl"}
-
-
-def fit_frame(rows: list[dict[str, Any]], space: str, total_tokens: int | None = None) -> pd.DataFrame:
-    """The finished sweep runs as the law's table: ``mu``/``sigma`` in ``space``, ``D`` = subset tokens and,
-    with ``total_tokens``, ``P`` = the tokens of the landscape band each run was drawn from (its pool; the
-    bins are token-weighted, so a band of width ``w`` holds ``w * total_tokens``)."""
-    ok = [r for r in rows if r["status"] == "ok" and r.get("domain_loss") is not None]
-    if not ok:
-        raise FitError("no sweep run finished, so there is nothing to fit: see sweep/runs.json and the failed.json "
-                       "of each run in the run directory")
-    df = pd.DataFrame(ok)
-    df["mu"], df["sigma"] = df[f"mu_{space}"], df[f"sigma_{space}"]
-    df["r_domain"] = 1.0 - df["R"]
-    if total_tokens and "band" in df.columns:
-        df["P"] = [pool_tokens(b, total_tokens) for b in df["band"]]
-    return df
+def bands_at(share: float, n_bins: int) -> list[tuple[float, float]]:
+    """Every contiguous band of whole landscape bins wide enough for ``share`` of the corpus."""
+    w0 = min(n_bins, math.ceil(1.05 * share * n_bins - 1e-9))
+    return [(b / n_bins, (b + w) / n_bins) for w in range(w0, n_bins + 1) for b in range(0, n_bins - w + 1)]
 
 
-def final_pool(method: str, D: float, fit_outputs: dict[str, Any], total_tokens: int) -> float:
-    """The pool a final subset was drawn from: its band (DOS from the band family, best sweep regime), the
-    whole corpus (random, full, moment-matched DOS) or the subset itself (lowest/highest PPL take a prefix)."""
-    if method == "dos" and (fit_outputs.get("optimum") or {}).get("band") is not None:
-        return pool_tokens(fit_outputs["optimum"]["band"], total_tokens)
-    if method == "best_sweep" and (fit_outputs.get("best_sweep") or {}).get("band") is not None:
-        return pool_tokens(fit_outputs["best_sweep"]["band"], total_tokens)
-    if method in ("lowest_ppl", "highest_ppl"):
-        return float(D)
-    return float(total_tokens)
+def realise_bands(table: pa.Table, bands: list[tuple[float, float]], budget: int, seed: int,
+                  space: str) -> pd.DataFrame:
+    """Each band sampled to ``budget`` tokens: its realised (mu, sigma) in both spaces (unfit ones dropped)."""
+    from pplaw.sampling import sample_subset
+
+    rows = []
+    for q in bands:
+        try:
+            idx = sample_subset(table, token_budget=budget, quantile_window=q, seed=seed, return_indices=True)
+        except BudgetError:
+            continue
+        st = stats_both(table, np.asarray(idx))
+        rows.append({"q_lo": q[0], "q_hi": q[1], **st, "mu": st[f"mu_{space}"], "sigma": st[f"sigma_{space}"],
+                     "D": float(budget)})
+    return pd.DataFrame(rows)
 
 
-class _Both:
-    """The realisable region intersected with the convex hull of the fitted points."""
-
-    def __init__(self, region: RealisableRegion, pts: np.ndarray):
-        from pplaw.laws import Region
-
-        self.region, self.hull = region, Region.hull(pts, "fitted points")
-        r, h = region.bbox, self.hull.bbox
-        self.bbox = (max(r[0], h[0]), min(r[1], h[1]), max(r[2], h[2]), min(r[3], h[3]))
-
-    def contains(self, mu, sigma):
-        return self.region.contains(mu, sigma) & self.hull.contains(mu, sigma)
+def best_sweep_regime(df: pd.DataFrame, target: str) -> dict[str, Any]:
+    """The lowest-``target`` sweep run among the fit points at the largest fitting size (every regime ran there)."""
+    fit_df, _ = split_roles(df)
+    if fit_df.empty:
+        raise FitError("no finished sweep run among the fit points: no best sweep regime to take")
+    top = fit_df[fit_df["size_no"] == fit_df.loc[fit_df["D"].idxmax(), "size_no"]]
+    if top.empty:
+        raise FitError("no finished sweep run at the largest fitting size: no best sweep regime to take")
+    r = top.loc[top[target].idxmin()]
+    return {"regime": str(r["regime"]), "run": str(r["id"]), "loss": float(r[target]), "D": int(r["D"])}
 
 
-def search_region(kind: str, region: RealisableRegion, df: pd.DataFrame) -> Any:
-    """The ``region`` for ``PerplexityLaw.optimum``: realisable at the final budget, fitted hull, or both."""
+def trust_gain(gain: float, gain_lo: float | None, diff_err: float | None, mape: float | None,
+               predicted: float, level: float, target: str) -> tuple[str, str]:
+    """``("law" | "best_sweep", why)``: is the law's predicted gain over the best sweep regime beyond its uncertainty?
+
+    ``gain``: predicted loss of the best sweep band minus that of the law's band (> 0: the law's band is better);
+    ``gain_lo``: the lower end of its bootstrap CI (None without bootstrap draws); ``diff_err``: the chosen law's
+    worst held-out error on a difference (:func:`pplaw.laws.holdout.pair_difference_error`, None/NaN when no size
+    has two validation runs); ``mape``: its held-out MAPE, used only when neither of the others exists.
+    The gain must clear both the bootstrap CI (the fit's noise) and ``diff_err``: the bootstrap resamples the
+    sweep runs, so it cannot see the law's error of form where it extrapolates; the held-out runs measure it.
+    """
+    if diff_err is not None and not np.isfinite(float(diff_err)):
+        diff_err = None
+    if gain_lo is not None and gain_lo <= 0:
+        return "best_sweep", (f"the law's predicted gain over the best sweep regime ({gain:+.4f}) is within its "
+                              f"bootstrap uncertainty ({level:.0%} CI of the gain reaches {gain_lo:+.4f})")
+    if diff_err is not None and gain <= float(diff_err):
+        return "best_sweep", (f"the law's predicted gain over the best sweep regime ({gain:+.4f}) is within its "
+                              f"held-out error on differences (it mispredicted the gap between two validation runs "
+                              f"by up to {float(diff_err):.4f})")
+    checked = ([f"bootstrap CI of the gain from {gain_lo:+.4f}"] if gain_lo is not None else []) + \
+              ([f"held-out error on differences {float(diff_err):.4f}"] if diff_err is not None else [])
+    if gain_lo is None and diff_err is None and mape is not None and np.isfinite(float(mape)):
+        tol = float(mape) / 100 * predicted
+        if gain <= tol:
+            return "best_sweep", (f"the law's predicted gain over the best sweep regime ({gain:+.4f}) is within its "
+                                  f"held-out error ({float(mape):.1f}% of its prediction: {tol:.4f})")
+        checked = [f"held-out error {float(mape):.1f}% of its prediction: {tol:.4f}"]
+    return "law", (f"the law predicts {gain:+.4f} lower {target} than the best sweep regime, beyond its uncertainty "
+                   f"({'; '.join(checked) or 'no uncertainty measured: no bootstrap, no held-out runs'})")
+
+
+def _holdout_row(law_choice: dict[str, Any]) -> dict[str, Any]:
+    """The chosen law's row of the held-out table ({} when nothing was validated)."""
+    if not law_choice.get("validated"):
+        return {}
+    return next((r for r in law_choice.get("table") or [] if r.get("law") == law_choice.get("chosen")), {})
+
+
+def _inputs(fit: Any, cand: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The law's inputs of each candidate band: (mu, sigma, D) and, for a law with a pool term, the band's P."""
+    return law_inputs(fit, **{c: cand[c].to_numpy(float) for c in ("mu", "sigma", "D", "P") if c in cand.columns})
+
+
+def _draw_preds(fit: Any, cand: pd.DataFrame) -> np.ndarray | None:
+    """``(B, n)`` bootstrap predictions of every candidate (None without bootstrap draws)."""
+    preds = fit.predict_draws(**_inputs(fit, cand))
+    return preds if len(preds) >= 2 else None
+
+
+
+@dataclass(frozen=True)
+class LawBand:
+    """The law's pick among the candidate bands it may search (``row``, at position ``index`` of them; None
+    when there is none), with the optimum's CI over the bootstrap draws' own picks and the CI of its predicted
+    loss (``{}`` / None without draws); ``draws``: the ``(B, n)`` bootstrap predictions of those bands."""
+
+    row: pd.Series | None
+    index: int | None = None
+    ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    loss_ci: tuple[float, float] | None = None
+    draws: np.ndarray | None = None
+
+    def record(self) -> dict[str, Any]:
+        """The band as the fit stage's outputs keep it (``optimum.law_band``)."""
+        r = self.row
+        return {"band": [float(r["q_lo"]), float(r["q_hi"])], "mu": float(r["mu"]), "sigma": float(r["sigma"]),
+                "loss": float(r["predicted"]), "ci": {k: list(v) for k, v in self.ci.items()},
+                "loss_ci": None if self.loss_ci is None else list(self.loss_ci)}
+
+
+@dataclass(frozen=True)
+class BandChoice:
+    """What :func:`choose_band` decides: the selected optimum (``selected``: ``law`` or ``best_sweep``, and
+    ``why``), the best sweep regime's band, and the candidates' table (``bands``, a CSV in the stage folder)."""
+
+    optimum: dict[str, Any]
+    best_sweep: dict[str, Any]
+    bands: str = "bands.csv"
+
+    def outputs(self) -> dict[str, Any]:
+        """The fit stage's outputs that this choice sets."""
+        return {"optimum": self.optimum, "best_sweep": self.best_sweep, "bands": self.bands}
+
+    def summary_line(self) -> str:
+        o = self.optimum
+        return (f"selected ({o['selected']}): band {o['band']}, mu* = {o['mu']:.5g}, sigma* = {o['sigma']:.5g}; "
+                f"{o['why']}")
+
+
+def candidate_bands(fit: Any, df: pd.DataFrame, table: pa.Table, budget: int, n_bins: int, total: int, seed: int,
+                    space: str, region: str) -> pd.DataFrame:
+    """Every band that holds ``budget``, realised (:func:`realise_bands`), with its pool ``P``, the law's
+    ``predicted`` loss and ``in_hull`` (inside the hull of the fitted points; always True unless ``region`` is
+    ``fitted`` or ``both``)."""
     from pplaw.laws import Region
 
-    if kind == "fitted":
-        return df[["mu", "sigma"]].to_numpy(float)
-    label = f"region realisable at D={region.budget:,}"
-    if kind == "realisable":
-        return Region(region.contains, region.bbox, label, region.outline())
-    both = _Both(region, df[["mu", "sigma"]].to_numpy(float))
-    return Region(both.contains, both.bbox, label + " within the hull of the fitted points")
-
-
-def fit_and_optimise(rows: list[dict[str, Any]], recipe: RunRecipe, region: RealisableRegion, out: Path,
-                     table: pa.Table | None = None, plan: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Choose the law by held-out error, refit it on every sweep point, take the optimum; write ``fit.json``,
-    ``fit_summary.txt``, ``holdout.json``, PNGs; return the outputs.
-
-    With ``table`` and ``plan`` and ``select.family == "band"`` the selected optimum is the best contiguous
-    landscape band at the budget (or the best sweep regime, see :mod:`pplaw.pipeline.choose`); the law's
-    continuous optimum in ``region`` is reported beside it as ``law_optimum``."""
-    from pplaw.laws import compare_variants
-    from pplaw.laws.plotting import write_plots
-    from pplaw.pipeline import choose as C
-
-    f = recipe.fit
-    df = fit_frame(rows, f.space, None if plan is None else int(plan["total_tokens"]))
-    law_choice = C.choose_law(df, recipe, out)
-    write_json_atomic(out / "holdout.json", law_choice)
-    law = C.candidate_laws(recipe)[law_choice["chosen"]]
-    fit = law.fit(df, target=f.target, mu="mu", sigma="sigma", D="D", bootstrap=f.bootstrap, seed=f.seed,
-                  strict=False, progress=False)
-    opt = fit.optimum(region=search_region(recipe.select.region, region, df), D=float(region.budget))
-    fit.to_json(out / "fit.json")
-    fit.plot(out / "fit.png", optimum=opt)
-    # a validation run is its regime widened to hold a larger D (another (mu, sigma)): its own curve, not a third
-    # point on its regime's (a local law would draw the regime's curve at the mean of both)
-    by = df["regime"].astype(str).to_numpy()
-    if "role" in df.columns:
-        by = np.where(df["role"].fillna("fit").to_numpy() == "validation", np.char.add(by, " (held out)"), by)
-    plots = [p.name for p in write_plots(fit, out, optimum=opt, by=by)]
-    summary = (f"law chosen: {law_choice['chosen']} ({law_choice['reason']})\n\n" + fit.summary() + "\n\n"
-               + str(opt))
-    outputs: dict[str, Any] = {
-        "fit": "fit.json", "plots": ["fit.png", *plots], "summary": "fit_summary.txt",
-        "law": law.describe(), "n_runs": int(len(df)), "metrics": fit.metrics, "params": fit.params,
-        "ci": {k: list(v) for k, v in fit.ci.items()}, "warnings": fit.warnings,
-        "optimum": opt.to_dict(), "law_optimum": opt.to_dict(), "region": recipe.select.region,
-        "law_choice": law_choice,
-    }
-    if recipe.select.family == "band" and table is not None and plan is not None:
-        band = C.choose_band(fit, df, table, plan, recipe, int(region.budget), law_choice, out)
-        outputs.update(optimum=band["optimum"], best_sweep=band["best_sweep"], bands=band["bands"])
-        summary += (f"\n\nselected ({band['optimum']['selected']}): band {band['optimum']['band']}, "
-                    f"mu* = {band['optimum']['mu']:.5g}, sigma* = {band['optimum']['sigma']:.5g}; "
-                    f"{band['optimum']['why']}")
-    if f.compare_variants:
+    cand = realise_bands(table, bands_at(budget / total, n_bins), budget, seed, space)
+    if cand.empty:
+        raise FitError(f"no contiguous band of the landscape holds the final budget of {budget:,} tokens")
+    cand["P"] = [pool_tokens(b, total) for b in zip(cand["q_lo"], cand["q_hi"])]  # each band's pool
+    cand["predicted"] = fit.predict(**_inputs(fit, cand))
+    cand["in_hull"] = True
+    if region in ("fitted", "both"):
         try:
-            cmp = compare_variants(df, target=f.target, D="D", mu="mu_ppl", sigma="sigma_ppl", mu_log="mu_log_ppl",
-                                   sigma_log="sigma_log_ppl", holdout=f.variants_holdout, strict=False,
-                                   progress=False)
-            outputs["variants"] = json.loads(cmp.table.reset_index().to_json(orient="records"))
-            outputs["best_variant"] = cmp.best
-            summary += "\n\n" + str(cmp)
-        except (FitError, InvalidInputError) as err:
-            outputs["variants_error"] = f"{type(err).__name__}: {err}"
-    if df["R"].nunique() > 1:
-        outputs["mixture_laws"] = _mixture_laws(df, out)
-        summary += "\n\n" + "\n".join(f"{k}: {v.get('summary', v.get('error'))}" for k, v in
-                                      outputs["mixture_laws"].items())
-    (out / "fit_summary.txt").write_text(summary + "\n", encoding="utf-8")
-    return outputs
+            hull = Region.hull(df[["mu", "sigma"]].to_numpy(float), "fitted points")
+            cand["in_hull"] = hull.contains(cand["mu"].to_numpy(float), cand["sigma"].to_numpy(float))
+        except InvalidInputError:
+            pass
+    return cand
 
 
-def _mixture_laws(df: pd.DataFrame, out: Path) -> dict[str, Any]:
-    """D-CPT laws (domain loss vs domain ratio, general loss vs general ratio) when R varies."""
-    from pplaw.laws import DCPT
-
-    res = {}
-    for form, target in (("domain", "domain_loss"), ("general", "general_loss")):
-        try:
-            sub = df.dropna(subset=[target])
-            fit = DCPT(form=form, model_size=False).fit(sub, target=target, D="D", r="r_domain", strict=False,
-                                                        progress=False)
-            fit.to_json(out / f"dcpt_{form}.json")
-            fit.plot(out / f"dcpt_{form}.png")
-            res[f"dcpt_{form}"] = {"fit": f"dcpt_{form}.json", "plot": f"dcpt_{form}.png",
-                                   "metrics": fit.metrics, "params": fit.params, "summary": fit.summary()}
-        except (FitError, InvalidInputError) as err:
-            res[f"dcpt_{form}"] = {"error": f"{type(err).__name__}: {err}"}
-    return res
+def best_sweep_band(fit: Any, df: pd.DataFrame, table: pa.Table, plan: dict[str, Any], target: str, budget: int,
+                    seed: int, space: str) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The best sweep regime (:func:`best_sweep_regime`) with its band at the budget (its regime's bins widened
+    around their centre), its (mu, sigma) and the law's prediction there; and that band as a one-row table."""
+    n_bins, total = int(plan["n_bins"]), int(plan["total_tokens"])
+    bs = best_sweep_regime(df, target)
+    reg = next(r for r in plan["regimes"] if r["name"] == bs["regime"])
+    idx, q = sample_band(table, [tuple(x) for x in reg["quantiles"]], budget, n_bins, seed, total)
+    st = stats_both(table, np.asarray(idx))
+    bs_row = pd.DataFrame([{"q_lo": q[0], "q_hi": q[1], **st, "mu": st[f"mu_{space}"],
+                            "sigma": st[f"sigma_{space}"], "D": float(budget), "P": pool_tokens(q, total)}])
+    bs.update(band=[float(q[0]), float(q[1])], mu=float(bs_row["mu"][0]), sigma=float(bs_row["sigma"][0]),
+              predicted=float(fit.predict(**_inputs(fit, bs_row))[0]))
+    return bs, bs_row
 
 
-def predict(fit_path: Path, mu: float, sigma: float, D: float, P: float | None = None) -> dict[str, Any]:
-    """The law's prediction (with its bootstrap confidence interval when there is one); ``P``: the subset's
-    pool, for laws with a pool term (others ignore it)."""
-    from pplaw.laws import Fit
-    from pplaw.pipeline.choose import law_inputs
+def law_band(fit: Any, inside: pd.DataFrame) -> LawBand:
+    """The band of lowest predicted loss among ``inside``, with the CIs of its (mu, sigma) and loss."""
+    if inside.empty:
+        return LawBand(None)
+    draws = _draw_preds(fit, inside)
+    k = int(np.argmin(inside["predicted"].to_numpy()))
+    ci = loss_ci = None
+    if draws is not None:
+        picks = inside.iloc[np.argmin(draws, axis=1)]  # each draw's best band: the optimum's CI
+        lv = (1 - fit.level) / 2 * 100
+        ci = {c: (float(np.percentile(picks[c], lv)), float(np.percentile(picks[c], 100 - lv)))
+              for c in ("mu", "sigma")}
+        ci["variance"] = (ci["sigma"][0] ** 2, ci["sigma"][1] ** 2)
+        loss_ci = (float(np.percentile(draws[:, k], lv)), float(np.percentile(draws[:, k], 100 - lv)))
+    return LawBand(inside.iloc[k], k, ci or {}, loss_ci, draws)
 
-    fit = Fit.from_json(fit_path)
-    X = law_inputs(fit, mu=[mu], sigma=[sigma], D=[D], P=None if P is None else [P])
-    try:
-        p = fit.predict(**X, interval="confidence")
-        return {"prediction": float(p["prediction"][0]), "lo": float(p["lo"][0]), "hi": float(p["hi"][0])}
-    except FitError:
-        return {"prediction": float(fit.predict(**X)[0]), "lo": None, "hi": None}
+
+def decide(fit: Any, pick: LawBand, bs: dict[str, Any], bs_row: pd.DataFrame, law_choice: dict[str, Any],
+           fallback: bool, target: str) -> tuple[str, str]:
+    """``("law" | "best_sweep", why)``: the law's band, unless there is none or (``select.fallback``) its
+    predicted gain over the best sweep regime is within its uncertainty (:func:`trust_gain`; the gain's
+    bootstrap CI from the draws of both bands)."""
+    if pick.row is None:
+        return "best_sweep", ("no band realisable at the budget lies inside the hull of the fitted points "
+                              "(the law has not been seen there)")
+    if not fallback:
+        return "law", ""
+    gain = bs["predicted"] - float(pick.row["predicted"])
+    lo = None
+    if pick.draws is not None:
+        diff = _draw_preds(fit, bs_row)[:, 0] - pick.draws[:, pick.index]
+        lo = float(np.percentile(diff, (1 - fit.level) / 2 * 100))
+    row = _holdout_row(law_choice)
+    return trust_gain(gain, lo, row.get("holdout_diff_max"), row.get("holdout_mape"), float(pick.row["predicted"]),
+                      fit.level, target)
+
+
+def choose_band(fit: Any, df: pd.DataFrame, table: pa.Table, plan: dict[str, Any], recipe: Any, budget: int,
+                law_choice: dict[str, Any], out: Path) -> BandChoice:
+    """The band the law predicts best at ``budget``, the best-sweep band, and which of the two is selected;
+    writes the candidates to ``out / bands.csv``."""
+    sel, space = recipe.select, recipe.fit.space
+    n_bins, total = int(plan["n_bins"]), int(plan["total_tokens"])
+    seed = int(sel.seeds[0])
+    cand = candidate_bands(fit, df, table, budget, n_bins, total, seed, space, sel.region)
+    bs, bs_row = best_sweep_band(fit, df, table, plan, recipe.fit.target, budget, seed, space)
+    inside = cand[cand["in_hull"]]
+    pick = law_band(fit, inside)
+    decision, why = decide(fit, pick, bs, bs_row, law_choice, sel.fallback, recipe.fit.target)
+    cand.to_csv(out / "bands.csv", index=False)
+    if decision == "law":
+        r = pick.record()
+        opt = {"mu": r["mu"], "sigma": r["sigma"], "variance": r["sigma"] ** 2, "ci": r["ci"], "loss": r["loss"],
+               "loss_ci": r["loss_ci"], "band": r["band"]}
+    else:
+        opt = {"mu": bs["mu"], "sigma": bs["sigma"], "variance": bs["sigma"] ** 2, "ci": {}, "loss": bs["predicted"],
+               "loss_ci": None, "band": bs["band"]}
+    if pick.row is not None:  # the law's own pick, kept whichever band is selected (its CI is the law's precision)
+        opt["law_band"] = pick.record()
+    opt.update(level=fit.level, space=space, D=float(budget), selected=decision, why=why,
+               on_boundary=bool(pick.row is not None and decision == "law" and
+                                (pick.row["q_lo"] == 0.0 or pick.row["q_hi"] == 1.0)),
+               region=f"contiguous landscape bands holding {budget:,} tokens"
+                      + (" inside the hull of the fitted points" if sel.region in ("fitted", "both") else ""),
+               n_bands=int(len(cand)), n_bands_searched=int(len(inside)))
+    return BandChoice(opt, bs)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -196,7 +196,7 @@ class SlurmExecutor:
             return {}  # local jobs are processes of the driver that submitted them: not ours to wait for
         alive = {}
         for rid, (spec, entry, job) in live_jobs(todo, book, folder).items():
-            if entry.get("key") in spec.keys:
+            if entry.get("key") == spec.key:
                 alive[rid] = job
             else:
                 job.cancel(check=False)
@@ -290,11 +290,6 @@ def write_jobs(stage: Path, book: dict[str, Any]) -> None:
     write_json_atomic(Path(stage) / JOBS, book)
 
 
-def pending_jobs(stage: Path) -> list[str]:
-    """Job ids of ``jobs.json`` (what ``pplaw run --detach`` prints)."""
-    return [str(v["job_id"]) for v in read_jobs(stage).values()]
-
-
 # ----------------------------------------------------------------------------------------------------------
 # pplaw score as a job array over its shards
 
@@ -302,22 +297,20 @@ def pending_jobs(stage: Path) -> list[str]:
 def load_slurm(path: str | Path) -> SlurmSection:
     """The ``slurm:`` section of a YAML file (a run recipe, or a file holding only that section), checked."""
     from pplaw.config import load_yaml
-    from pplaw.pipeline.cluster import check_slurm
     from pplaw.pipeline.recipe import from_dict
 
     data = load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("slurm"), dict):
         raise ConfigError(f"--slurm {str(path)!r}: expected a YAML mapping with a `slurm:` section")
     try:
-        section = from_dict(SlurmSection, data["slurm"], "slurm")
-        check_slurm(section)
+        section = from_dict(SlurmSection, data["slurm"], "slurm")  # checks its values (SlurmSection.__post_init__)
     except ConfigError as err:
         raise ConfigError(f"--slurm {str(path)!r}: {err}") from err
     return section
 
 
 def _score_part(cfg: Any, part: tuple[int, int]) -> dict[str, Any]:
-    from pplaw.score_job import run_score
+    from pplaw.score.job import run_score
 
     return run_score(cfg, part=part)
 
@@ -327,7 +320,7 @@ def score_array(cfg: Any, slurm: SlurmSection, tasks: int, *, cpus: int = 1, gpu
     """``pplaw score`` over a Slurm job array: task i of ``tasks`` scores shards k with ``k % tasks == i`` (each
     shard written atomically, finished shards skipped, as in one process); when every task has ended, the
     summary is computed here from the shards. A shard a failed task left out is scored by running again."""
-    from pplaw.score_job import run_score
+    from pplaw.score.job import run_score
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,7 @@ written last, atomically.
 
 pplaw never deletes or replaces a folder it did not write: every stage folder it creates holds a marker
 file ``.pplaw_stage``, and a stage folder (or a leftover ``.<name>.partial`` / ``.<name>.old``) without it
-that is not empty is refused with :class:`~pplaw.exceptions.RunDirError` naming the path. (A folder of an
-older pplaw, which has a ``stage.json`` of that very stage but no marker, counts as pplaw's.)
+that is not empty is refused with :class:`~pplaw.exceptions.RunDirError` naming the path.
 
 :class:`RunLock` is the run directory's lock (``fcntl.flock`` on ``<run>/.pplaw.lock``, which records the
 holder's pid): a second ``pplaw run`` on the same directory fails at once with
@@ -106,8 +105,6 @@ class Stages:
         key = digest(inputs, self.root)  # paths inside the run directory count relative to it
         final = self.dir(name)
         old = self.manifest(name)
-        if old and old.get("key") == digest(inputs):  # written by an older pplaw: absolute paths, same inputs
-            old["key"] = key
         if mode != "always" and old and old.get("status") == "done" and old.get("key") == key:
             self.log(f"[{name}] up to date (finished {old.get('finished_at')}, took {old.get('seconds', 0):.1f} s)")
             self.results.append(StageResult(name, old["outputs"], 0.0, True, key, old.get("seconds")))
@@ -117,7 +114,7 @@ class Stages:
         if mode != "atomic":
             key_file = final / ".stage_key"
             check_owned(final, name)
-            if mode == "inplace" and key_file.is_file() and key_file.read_text().strip() not in (key, digest(inputs)):
+            if mode == "inplace" and key_file.is_file() and key_file.read_text().strip() != key:
                 shutil.rmtree(final)  # partial work of other inputs: it cannot be resumed
             final.mkdir(parents=True, exist_ok=True)
             mark(final, name)
@@ -153,24 +150,16 @@ def mark(folder: Path, name: str) -> None:
         marker.write_text(f"pplaw stage {name}\n", encoding="utf-8")
 
 
-def is_owned(folder: Path, name: str) -> bool:
-    """Whether ``folder`` may be deleted or replaced by pplaw: it is missing or empty, holds the marker, or
-    (an older pplaw's) holds a ``stage.json`` of stage ``name``."""
+def is_owned(folder: Path) -> bool:
+    """Whether ``folder`` may be deleted or replaced by pplaw: it is missing or empty, or holds the marker."""
     if not folder.exists():
         return True
-    if not folder.is_dir():
-        return False
-    if (folder / MARKER).is_file() or not any(folder.iterdir()):
-        return True
-    try:
-        return json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("stage") == name
-    except (OSError, ValueError, AttributeError):
-        return False
+    return folder.is_dir() and ((folder / MARKER).is_file() or not any(folder.iterdir()))
 
 
 def check_owned(folder: Path, name: str) -> None:
     """Raise :class:`RunDirError` unless pplaw may replace ``folder`` (see :func:`is_owned`)."""
-    if not is_owned(folder, name):
+    if not is_owned(folder):
         what = "a file" if folder.exists() and not folder.is_dir() else "a folder"
         raise RunDirError(f"{str(folder)!r} is {what} that pplaw did not write (no {MARKER} marker): pplaw needs "
                           f"that path for its {name!r} stage and never deletes what is not its own; move it away "
@@ -199,13 +188,12 @@ def claim_run_dir(root: str | os.PathLike) -> Path:
     """Make ``root`` a pplaw run directory: created if missing, and marked (``.pplaw_run``).
 
     Refused (:class:`RunDirError`, naming the path) when ``root`` is a file, or a folder that is neither
-    empty nor a pplaw run directory (marker, or an older pplaw's ``recipe.json``): pplaw would write its
+    empty nor a pplaw run directory (its marker): pplaw would write its
     stage folders and reports among files that are not its own."""
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise RunDirError(f"--out {str(root)!r} is a file, not a folder; choose a folder for the run")
-    if root.is_dir() and any(root.iterdir()) and not (root / RUN_MARKER).is_file() \
-            and not (root / "recipe.json").is_file():
+    if root.is_dir() and any(root.iterdir()) and not (root / RUN_MARKER).is_file():
         raise RunDirError(f"--out {str(root)!r} is a folder that is not empty and not a pplaw run directory (no "
                           f"{RUN_MARKER} marker): pplaw will not write its stages among files it did not write; "
                           f"choose a new or empty folder")

@@ -1,7 +1,7 @@
 """Train and evaluate many runs (the sweep's grid points, the final comparison), resumably.
 
 Each run has a folder ``<stage>/<run id>/`` holding ``spec.json`` (what this run is: its ``pplaw train``
-options and where it comes from in the plan), then what :mod:`pplaw.cpt` writes (``run_record.json``,
+options and where it comes from in the plan), then what :mod:`pplaw.train.cpt` writes (``run_record.json``,
 ``model/``, ``training_curve.png``) and ``train.log`` (the trainer's output). A run is *finished* when its
 record says ``evaluated`` and its ``spec.json`` matches: it is never trained again. A run whose spec
 changed (another recipe) is deleted and redone. A run whose training fails gets ``failed.json`` (error
@@ -62,11 +62,6 @@ class RunSpec:
         directory keeps its finished runs)."""
         return digest({"cpt": self._keyed(), "meta": self.meta}, self.root)
 
-    @property
-    def keys(self) -> tuple[str, ...]:
-        """Keys that mean this very run: :attr:`key`, and that of an older pplaw (absolute paths)."""
-        return (self.key, digest({"cpt": self._keyed(), "meta": self.meta}))
-
     def _keyed(self) -> dict[str, Any]:
         # where the training logs go does not change what a run computes: keyed as the "none" every run had
         # before TensorBoard logging, so installing tensorboard does not re-run a finished sweep
@@ -75,7 +70,7 @@ class RunSpec:
 
 def cpt_options(recipe: RunRecipe, inp: Inputs, *, train_data: Path, run_dir: Path, indices: Path | None,
                 tokens: int, replay_ratio: float, seed: int, bench: dict[str, Any] | None) -> dict[str, Any]:
-    """The flat ``pplaw train`` options of one run (``pplaw.cpt.CPTConfig``, ``EvalConfig``, training args).
+    """The flat ``pplaw train`` options of one run (``pplaw.train.cpt.CPTConfig``, ``EvalConfig``, training args).
 
     ``inp``: the resolved inputs (base model, tokenizer, general data, held-out sets); ``train_data``: the
     scored chunks the run's ``indices`` select from; ``bench``: the benchmark options (:func:`bench_options`)
@@ -120,13 +115,13 @@ def report_to(value: str) -> str:
 
 def bench_options(recipe: RunRecipe, inp: Inputs) -> dict[str, Any]:
     """EvalConfig options for the domain and general benchmarks: suites by name, other entries as tasks."""
-    from pplaw import tasks as T
+    from pplaw import tasks as bench_tasks
 
     ev = recipe.evaluate
     names = list(dict.fromkeys(ev.domain_benchmarks + ev.general_benchmarks))
     if not names:
         return {}
-    known = set(T.suites())
+    known = set(bench_tasks.suites())
     return {"suites": [n for n in names if n in known], "tasks": [n for n in names if n not in known],
             "task_source": ev.task_source, "task_data": ev.task_data,
             "task_include_path": list(ev.task_include_path) + list(inp.task_include_path or []),
@@ -159,7 +154,7 @@ def is_finished(spec: RunSpec) -> bool:
         rec = runs.read_record(spec.dir)
     except Exception:  # noqa: BLE001 - no, or an unreadable, spec/record: not finished
         return False
-    return old.get("key") in spec.keys and rec.get("status") == "evaluated"
+    return old.get("key") == spec.key and rec.get("status") == "evaluated"
 
 
 def prepare_dir(spec: RunSpec) -> None:
@@ -167,7 +162,7 @@ def prepare_dir(spec: RunSpec) -> None:
     path = spec.dir / SPEC
     if path.is_file():
         try:
-            same = json.loads(path.read_text(encoding="utf-8")).get("key") in spec.keys
+            same = json.loads(path.read_text(encoding="utf-8")).get("key") == spec.key
         except (OSError, ValueError):
             same = False
         if not same:
@@ -218,7 +213,7 @@ def train_one(spec: RunSpec, launcher: str = "inprocess", accelerate_config: str
             if proc.returncode != 0:
                 raise RuntimeError(f"`{' '.join(cmd)}` exited with {proc.returncode}; see {spec.dir / LOG}")
         else:
-            from pplaw import cpt
+            from pplaw.train import cpt
 
             with _captured(spec.dir / LOG, fd_level=in_worker):
                 cfg, ecfg, targs = cpt.parse_args([], yaml_overrides=spec.cpt)

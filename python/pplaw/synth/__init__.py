@@ -90,9 +90,10 @@ def build_world(config: WorldConfig | None = None, out_dir: str | Path = "pplaw_
     in other directories with the same general corpus and model settings reuse them.
     """
     from pplaw.synth import tasks as TK
-    from pplaw.synth import text as T
+    from pplaw.synth import text
     from pplaw.synth.base_model import cached_base_hash, cut_to_tokens, load_base, pretrain_base_model
-    from pplaw.synth.io import atomic_write_text, write_jsonl
+    from pplaw._atomic import atomic_write_text
+    from pplaw.synth.io import write_jsonl
 
     config = config or WorldConfig()
     if not isinstance(config, WorldConfig):
@@ -107,13 +108,13 @@ def build_world(config: WorldConfig | None = None, out_dir: str | Path = "pplaw_
     seed, limit = config.seed, config.doc_tokens - 1  # minus one: BOS is prepended
 
     taken: set[str] = set()
-    gkb = T.make_general_kb(seed, config.n_countries, config.n_cities, config.n_people, taken)
-    dkb = T.make_domain_kb(seed, config.n_diseases, config.n_drugs, config.n_hard_drugs, config.n_enzymes, taken,
+    gkb = text.make_general_kb(seed, config.n_countries, config.n_cities, config.n_people, taken)
+    dkb = text.make_domain_kb(seed, config.n_diseases, config.n_drugs, config.n_hard_drugs, config.n_enzymes, taken,
                             zipf=config.fact_zipf)
     reserved = frozenset(taken)  # every invented entity name of the world
     n_sent = max(4, config.doc_tokens // 5)  # more sentences than fit: documents are then cut to `limit` tokens
-    rng = T.stream(seed, "general-corpus")
-    general_raw = [T.general_doc(gkb, rng, n_sent, reserved) for _ in range(config.general_docs)]
+    rng = text.stream(seed, "general-corpus")
+    general_raw = [text.general_doc(gkb, rng, n_sent, reserved) for _ in range(config.general_docs)]
 
     # Base model: reuse when its recorded hash matches (here or in cache_dir); else train and cache it.
     timings = {}
@@ -142,20 +143,20 @@ def build_world(config: WorldConfig | None = None, out_dir: str | Path = "pplaw_
 
     general = cut(general_raw)
     write_jsonl(world.general_corpus, ({"doc_id": i, "text": t} for i, t in enumerate(general)))
-    rng = T.stream(seed, "general-val")
-    general_val = cut([T.general_doc(gkb, rng, n_sent, reserved) for _ in range(config.general_val_docs)])
+    rng = text.stream(seed, "general-val")
+    general_val = cut([text.general_doc(gkb, rng, n_sent, reserved) for _ in range(config.general_val_docs)])
     write_jsonl(world.general_val, ({"doc_id": i, "text": t} for i, t in enumerate(general_val)))
 
     # Domain corpus: exact kind counts (largest remainder), kinds interleaved in random order.
-    kinds = _kind_sequence(config, config.domain_docs, T.stream(seed, "domain-kinds"))
-    words = T.vocabulary(gkb, dkb)
+    kinds = _kind_sequence(config, config.domain_docs, text.stream(seed, "domain-kinds"))
+    words = text.vocabulary(gkb, dkb)
     gens = {
-        "redundant": lambda r: T.general_doc(gkb, r, n_sent, reserved),
-        "learnable": lambda r: T.learnable_doc(dkb, r, n_sent),
-        "hard": lambda r: T.hard_doc(dkb, r, n_sent),
-        "noise": lambda r: T.noise_doc(words, r, config.doc_tokens, config.noise_char_fraction),
+        "redundant": lambda r: text.general_doc(gkb, r, n_sent, reserved),
+        "learnable": lambda r: text.learnable_doc(dkb, r, n_sent),
+        "hard": lambda r: text.hard_doc(dkb, r, n_sent),
+        "noise": lambda r: text.noise_doc(words, r, config.doc_tokens, config.noise_char_fraction),
     }
-    streams = {k: T.stream(seed, f"domain-{k}") for k in T.KINDS}
+    streams = {k: text.stream(seed, f"domain-{k}") for k in text.KINDS}
     domain = cut([gens[k](streams[k]) for k in kinds])
     write_jsonl(world.domain_corpus, ({"doc_id": i, "text": t} for i, t in enumerate(domain)))
     write_jsonl(world.domain_kinds, ({"doc_id": i, "kind": k} for i, k in enumerate(kinds)))
@@ -165,7 +166,7 @@ def build_world(config: WorldConfig | None = None, out_dir: str | Path = "pplaw_
     total = sum(val_cfg.values()) or 1.0
     n_learn = round(config.domain_val_docs * val_cfg["learnable"] / total)
     val_kinds = ["learnable"] * n_learn + ["hard"] * (config.domain_val_docs - n_learn)
-    vstreams = {k: T.stream(seed, f"domain-val-{k}") for k in ("learnable", "hard")}
+    vstreams = {k: text.stream(seed, f"domain-val-{k}") for k in ("learnable", "hard")}
     val = cut([gens[k](vstreams[k]) for k in val_kinds])
     write_jsonl(world.domain_val, ({"doc_id": i, "text": t} for i, t in enumerate(val)))
     write_jsonl(world.root / "diagnostics" / "domain_val_kinds.jsonl",
@@ -179,7 +180,7 @@ def build_world(config: WorldConfig | None = None, out_dir: str | Path = "pplaw_
     atomic_write_text(world.facts, json.dumps({"general": dataclasses.asdict(gkb), "domain": dataclasses.asdict(dkb)},
                                               indent=1, sort_keys=True))
     timings["world_seconds"] = time.perf_counter() - t0
-    counts = {k: kinds.count(k) for k in T.KINDS}
+    counts = {k: kinds.count(k) for k in text.KINDS}
     manifest = {"world_hash": config.world_hash(), "base_hash": base_hash, "config": config.to_dict(),
                 "domain_kind_counts": counts, "timings": timings,
                 "files": {k: str(Path(v).relative_to(world.root)) for k, v in world.to_dict().items()

@@ -243,7 +243,8 @@ def check_world(world_config: WorldConfig, cfg: CheckConfig, progress: bool = Tr
     from tqdm.auto import tqdm
 
     from pplaw.synth.base_model import chunk_nll, encode, load_base
-    from pplaw.synth.io import atomic_write_text, read_jsonl
+    from pplaw._atomic import atomic_write_text
+    from pplaw.synth.io import read_jsonl
 
     torch.set_num_threads(cfg.check_threads)
     out = Path(cfg.out)

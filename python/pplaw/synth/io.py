@@ -1,4 +1,4 @@
-"""JSONL helpers for the synthetic world (the atomic writes are :mod:`pplaw._io`'s, re-exported here)."""
+"""JSONL helpers for the synthetic world (written atomically, :mod:`pplaw._atomic`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-from pplaw._io import atomic_write_text  # noqa: F401  (re-exported)
+from pplaw._atomic import atomic_write_text
 from pplaw.exceptions import SerializationError
 
 

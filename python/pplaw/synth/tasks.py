@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from pplaw.synth import text as T
+from pplaw.synth import text
 
 # relation -> (template whose prefix before the answer slot is the stem, answer slot, question wording)
 GENERAL_MC = {
@@ -53,13 +53,13 @@ def _question(rng: random.Random, qid: str, kind: str, relation: str, spec: tupl
     return q
 
 
-def general_questions(kb: T.GeneralKB, seed: int) -> list[dict]:
+def general_questions(kb: text.GeneralKB, seed: int) -> list[dict]:
     """One question per general fact (people's four relations and each country's capital)."""
-    rng = T.stream(seed, "general-mcq")
-    pools = {"city": list(kb.city_country), "job": T.JOBS, "pet": T.PETS, "food": T.FOODS}
+    rng = text.stream(seed, "general-mcq")
+    pools = {"city": list(kb.city_country), "job": text.JOBS, "pet": text.PETS, "food": text.FOODS}
     out = []
     for p in kb.people:
-        for rel, slots in T.general_facts(kb, p):
+        for rel, slots in text.general_facts(kb, p):
             spec = GENERAL_MC[rel]
             out.append(_question(rng, f"general-{rel}-{p}", "general", rel, spec, slots, pools[spec[1]]))
     for c in kb.countries:
@@ -68,39 +68,39 @@ def general_questions(kb: T.GeneralKB, seed: int) -> list[dict]:
     return out
 
 
-def asked_drugs(kb: T.DomainKB, seed: int, n: int) -> tuple[list[str], list[str]]:
+def asked_drugs(kb: text.DomainKB, seed: int, n: int) -> tuple[list[str], list[str]]:
     """The learnable and hard drugs the benchmark asks about: all of them (``n`` 0 or >= the count), else
     ``n`` of each drawn by popularity without replacement, kept in list order (a benchmark asks mostly about
     what text often talks about, and sometimes about the long tail)."""
-    rng = T.stream(seed, "domain-mcq-drugs")
+    rng = text.stream(seed, "domain-mcq-drugs")
     picks = []
     for drugs, weights in ((kb.drugs, kb.drug_weight), (kb.hard_drugs, kb.hard_weight)):
         if n <= 0 or n >= len(drugs):
             picks.append(list(drugs))
         else:
-            chosen = set(T.weighted_sample(rng, drugs, weights or [1.0] * len(drugs), n))
+            chosen = set(text.weighted_sample(rng, drugs, weights or [1.0] * len(drugs), n))
             picks.append([d for d in drugs if d in chosen])
     return picks[0], picks[1]
 
 
-def domain_questions(kb: T.DomainKB, seed: int, n_drugs: int = 0) -> list[dict]:
+def domain_questions(kb: text.DomainKB, seed: int, n_drugs: int = 0) -> list[dict]:
     """One question per learnable fact and per hard fact (kinds ``learnable`` and ``hard``) of the drugs
     :func:`asked_drugs` picks, plus every disease's organ and every enzyme's inhibitor."""
     drugs, hard_drugs = asked_drugs(kb, seed, n_drugs)
-    rng = T.stream(seed, "domain-mcq")
+    rng = text.stream(seed, "domain-mcq")
     out = []
-    pools = {"disease": kb.diseases, "symptom": T.SYMPTOMS, "form": T.FORMS, "organ": list(T.ORGANS)}
+    pools = {"disease": kb.diseases, "symptom": text.SYMPTOMS, "form": text.FORMS, "organ": list(text.ORGANS)}
     for drug in drugs:
-        for rel, slots in T.learnable_facts(kb, drug):
+        for rel, slots in text.learnable_facts(kb, drug):
             if rel != "organ":  # organ facts belong to diseases: asked once per disease below
                 spec = LEARNABLE_MC[rel]
                 out.append(_question(rng, f"learnable-{rel}-{drug}", "learnable", rel, spec, slots, pools[spec[1]]))
     for disease in kb.diseases:
         out.append(_question(rng, f"learnable-organ-{disease}", "learnable", "organ", LEARNABLE_MC["organ"],
                              {"disease": disease, "organ": kb.organ[disease]}, pools["organ"]))
-    pools = {"enzyme": kb.enzymes, "dose": T.HARD_DOSES, "disease": kb.diseases}
+    pools = {"enzyme": kb.enzymes, "dose": text.HARD_DOSES, "disease": kb.diseases}
     for hard in hard_drugs:
-        for rel, slots in T.hard_facts(kb, hard):
+        for rel, slots in text.hard_facts(kb, hard):
             if rel != "inhibitor":  # inhibitor facts belong to enzymes: asked once per enzyme below
                 spec = HARD_MC[rel]
                 out.append(_question(rng, f"hard-{rel}-{hard}", "hard", rel, spec, slots, pools[spec[1]]))
@@ -173,6 +173,6 @@ def _yaml_quote(s: str) -> str:
 
 
 def _atomic_write(path: Path, content: str) -> None:
-    from pplaw.synth.io import atomic_write_text
+    from pplaw._atomic import atomic_write_text
 
     atomic_write_text(path, content)

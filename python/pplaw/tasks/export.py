@@ -14,7 +14,7 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
-from pplaw._io import atomic_write
+from pplaw._atomic import atomic_write
 from pplaw.exceptions import ConfigError, PplawError
 from pplaw.tasks import catalog, leaf_tasks, online_name, suites
 

@@ -15,7 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
-from pplaw._io import atomic_write_lines
+from pplaw._atomic import atomic_write_lines
 from pplaw.exceptions import EmptyInputError, InvalidInputError, SerializationError
 
 FIELDS = ("QUESTION", "CONTEXTS", "LABELS", "MESHES", "YEAR", "reasoning_required_pred", "reasoning_free_pred",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pplaw._io import atomic_write_text
+from pplaw._atomic import atomic_write_text
 from pplaw.pipeline.analysis import analyse
 from pplaw.pipeline.report import sections
 from pplaw.pipeline.report.context import ReportContext

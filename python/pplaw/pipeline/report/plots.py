@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pplaw._io import save_figure
+from pplaw._atomic import save_figure
 from pplaw.pipeline.analysis import METHOD_ORDER, METRICS
 
 

@@ -234,7 +234,7 @@ def _d_slopes(ctx: ReportContext, a: Analysis) -> None:
     lo, hi = a.detail["d_slope_range"]
     base = (f"the regimes' own log-log slopes of {ctx.recipe.fit.target} in D range from {slopes[lo]:.3g} ({lo}) to "
             f"{slopes[hi]:.3g} ({hi})")
-    if a_d is None:  # a law whose data exponent depends on the regime (regime_d, logquad, spline)
+    if a_d is None:  # a law whose data exponent depends on the regime (regime_d, spline)
         text = (f"Scaling with D: the chosen law gives each regime its own data exponent; {base}.")
     else:
         text = f"Scaling with D: the law has one D exponent for every regime (aD = {fmt(a_d)}); {base}."

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from pplaw.exceptions import InvalidInputError
-from pplaw.laws.engine import Param, register
+from pplaw.laws.engine import Param
+from pplaw.laws.registry import register
 from pplaw.laws.perplexity import PerplexityLaw, _sym
 
 if TYPE_CHECKING:  # pragma: no cover

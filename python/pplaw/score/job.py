@@ -28,7 +28,7 @@ from typing import Any, Callable, Literal
 import yaml
 
 from pplaw._checks import at_least, folder, one_of
-from pplaw._io import atomic_write
+from pplaw._atomic import atomic_write
 from pplaw.exceptions import ConfigError, EmptyInputError, InvalidInputError, MissingColumnError
 
 BUILDERS = {".txt": "text", ".text": "text", ".jsonl": "json", ".json": "json", ".ndjson": "json",
@@ -262,8 +262,8 @@ def run_score(cfg: ScoreConfig, *, log: Callable[[str], None] = _stderr, part: t
     import pyarrow.parquet as pq
     from tqdm.auto import tqdm
 
-    from pplaw.chunking import chunk_texts
-    from pplaw.scoring import PerplexityScorer
+    from pplaw.score.chunking import chunk_texts
+    from pplaw.score.scorer import PerplexityScorer
 
     if part is not None and not (len(part) == 2 and 0 <= part[0] < part[1]):
         raise ConfigError(f"pplaw score: part must be (task index, number of tasks) with 0 <= index < tasks, got {part}")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pplaw.pipeline.choose import trust_gain
+from pplaw.pipeline.select import trust_gain
 
 
 def test_a_gain_beyond_both_uncertainties_trusts_the_law():
@@ -31,3 +31,26 @@ def test_without_bootstrap_or_gap_error_the_held_out_mape_is_the_tolerance():
     assert decision == "law" and "3.0%" in why
     decision, why = trust_gain(0.07, None, None, None, 2.0, 0.95, "loss")
     assert decision == "law" and "no uncertainty measured" in why
+
+
+def test_the_band_decision_without_a_band_inside_the_hull_or_without_fallback():
+    """decide(): no band the law may search -> the best sweep regime; select.fallback off -> the law's band."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from pplaw.pipeline.select import BandChoice, LawBand, decide
+
+    bs = {"predicted": 2.0}
+    decision, why = decide(None, LawBand(None), bs, pd.DataFrame(), {}, True, "loss")
+    assert decision == "best_sweep" and "inside the hull" in why
+    pick = LawBand(pd.Series({"q_lo": 0.1, "q_hi": 0.3, "mu": 5.0, "sigma": 1.0, "predicted": 1.9}), 0)
+    assert decide(None, pick, bs, pd.DataFrame(), {}, False, "loss") == ("law", "")
+    # without draws and held-out rows the gain (0.1) is judged by nothing: the law's band, and the record says so
+    decision, why = decide(SimpleNamespace(level=0.9), pick, bs, pd.DataFrame(), {}, True, "loss")
+    assert decision == "law" and "no uncertainty measured" in why
+    assert pick.record() == {"band": [0.1, 0.3], "mu": 5.0, "sigma": 1.0, "loss": 1.9, "ci": {}, "loss_ci": None}
+    opt = {"selected": "law", "band": [0.1, 0.3], "mu": 5.0, "sigma": 1.0, "why": "w"}
+    choice = BandChoice(opt, bs)
+    assert choice.outputs() == {"optimum": opt, "best_sweep": bs, "bands": "bands.csv"}
+    assert choice.summary_line() == "selected (law): band [0.1, 0.3], mu* = 5, sigma* = 1; w"

@@ -1,8 +1,8 @@
 """Evaluation of one model: held-out domain/general loss and lm-evaluation-harness benchmark suites.
 
 - Held-out loss: token-weighted mean NLL (nats/token) over a validation set, computed with pplaw's own
-  scorer (:class:`pplaw.scoring.PerplexityScorer`): ``loss = sum(nll_sum) / sum(n_scored)`` over chunks,
-  ``ppl = exp(loss)``. Text is cut into chunks with :func:`pplaw.chunking.chunk_texts`, token chunks
+  scorer (:class:`pplaw.score.scorer.PerplexityScorer`): ``loss = sum(nll_sum) / sum(n_scored)`` over chunks,
+  ``ppl = exp(loss)``. Text is cut into chunks with :func:`pplaw.score.chunking.chunk_texts`, token chunks
   (``input_ids``) are scored as they are.
 - Benchmarks: ``lm_eval.simple_evaluate`` in-process, with an ``HFLM`` wrapped around the model and a
   ``TaskManager`` whose ``include_path`` holds the local task YAMLs (:mod:`pplaw.tasks`). Per task:
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pplaw import tasks as T
-from pplaw._checks import require
+from pplaw import tasks
+from pplaw._checks import at_least, integer, is_finite, require
 from pplaw.exceptions import ConfigError, InvalidInputError, PplawError
 
 log = logging.getLogger("pplaw.evaluate")
@@ -62,6 +62,23 @@ class EvalConfig:
     bench_bootstrap_iters: int = field(default=1000, metadata={"help": "Bootstrap iterations for non-mean stderrs."})
     eval_after_train: bool = field(default=True, metadata={"help": "Evaluate when `pplaw train` finishes."})
 
+    def __post_init__(self) -> None:
+        # checked when `pplaw train` / `pplaw evaluate` parse their arguments, before a model is loaded
+        check_evaluation(self, "--")
+        integer(self.eval_chunk_tokens, "--eval_chunk_tokens", 2, optional=True)
+        integer(self.bench_bootstrap_iters, "--bench_bootstrap_iters", 0)
+
+
+def check_evaluation(e: Any, key: str) -> None:
+    """The value checks of the evaluation options, wherever they are set: the recipe's evaluate section
+    (``key="evaluate."``) and the commands' :class:`EvalConfig` (``key="--"``)."""
+    require(e.bench_limit is None or (is_finite(e.bench_limit) and e.bench_limit > 0), f"{key}bench_limit",
+            "be > 0", e.bench_limit)
+    at_least(e.num_fewshot, f"{key}num_fewshot", 0, optional=True)
+    for name in ("bench_batch_size", "eval_tokens_per_batch"):
+        at_least(getattr(e, name), f"{key}{name}", 1)
+    at_least(e.eval_max_chunks, f"{key}eval_max_chunks", 1, optional=True)
+
 
 def wants_evaluation(ecfg: EvalConfig) -> bool:
     return bool(ecfg.domain_eval_data or ecfg.general_eval_data or ecfg.suites or ecfg.tasks)
@@ -74,8 +91,8 @@ def wants_evaluation(ecfg: EvalConfig) -> bool:
 def heldout_token_ids(data: str, tokenizer, *, text_column: str = "text", chunk_tokens: int = 1024,
                       max_chunks: int | None = None, what: str = "held-out set") -> list:
     """The token-id chunks of a held-out set (as stored, or cut from text with ``chunk_texts``)."""
-    from pplaw.chunking import chunk_texts
-    from pplaw.cpt_data import load_table
+    from pplaw.score.chunking import chunk_texts
+    from pplaw.train.data import load_table
     from pplaw.exceptions import MissingColumnError
 
     ds = load_table(data, what=what)
@@ -95,7 +112,7 @@ def heldout_token_ids(data: str, tokenizer, *, text_column: str = "text", chunk_
 
 def heldout_loss(model, tokenizer, token_ids: list, *, tokens_per_batch: int = 16384) -> dict[str, Any]:
     """``{"loss", "ppl", "n_tokens", "n_chunks"}``: token-weighted mean NLL of ``token_ids`` under ``model``."""
-    from pplaw.scoring import PerplexityScorer
+    from pplaw.score.scorer import PerplexityScorer
 
     out = PerplexityScorer(model, tokenizer, max_tokens_per_batch=tokens_per_batch).score_token_ids(token_ids)
     n = int(out["n_scored"].sum())
@@ -130,30 +147,30 @@ def plan_benchmarks(ecfg: EvalConfig, workdir: str | Path) -> tuple[list[str], d
     """
     from lm_eval.tasks import TaskManager
 
-    source = T.resolve_source(ecfg.task_source)
+    source = tasks.resolve_source(ecfg.task_source)
     extra = _suite_definitions(ecfg.suite_definitions)
-    leaves, groups = T.catalog()
-    suites: dict[str, list[str]] = {s: T.suite_members(s, source, extra) for s in ecfg.suites}
+    leaves, groups = tasks.catalog()
+    suites: dict[str, list[str]] = {s: tasks.suite_members(s, source, extra) for s in ecfg.suites}
     names = [n for members in suites.values() for n in members]
-    names += [T.local_name(t) if source == "local" and (t in leaves or t in groups) else t for t in ecfg.tasks]
+    names += [tasks.local_name(t) if source == "local" and (t in leaves or t in groups) else t for t in ecfg.tasks]
     names = list(dict.fromkeys(names))  # dedupe, keep order
     include = [str(Path(p).expanduser().resolve()) for p in ecfg.task_include_path]
     for p in include:
         if not Path(p).is_dir():
             raise InvalidInputError(f"task_include_path {p!r} is not a directory")
-    local = [n for n in names if n.endswith(T.LOCAL_SUFFIX) and T.online_name(n) in {**leaves, **groups}]
+    local = [n for n in names if n.endswith(tasks.LOCAL_SUFFIX) and tasks.online_name(n) in {**leaves, **groups}]
     if local:
-        data = T.resolve_data_dir(ecfg.task_data)
-        T.check_local_data(local, data)
-        include.insert(0, str(T.render_local_tasks(data, Path(workdir) / "lm_eval_tasks")))
+        data = tasks.resolve_data_dir(ecfg.task_data)
+        tasks.check_local_data(local, data)
+        include.insert(0, str(tasks.render_local_tasks(data, Path(workdir) / "lm_eval_tasks")))
     # lm-eval's own index takes seconds to build: only when a name is not local.
     tm = TaskManager(include_path=include or None, include_defaults=False) if include else None
     if tm is None or any(n not in tm.all_tasks for n in names):
         tm = TaskManager(include_path=include or None, include_defaults=True)
-    known = set(tm.all_tasks) | set(T.suites()) | set(extra)
+    known = set(tm.all_tasks) | set(tasks.suites()) | set(extra)
     for n in names:
         if n not in tm.all_tasks:
-            hint = T.did_you_mean(n, known)
+            hint = tasks.did_you_mean(n, known)
             raise ConfigError(f"unknown benchmark task {n!r}{hint or ' (no similar task name)'}; `lm_eval ls tasks` "
                               f"lists lm-eval's tasks, `pplaw tasks list` the suites")
     return names, suites, tm
@@ -227,11 +244,11 @@ def run_benchmarks(model, tokenizer, ecfg: EvalConfig) -> dict[str, Any]:
         except PplawError:
             raise
         except Exception as err:  # a Hub dataset out of reach, a broken task YAML: say where it happened
-            raise PplawError(f"lm-eval failed on tasks {names} (task_source={T.resolve_source(ecfg.task_source)}): "
+            raise PplawError(f"lm-eval failed on tasks {names} (task_source={tasks.resolve_source(ecfg.task_source)}): "
                              f"{type(err).__name__}: {err}. Offline? use task_source=local with exported data "
                              f"(`pplaw tasks export`)") from err
     out = summarize(results, suites)
-    out.update(source=T.resolve_source(ecfg.task_source), limit=ecfg.bench_limit, num_fewshot=ecfg.num_fewshot,
+    out.update(source=tasks.resolve_source(ecfg.task_source), limit=ecfg.bench_limit, num_fewshot=ecfg.num_fewshot,
                requested=names)
     return out
 

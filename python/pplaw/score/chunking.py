@@ -112,7 +112,7 @@ class TextChunker:
         register_datasets_hashing(type(self))
 
     # datasets' fingerprint hashes the function's pickle: keep the mutable counters out of it, else two
-    # identical ds.map calls would get different fingerprints (see pplaw.scoring for the registration)
+    # identical ds.map calls would get different fingerprints (see pplaw.score.scorer for the registration)
     def _fingerprint_state(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k not in ("stats", "_warned")}
 

@@ -1,7 +1,7 @@
 """The options of one CPT run that need no training library: :class:`CPTConfig` (what the run trains on) and
 :class:`TrainingDefaults` (the training arguments pplaw gives its own defaults and help).
 
-:mod:`pplaw.cpt` builds ``pplaw train``'s configuration from them (``CPTTrainingArguments``, TRL's
+:mod:`pplaw.train.cpt` builds ``pplaw train``'s configuration from them (``CPTTrainingArguments``, TRL's
 ``SFTConfig``, takes the ``TrainingDefaults`` fields with :func:`pplaw.config.borrow`), and the ``train``
 section of the ``pplaw run`` recipe borrows from both, so neither declares these options a second time.
 This module imports no torch/transformers/trl: a recipe loads fast.

@@ -6,7 +6,7 @@ Run it as::
     pplaw train --config recipe.yaml            # same thing, one process
 
 The recipe holds three groups of options (all flat keys; see ``pplaw train --help``): :class:`CPTConfig`
-(model, domain subset, replay, budget), :class:`pplaw.evaluate.EvalConfig` (held-out losses and benchmark
+(model, domain subset, replay, budget), :class:`pplaw.train.evaluate.EvalConfig` (held-out losses and benchmark
 suites run after training) and :class:`CPTTrainingArguments` (TRL's ``SFTConfig`` with CPT defaults: loss on
 every token, wrapped packing to ``max_length`` tokens, cosine schedule with warmup, bf16 only on a GPU).
 
@@ -31,14 +31,14 @@ from trl import SFTConfig
 
 from pplaw import runs
 from pplaw._checks import require
-from pplaw._io import jsonable
+from pplaw._atomic import jsonable
 from pplaw.config import borrow
-from pplaw.cpt_data import build_mixture, check_ratio, load_table, subset_stats
-from pplaw.cpt_options import DTYPES, CPTConfig, TrainingDefaults, check_training  # noqa: F401  (re-exported)
-from pplaw.evaluate import EvalConfig, evaluate_run, wants_evaluation
+from pplaw.train.data import build_mixture, check_ratio, load_table, subset_stats
+from pplaw.train.options import CPTConfig, TrainingDefaults, check_training
+from pplaw.train.evaluate import EvalConfig, evaluate_run, wants_evaluation
 from pplaw.exceptions import ConfigError
 from pplaw.io import read_indices
-from pplaw.runs import CURVE_PNG, FINAL_DIR  # noqa: F401  (the run-directory layout, defined in runs.py)
+from pplaw.runs import CURVE_PNG, FINAL_DIR
 
 log = logging.getLogger("pplaw.cpt")
 @dataclass
