@@ -303,6 +303,45 @@ def plan_workers(requested: int, threads: int) -> tuple[int, int, list[str] | No
     return requested, threads, (gpus if gpus and requested > 1 else None)
 
 
+TWIN = "twin_of.json"  # in a run folder that reuses an identical run's result instead of training again
+
+
+def twin_key(spec: RunSpec) -> str:
+    """What a run computes, whatever it is called and where it lives: its options without its name and folders,
+    and its subset's row positions instead of the indices file's path. Two runs with one twin key train the same
+    model on the same tokens in the same order (DOS and the best-sweep baseline, when DOS takes the best sweep
+    regime: in every fresh seed so far, three runs of the quickstart's 18 were trained twice)."""
+    import hashlib
+
+    import numpy as np
+
+    from pplaw.io import read_indices
+
+    opts = {k: v for k, v in spec.cpt.items() if k not in ("run_id", "output_dir", "domain_indices")}
+    rows = None
+    if spec.cpt.get("domain_indices"):
+        try:
+            rows = hashlib.sha256(np.ascontiguousarray(read_indices(spec.cpt["domain_indices"])[0],
+                                                       dtype=np.int64).tobytes()).hexdigest()
+        except Exception:  # noqa: BLE001 - an unreadable indices file: the run is its own (it fails on its own)
+            rows = f"unreadable:{spec.cpt['domain_indices']}"
+    return digest({"cpt": opts, "rows": rows})
+
+
+def adopt(twin: RunSpec, done: RunSpec) -> dict[str, Any]:
+    """Give ``twin`` the finished result of the identical run ``done``: its spec (its own key, so it counts as
+    finished), ``done``'s run record (under the twin's id, with ``twin_of``), a pointer ``twin_of.json`` and a
+    link to ``done``'s model folder."""
+    prepare_dir(twin)
+    rec = runs.read_record(done.dir)
+    write_json_atomic(twin.dir / runs.RECORD_NAME, {**rec, "run_id": twin.id, "twin_of": done.id})
+    write_json_atomic(twin.dir / TWIN, {"twin_of": done.id, "dir": os.path.relpath(done.dir, twin.dir),
+                                        "why": "same options and subset rows: trained once"})
+    if (done.dir / "model").is_dir() and not (twin.dir / "model").exists():
+        (twin.dir / "model").symlink_to(os.path.relpath(done.dir / "model", twin.dir), target_is_directory=True)
+    return {"id": twin.id, "status": "ok", "twin_of": done.id}
+
+
 def run_all(specs: list[RunSpec], *, workers: int, threads: int, launcher: str = "inprocess",
             accelerate_config: str | None = None, desc: str = "runs",
             on_done: Callable[[RunSpec, dict], None] | None = None,
@@ -313,14 +352,23 @@ def run_all(specs: list[RunSpec], *, workers: int, threads: int, launcher: str =
     from tqdm.auto import tqdm
 
     results: dict[str, dict[str, Any]] = {}
-    todo = []
+    todo, done, twins = [], {}, {}
     for s in specs:
         if is_finished(s):
             results[s.id] = {"id": s.id, "status": "skipped"}
+            done.setdefault(twin_key(s), s)
         else:
             todo.append(s)
-    bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc=desc, unit="run", dynamic_ncols=True,
-               file=sys.stderr)
+    leaders: dict[str, RunSpec] = {}
+    for s in list(todo):  # a run identical to another is trained once: the other adopts its result
+        k = twin_key(s)
+        if k in done or k in leaders:
+            twins.setdefault(k, []).append(s)
+            todo.remove(s)
+        else:
+            leaders[k] = s
+    bar = tqdm(total=len(specs), initial=len(specs) - len(todo) - sum(map(len, twins.values())), desc=desc,
+               unit="run", dynamic_ncols=True, file=sys.stderr)
     n_failed = 0
 
     def finish(spec: RunSpec, res: dict[str, Any]) -> None:
@@ -333,6 +381,12 @@ def run_all(specs: list[RunSpec], *, workers: int, threads: int, launcher: str =
         bar.update(1)
         if on_done is not None:
             on_done(spec, res)
+        for twin in twins.pop(twin_key(spec), []) if res["status"] == "ok" else []:
+            finish(twin, adopt(twin, spec))
+
+    for k in [k for k in twins if k in done]:  # identical to a run finished before: nothing to train
+        for twin in twins.pop(k):
+            finish(twin, adopt(twin, done[k]))
 
     try:
         n, th, gpus = plan_workers(workers, threads)
@@ -373,6 +427,19 @@ def run_all(specs: list[RunSpec], *, workers: int, threads: int, launcher: str =
                     finish(s, res)
     finally:
         bar.close()
+    for k, left in twins.items():  # the run they were waiting for failed or was left running (--detach)
+        lead = leaders[k]
+        status = results.get(lead.id, {}).get("status")
+        try:
+            info = json.loads((lead.dir / FAILED).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            info = {"error_type": "RuntimeError", "error": f"ended with status {status!r}"}
+        for twin in left:
+            twin.dir.mkdir(parents=True, exist_ok=True)
+            results[twin.id] = ({"id": twin.id, "status": "submitted"} if status == "submitted" else
+                                record_failure(twin, info.get("error_type", "RuntimeError"),
+                                               f"{info.get('error')} (as the identical run {lead.id}, trained once "
+                                               "for both)", info.get("traceback", "")))
     return results
 
 
