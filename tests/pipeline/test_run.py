@@ -224,6 +224,21 @@ def test_held_out_leaders_run_after_the_sweep_and_the_law_is_scored_on_them(micr
     assert hold["validated"] and hold["n_val"] == 2
 
 
+def test_final_runs_identical_to_another_are_trained_once(micro_run):
+    """The micro run's DOS takes the best sweep regime: its best_sweep runs are the same subsets with the same
+    options, so they adopt DOS's results (twin_of.json), and the comparison reports the same numbers."""
+    out, _, _, _ = micro_run
+    rows = {r["id"]: r for r in json.loads((out / "final" / "runs.json").read_text())}
+    sel = json.loads((out / "summary.json").read_text())["optimum"]["selected"]
+    assert sel == "best_sweep"  # the premise (if the micro world changes, this test must be re-thought)
+    for seed in json.loads((out / "recipe.json").read_text())["select"]["seeds"]:
+        twin = json.loads((out / "final" / f"best_sweep_s{seed}" / "twin_of.json").read_text())
+        assert twin["twin_of"] == f"dos_s{seed}"
+        assert rows[f"best_sweep_s{seed}"]["domain_loss"] == rows[f"dos_s{seed}"]["domain_loss"]
+        assert not (out / "final" / f"best_sweep_s{seed}" / "train.log").exists()  # never trained
+        assert not (out / "final" / f"random_s{seed}" / "twin_of.json").exists()
+
+
 def test_another_validation_family_keeps_the_fit_runs(micro_run, model_cache, tmp_path, capsys):
     """Switching plan.validation_family to 'window' on a finished run retrains no fit run; its held-out runs
     are then planned windows."""
