@@ -4,6 +4,9 @@ SCORED is a Parquet or JSONL file of scored chunks (one row per chunk: ``ppl``, 
 ``chunk_id``; see ``pplaw score``) or a directory of them (read in sorted path order). Writes to DIR:
 ``landscape.json`` (reload with ``pplaw.Landscape.load``), ``bins.parquet`` and ``bins.csv`` (one row per
 quantile bin) and ``landscape.png``; prints a summary. The readers and writers are :mod:`pplaw.io`'s.
+
+A directory is read shard by shard (:mod:`pplaw.stream`: bounded memory, quantile edges at the fine grid's
+resolution, relative PPL error <= 5e-4); ``--in-memory`` reads it into one table for exact edges.
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ class LandscapeConfig:
     tokens_column: str = field(default="n_scored", metadata={"help": "column with each chunk's scored-token count"})
     bins: int = field(default=100, metadata={"help": "number of token-weighted quantile bins"})
     no_plot: bool = field(default=False, metadata={"help": "skip landscape.png"})
+    in_memory: bool = field(default=False, metadata={
+        "help": "read a directory into one table (exact quantile edges) instead of shard by shard"})
+    executor: str = field(default="local", metadata={"help": "directories: run the shards here (local) or as "
+                                                             "Ray tasks (ray)"})
 
 
 def with_positional_input(argv: list[str]) -> list[str]:
@@ -75,8 +82,17 @@ def main(argv: list[str]) -> int:
     if cfg.bins < 1:
         raise ConfigError(f"pplaw landscape: --bins must be >= 1, got {cfg.bins}")
     folder(cfg.out, "pplaw landscape: --out")  # before reading: not a FileExistsError after the work
-    table, files, _ = read_scored(cfg.input, [cfg.ppl_column, cfg.tokens_column], ppl_column=cfg.ppl_column)
-    land = Landscape.from_arrow(table, ppl_column=cfg.ppl_column, tokens_column=cfg.tokens_column, n_bins=cfg.bins)
+    if Path(cfg.input).is_dir() and not cfg.in_memory:
+        from pplaw.stream import scan_dir
+
+        scan = scan_dir(cfg.input, ppl_column=cfg.ppl_column, tokens_column=cfg.tokens_column,
+                        executor=cfg.executor)
+        land, n_rows, files = scan.landscape(cfg.bins), scan.n_rows, scan.files
+    else:
+        table, files, _ = read_scored(cfg.input, [cfg.ppl_column, cfg.tokens_column], ppl_column=cfg.ppl_column)
+        land = Landscape.from_arrow(table, ppl_column=cfg.ppl_column, tokens_column=cfg.tokens_column,
+                                    n_bins=cfg.bins)
+        n_rows = table.num_rows
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -87,7 +103,7 @@ def main(argv: list[str]) -> int:
     if not cfg.no_plot:
         land.plot(out / "landscape.png", title=f"Perplexity landscape of {Path(cfg.input).name}")
         written.append("landscape.png")
-    print(f"read {table.num_rows:,} chunks from {len(files)} file(s) under {cfg.input}")
+    print(f"read {n_rows:,} chunks from {len(files)} file(s) under {cfg.input}")
     print(format_summary(land))
     print(f"wrote {', '.join(written)} to {out}")
     return 0
