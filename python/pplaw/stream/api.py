@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -252,7 +253,9 @@ def _cut_select(scan: Scan, budget: int, space: str, pwin: Any, qwin: Any, seed:
     pmin, pmax = (pwin or (0.0, math.inf))
     if qwin is not None:
         for q in qwin:
-            num = math.floor(q * float(1 << 53) + 0.5)  # the core's rounding of q to a fraction of 2^53
+            # the core's (q * 2^53).round(): half away from zero, in exact rationals (x + 0.5 in floats
+            # rounds to even above 2^52)
+            num = math.floor(Fraction(q) * (1 << 53) + Fraction(1, 2))
             t = -(-(num * scan.grid.n_tokens) // (1 << 53))  # smallest token count reaching the fraction
             fracs.append(t)
             intervals.append(_quantile_interval(scan, t))
@@ -265,11 +268,7 @@ def _cut_select(scan: Scan, budget: int, space: str, pwin: Any, qwin: Any, seed:
     inwin = (mid >= est_lo) & (mid <= est_hi)
     if tilt is None:
         plan["order"] = "key"
-        w_est = max(float(tokens[inwin].sum()), 1.0)
-        nb = passes.n_bins(plan)
-        b = min(budget / w_est, 1.0) * nb
-        r = max(6.0, CAND_SPAN_KEY * b)
-        plan["cand_bins"] = (int(b - r), int(b + r))
+        plan["cand_bins"] = _candidate_bins(plan, budget / max(float(tokens[inwin].sum()), 1.0))
     else:
         x = np.log(mid[inwin]) if space == "log_ppl" else mid[inwin]
         w = tokens[inwin].astype(np.float64)
@@ -289,9 +288,7 @@ def _cut_select(scan: Scan, budget: int, space: str, pwin: Any, qwin: Any, seed:
                                          f"(from the landscape's grid)",
                                          {"mean": _mean_range(x, w, budget)}) from None
         plan.update(order="prio", lam=[float(v) for v in lam], center=center, scale=scale)
-        mid_bin = passes.PRIO_BINS // 2
-        r = int(math.ceil(CAND_SPAN_PRIO * passes.PRIO_BINS / (2 * passes.PRIO_RANGE)))
-        plan["cand_bins"] = (mid_bin - r, mid_bin + r)
+        plan["cand_bins"] = _candidate_bins(plan, None)
     args = [(str(f), s, scan.columns, plan) for f, s in zip(scan.files, scan.starts)]
     hist, cands, edges, below = None, [], [], [0] * len(intervals)
     for res in map_shards(passes.classify, args, executor=executor, desc=f"{what}: pass 2 (cut)",
@@ -338,6 +335,19 @@ def _cut_select(scan: Scan, budget: int, space: str, pwin: Any, qwin: Any, seed:
     del cand, edge, pool
     return _write_selection(scan, {"plan": plan}, out, executor, progress, request,
                             "exact" if tilt is None else "tilted", check)
+
+
+def _candidate_bins(plan: dict, frac: float | None) -> tuple[int, int]:
+    """The order-value bins whose members pass 2 keeps: around the predicted cut, the key at the budget's
+    share ``frac`` of the window's tokens (uniform draw) or priority 0 (the tilt makes the expected tokens
+    below priority 0 the budget). A cut outside costs one more pass, never a wrong result."""
+    if plan["order"] == "key":
+        b = min(frac, 1.0) * passes.n_bins(plan)
+        r = max(6.0, CAND_SPAN_KEY * b)
+        return int(b - r), int(b + r)
+    mid_bin = passes.PRIO_BINS // 2
+    r = int(math.ceil(CAND_SPAN_PRIO * passes.PRIO_BINS / (2 * passes.PRIO_RANGE)))
+    return mid_bin - r, mid_bin + r
 
 
 def _bins_of(rec: dict, plan: dict) -> np.ndarray:

@@ -110,8 +110,9 @@ def _check_piece(file: Path, table: pa.Table, cols: Columns) -> None:
     tok = table.column(cols.tokens)
     if not pa.types.is_integer(tok.type):
         raise InvalidInputError(f"{where}: column {cols.tokens!r} must hold integer token counts, got {tok.type}")
-    if len(tok) and pc.min(tok).as_py() < 0:
-        raise InvalidInputError(f"{where}: column {cols.tokens!r} has negative token counts")
+    if len(tok) and pc.min(tok).as_py() <= 0:
+        raise InvalidInputError(f"{where}: column {cols.tokens!r} must hold token counts > 0 (a chunk with no "
+                                f"scored tokens has no perplexity), min {pc.min(tok).as_py()}")
     if cols.chunk_id and cols.chunk_id in table.column_names:
         cid = table.column(cols.chunk_id)
         if not pa.types.is_integer(cid.type):

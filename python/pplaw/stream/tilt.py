@@ -38,8 +38,10 @@ def fit_tilt(x: np.ndarray, w: np.ndarray, budget: float, center: float, scale: 
     lam[0] = np.log(frac / (1 - frac)) if 0 < frac < 1 else 0.0
 
     def dual(l: np.ndarray) -> float:
-        eta = l @ phi
-        return float(np.sum(w * np.logaddexp(0.0, eta)) - l[act] @ tgt[act])
+        with np.errstate(invalid="ignore", over="ignore"):  # a diverging step: inf/nan, rejected below
+            eta = l @ phi
+            val = float(np.sum(w * np.logaddexp(0.0, eta)) - l[act] @ tgt[act])
+        return val if np.isfinite(val) else np.inf
 
     g_norm = np.inf
     for _ in range(200):
