@@ -183,3 +183,23 @@ def test_errors_name_the_shard_and_column(tmp_path):
         scan_dir(d, ppl_column="nll")
     with pytest.raises(pplaw.exceptions.ConfigError, match="executor"):
         scan_dir(d, executor="spark")
+
+
+@pytest.mark.parametrize("optimum", [{"mu": 14.0, "sigma": 6.0}, {"mu": 14.0, "sigma": 6.0, "band": [0.3, 0.7]}])
+def test_the_loops_select_stage_streams_the_same_subsets(shards, tmp_path, optimum):
+    """select.executor = stream (the default) draws DOS and the baselines from the scored directory: the
+    same indices files as select.executor = memory."""
+    from pplaw.pipeline.recipe import load_recipe
+    from pplaw.pipeline.select import select_subsets
+
+    table, d = shards
+    budget = int(np.asarray(table.column("n_scored")).sum() * 0.2)
+    got = {}
+    for ex in ("memory", "stream"):
+        recipe = load_recipe(overrides=[("baselines.methods", "[random, lowest_ppl]"), ("select.seeds", "[0, 3]"),
+                                        ("select.executor", ex)])
+        items = select_subsets(table, recipe, optimum, budget, tmp_path / ex, scored_dir=d)
+        got[ex] = (items, {i["indices"]: pq.read_table(tmp_path / ex / i["indices"]) for i in items})
+    assert got["memory"][0] == got["stream"][0]
+    for name, t in got["memory"][1].items():
+        assert t.equals(got["stream"][1][name]), name

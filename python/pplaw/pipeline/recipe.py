@@ -255,6 +255,10 @@ class SelectSection:
                              "at the budget wins) or 'free' (any subset matching (mu*, sigma*), which can be a "
                              "bimodal mix of the landscape's ends that no sweep run resembled).",
                      choices=["band", "free"])
+    executor: str = _f("stream", "How the final subsets are drawn from the scored shards: 'stream' (pplaw.stream: "
+                                 "shard by shard in bounded memory; the same subsets as in memory for band and "
+                                 "random draws, and for DOS up to 5 million chunks), 'ray' (the same passes as Ray "
+                                 "tasks) or 'memory' (one table).", choices=["stream", "ray", "memory"])
     fallback: bool = _f(True, "Select the best sweep regime instead when the law's predicted gain over it is "
                               "within the law's own uncertainty: the bootstrap CI of the difference, and the "
                               "held-out error on differences (the worst mispredicted gap between two validation "

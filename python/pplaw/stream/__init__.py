@@ -30,9 +30,9 @@ one), plus the selected row numbers (8 bytes per selected chunk). ``executor="ra
 work as a Ray task (same results).
 """
 
-from pplaw.stream.api import (EXACT_LIMIT, Scan, Selection, dos_dir, landscape_from_dir, sample_dir,
-                              scan_dir)
+from pplaw.stream.api import (EXACT_LIMIT, Scan, Selection, dos_dir, drawer, landscape_from_dir,
+                              sample_dir, scan_dir)
 from pplaw.stream.shards import chunk_keys
 
-__all__ = ["EXACT_LIMIT", "Scan", "Selection", "chunk_keys", "dos_dir", "landscape_from_dir", "sample_dir",
+__all__ = ["EXACT_LIMIT", "Scan", "Selection", "chunk_keys", "dos_dir", "drawer", "landscape_from_dir", "sample_dir",
            "scan_dir"]

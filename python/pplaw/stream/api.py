@@ -483,3 +483,21 @@ def _check_tolerance(st: dict, mean: float | None, std: float | None, request: d
 
 
 S_MEAN_TOL, S_STD_TOL = 0.01, 0.02  # the core's promise for realisable targets (rust/src/sample.rs)
+
+
+def drawer(table: Any, scored_dir: Any = None, executor: str = "memory") -> tuple[Any, Any]:
+    """``(sample, dos)``: callables with :func:`pplaw.sample_subset` / :func:`pplaw.select_dos`'s keywords
+    returning sorted row indices, drawn from ``table`` in memory (``executor="memory"``) or shard by shard
+    from ``scored_dir`` (``"stream"``, or ``"ray"``: the passes as Ray tasks), one pass 1 shared by all draws.
+    The pipeline's select stage uses it (``select.executor``)."""
+    from pplaw.sampling import sample_subset, select_dos
+
+    if executor not in ("memory", "stream", "ray"):
+        raise InvalidInputError(f"select.executor: expected memory, stream or ray, got {executor!r}")
+    if executor == "memory" or scored_dir is None:
+        return (lambda **kw: sample_subset(table, return_indices=True, **kw),
+                lambda **kw: select_dos(table, return_indices=True, **kw))
+    ex = "ray" if executor == "ray" else "local"
+    scan = scan_dir(scored_dir, executor=ex, progress=False)
+    return (lambda **kw: sample_dir(scan, executor=ex, progress=False, **kw).rows,
+            lambda **kw: dos_dir(scan, executor=ex, progress=False, **kw).rows)
