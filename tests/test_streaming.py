@@ -98,7 +98,7 @@ def test_cut_outside_the_candidates_takes_one_more_pass(shards, monkeypatch):
     ref = pplaw.sample_subset(table, token_budget=budget, quantile_window=(0.3, 0.9), seed=2, return_indices=True)
     calls = []
     real = api.passes.collect_bin
-    monkeypatch.setattr(api, "_candidate_bins", lambda plan, frac: (0, -1))  # keep no candidate
+    monkeypatch.setattr(api, "_candidate_bins", lambda plan, frac, per_bin: (0, -1))  # keep no candidate
     monkeypatch.setattr(api.passes, "collect_bin", lambda *a: calls.append(1) or real(*a))
     got = sample_dir(d, token_budget=budget, quantile_window=(0.3, 0.9), seed=2)
     assert calls and np.array_equal(got.rows, ref)
@@ -144,7 +144,8 @@ def test_streaming_dos_is_close_to_the_cores(shards, tmp_path):
     table, d = shards
     budget = int(np.asarray(table.column("n_scored")).sum() * 0.3)
     out = tmp_path / "dos.parquet"
-    got = dos_dir(d, token_budget=budget, target_mean=14.0, target_std=6.0, seed=1, exact_limit=0, out=out)
+    got = dos_dir(d, token_budget=budget, target_mean=14.0, target_std=6.0, seed=1, exact_limit=0, out=out,
+                  keep_rows=True)
     assert got.method == "tilted"
     j = _core.dos_objective(table.column("ppl"), table.column("n_scored"), pa.array(got.rows.astype(np.uint64)),
                             target_mean=14.0, target_std=6.0)

@@ -29,7 +29,8 @@ def test_ray_tasks_give_the_same_results(ray_cluster, tmp_path):
     budget = int(np.asarray(table.column("n_scored")).sum() * 0.25)
     for kw in ({"quantile_window": (0.3, 0.8)}, {"target_mean": 14.0, "target_std": 6.0, "exact_limit": 0}):
         a = sample_dir(local, token_budget=budget, seed=2, **kw)
-        b = sample_dir(remote, token_budget=budget, seed=2, executor="ray", out=tmp_path / "r.parquet", **kw)
+        b = sample_dir(remote, token_budget=budget, seed=2, executor="ray", out=tmp_path / "r.parquet",
+                       keep_rows=True, **kw)
         np.testing.assert_array_equal(a.rows, b.rows)
         assert a.stats == b.stats
     a = dos_dir(local, token_budget=budget, target_mean=14.0, target_std=6.0, exact_limit=0)

@@ -147,7 +147,8 @@ def _main_streaming(cfg: SampleConfig, argv: list[str], cid: str | None) -> int:
     scan = scan_dir(cfg.input, ppl_column=cfg.ppl_column, tokens_column=cfg.tokens_column, chunk_id_column=cid,
                     executor=cfg.executor)
     common = dict(token_budget=cfg.token_budget, target_mean=cfg.target_mean, target_std=cfg.target_std,
-                  space=cfg.space, seed=cfg.seed, out=cfg.out, executor=cfg.executor, exact_limit=cfg.exact_limit)
+                  space=cfg.space, seed=cfg.seed, out=cfg.out, executor=cfg.executor, exact_limit=cfg.exact_limit,
+                  keep_rows=bool(cfg.export))
     if cfg.dos:
         sel = dos_dir(scan, weights=tuple(cfg.dos_weights) if cfg.dos_weights else None, **common)
         method = "dos"

@@ -25,6 +25,7 @@ from pplaw.stream.tilt import fit_tilt
 EXACT_LIMIT = 5_000_000
 CAND_SPAN_KEY = 0.005  # candidate range around the predicted key cut: +-0.5% of the cut (and >= 6 bins)
 CAND_SPAN_PRIO = 0.02  # ... around the predicted priority cut 0: +-0.02
+CAND_MAX = 2_000_000  # ... and never more than about this many chunks (48 bytes each)
 
 
 @dataclass
@@ -122,7 +123,8 @@ def landscape_from_dir(path: str | os.PathLike, *, n_bins: int = 100, ppl_column
 @dataclass
 class Selection:
     """A subset of a scored directory: sorted global ``rows`` (numbered as :func:`pplaw.io.read_scored`
-    numbers them), achieved statistics per space and how it was computed (``method``: ``"exact"``, equal
+    numbers them; empty when ``keep_rows`` was off, the default with ``out``), achieved statistics per
+    space and how it was computed (``method``: ``"exact"``, equal
     to the in-memory API, or ``"tilted"``, the streaming order sample whose moments are within the
     documented tolerances)."""
 
@@ -143,7 +145,7 @@ def sample_dir(path: str | os.PathLike | Scan, *, token_budget: int, target_mean
                quantile_window: Any = None, seed: int = 0, ppl_column: str = "ppl",
                tokens_column: str = "n_scored", chunk_id_column: str | None = "chunk_id",
                out: str | os.PathLike | None = None, executor: str = "local", exact_limit: int = EXACT_LIMIT,
-               progress: bool | None = None) -> Selection:
+               progress: bool | None = None, keep_rows: bool | None = None) -> Selection:
     """:func:`pplaw.sample_subset` over a scored directory, shard by shard.
 
     Without targets (a uniform draw, in a ``quantile_window`` band or a ``ppl_window``) the subset is the
@@ -159,18 +161,20 @@ def sample_dir(path: str | os.PathLike | Scan, *, token_budget: int, target_mean
     qwin = S._check_window(quantile_window, "quantile_window", lo_min=0.0, hi_max=1.0)
     seed = S._check_seed(seed)
     scan = _scan_of(path, ppl_column, tokens_column, chunk_id_column, executor, progress)
+    kr = out is None if keep_rows is None else bool(keep_rows)
     request = dict(token_budget=budget, target_mean=mean, target_std=std, space=space, ppl_window=pwin,
                    quantile_window=qwin, seed=seed)
     if mean is None and std is None:
-        return _cut_select(scan, budget, space, pwin, qwin, seed, None, out, executor, progress, request)
+        return _cut_select(scan, budget, space, pwin, qwin, seed, None, out, executor, progress, request,
+                           keep_rows=kr)
     if scan.n_rows <= exact_limit:
         def run(table: pa.Table) -> np.ndarray:
             return S.sample_subset(table, ppl_window=pwin, quantile_window=qwin, return_indices=True,
                                    **_in_memory_args(scan, request))
-        return _exact_select(scan, run, out, executor, progress, request)
+        return _exact_select(scan, run, out, executor, progress, request, kr)
     tilt = dict(mean=mean, std=std)
     sel = _cut_select(scan, budget, space, pwin, qwin, seed, tilt, out, executor, progress, request,
-                      check=(mean, std))
+                      check=(mean, std), keep_rows=kr)
     return sel
 
 
@@ -178,7 +182,7 @@ def dos_dir(path: str | os.PathLike | Scan, *, token_budget: int, target_mean: f
             space: str = "ppl", weights: Any = None, seed: int = 0, ppl_column: str = "ppl",
             tokens_column: str = "n_scored", chunk_id_column: str | None = "chunk_id",
             out: str | os.PathLike | None = None, executor: str = "local", exact_limit: int = EXACT_LIMIT,
-            progress: bool | None = None) -> Selection:
+            progress: bool | None = None, keep_rows: bool | None = None) -> Selection:
     """:func:`pplaw.select_dos` over a scored directory. Up to ``exact_limit`` chunks: the in-memory core
     (same rows). Beyond: DOS's interior candidate, the tilted order sample to ``(mu*, sigma*)`` (drawn as
     in :func:`sample_dir`), without the core's local search, so ``J`` is at the sampling-noise level
@@ -193,17 +197,18 @@ def dos_dir(path: str | os.PathLike | Scan, *, token_budget: int, target_mean: f
                                 "undefined; give both weights: weights=(w_mu, w_sigma)")
     seed = S._check_seed(seed)
     scan = _scan_of(path, ppl_column, tokens_column, chunk_id_column, executor, progress)
+    kr = out is None if keep_rows is None else bool(keep_rows)
     request = dict(token_budget=budget, target_mean=mean, target_std=std, space=space, seed=seed)
     if scan.n_rows <= exact_limit:
         def run(table: pa.Table) -> np.ndarray:
             return S.select_dos(table, weights=(w_mu, w_s) if w_mu is not None or w_s is not None else None,
                                 return_indices=True, **_in_memory_args(scan, request))
-        return _exact_select(scan, run, out, executor, progress, {**request, "weights": (w_mu, w_s)})
+        return _exact_select(scan, run, out, executor, progress, {**request, "weights": (w_mu, w_s)}, kr)
     if std == 0:
         raise InvalidInputError(f"target_std = 0: streaming DOS (over {scan.n_rows:,} chunks, more than "
                                 f"exact_limit = {exact_limit:,}) needs a spread to tilt to; raise exact_limit")
     return _cut_select(scan, budget, space, None, None, seed, dict(mean=mean, std=std), out, executor,
-                       progress, {**request, "weights": (w_mu, w_s)}, check=None, what="DOS")
+                       progress, {**request, "weights": (w_mu, w_s)}, check=None, what="DOS", keep_rows=kr)
 
 
 def _scan_of(path: Any, ppl_column: str, tokens_column: str, chunk_id_column: str | None, executor: str,
@@ -222,7 +227,7 @@ def _in_memory_args(scan: Scan, request: dict) -> dict:
 
 
 def _exact_select(scan: Scan, run: Any, out: Any, executor: str, progress: bool | None,
-                  request: dict) -> Selection:
+                  request: dict, keep_rows: bool = True) -> Selection:
     """The in-memory core on the three needed columns of every shard (read piece by piece)."""
     from pplaw.stream.shards import iter_pieces
 
@@ -237,7 +242,7 @@ def _exact_select(scan: Scan, run: Any, out: Any, executor: str, progress: bool 
     table = pa.table({k: np.concatenate(v) for k, v in parts.items()})
     rows = np.asarray(run(table), dtype=np.uint64)
     del table, parts
-    return _write_selection(scan, {"rows": rows}, out, executor, progress, request, "exact", None)
+    return _write_selection(scan, {"rows": rows}, out, executor, progress, request, "exact", None, keep_rows)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -246,7 +251,7 @@ def _exact_select(scan: Scan, run: Any, out: Any, executor: str, progress: bool 
 
 def _cut_select(scan: Scan, budget: int, space: str, pwin: Any, qwin: Any, seed: int, tilt: dict | None,
                 out: Any, executor: str, progress: bool | None, request: dict, *, check: Any = None,
-                what: str = "sample") -> Selection:
+                what: str = "sample", keep_rows: bool = True) -> Selection:
     summ = scan.summary
     fracs, intervals = [], []
     lo_iv = hi_iv = None
@@ -268,7 +273,8 @@ def _cut_select(scan: Scan, budget: int, space: str, pwin: Any, qwin: Any, seed:
     inwin = (mid >= est_lo) & (mid <= est_hi)
     if tilt is None:
         plan["order"] = "key"
-        plan["cand_bins"] = _candidate_bins(plan, budget / max(float(tokens[inwin].sum()), 1.0))
+        per_bin = float(count[inwin].sum()) / passes.n_bins(plan)
+        plan["cand_bins"] = _candidate_bins(plan, budget / max(float(tokens[inwin].sum()), 1.0), per_bin)
     else:
         x = np.log(mid[inwin]) if space == "log_ppl" else mid[inwin]
         w = tokens[inwin].astype(np.float64)
@@ -288,7 +294,11 @@ def _cut_select(scan: Scan, budget: int, space: str, pwin: Any, qwin: Any, seed:
                                          f"(from the landscape's grid)",
                                          {"mean": _mean_range(x, w, budget)}) from None
         plan.update(order="prio", lam=[float(v) for v in lam], center=center, scale=scale)
-        plan["cand_bins"] = _candidate_bins(plan, None)
+        z = (x - center) / scale
+        p = 1.0 / (1.0 + np.exp(-np.clip(lam[0] + lam[1] * z + lam[2] * z * z, -700, 700)))
+        # chunks per priority bin near 0: the density of logit(u) - eta at 0 is p (1 - p) per chunk
+        per_bin = float(np.sum(count[inwin] * p * (1 - p))) * (2 * passes.PRIO_RANGE / passes.PRIO_BINS)
+        plan["cand_bins"] = _candidate_bins(plan, None, per_bin)
     args = [(str(f), s, scan.columns, plan) for f, s in zip(scan.files, scan.starts)]
     hist, cands, edges, below = None, [], [], [0] * len(intervals)
     for res in map_shards(passes.classify, args, executor=executor, desc=f"{what}: pass 2 (cut)",
@@ -334,19 +344,21 @@ def _cut_select(scan: Scan, budget: int, space: str, pwin: Any, qwin: Any, seed:
     plan["cut"] = (pool["v"][order][at], int(pool["key"][order][at]))
     del cand, edge, pool
     return _write_selection(scan, {"plan": plan}, out, executor, progress, request,
-                            "exact" if tilt is None else "tilted", check)
+                            "exact" if tilt is None else "tilted", check, keep_rows)
 
 
-def _candidate_bins(plan: dict, frac: float | None) -> tuple[int, int]:
+def _candidate_bins(plan: dict, frac: float | None, per_bin: float) -> tuple[int, int]:
     """The order-value bins whose members pass 2 keeps: around the predicted cut, the key at the budget's
     share ``frac`` of the window's tokens (uniform draw) or priority 0 (the tilt makes the expected tokens
-    below priority 0 the budget). A cut outside costs one more pass, never a wrong result."""
+    below priority 0 the budget); at most about CAND_MAX chunks (``per_bin``: the expected chunks per bin),
+    so memory stays flat at any corpus size. A cut outside costs one more pass, never a wrong result."""
+    cap = max(2.0, CAND_MAX / max(2 * per_bin, 1.0))
     if plan["order"] == "key":
         b = min(frac, 1.0) * passes.n_bins(plan)
-        r = max(6.0, CAND_SPAN_KEY * b)
+        r = max(2.0, min(max(6.0, CAND_SPAN_KEY * b), cap))
         return int(b - r), int(b + r)
     mid_bin = passes.PRIO_BINS // 2
-    r = int(math.ceil(CAND_SPAN_PRIO * passes.PRIO_BINS / (2 * passes.PRIO_RANGE)))
+    r = int(max(2.0, min(math.ceil(CAND_SPAN_PRIO * passes.PRIO_BINS / (2 * passes.PRIO_RANGE)), cap)))
     return mid_bin - r, mid_bin + r
 
 
@@ -422,7 +434,7 @@ def _stats(sums: list[dict]) -> dict[str, dict[str, float]]:
 
 
 def _write_selection(scan: Scan, how: dict, out: Any, executor: str, progress: bool | None, request: dict,
-                     method: str, check: Any) -> Selection:
+                     method: str, check: Any, keep_rows: bool = True) -> Selection:
     import pyarrow.parquet as pq
 
     c = scan.columns
@@ -438,7 +450,8 @@ def _write_selection(scan: Scan, how: dict, out: Any, executor: str, progress: b
         for k, res in enumerate(map_shards(passes.select, args, executor=executor, desc="selection: last pass",
                                            progress=progress, rows=scan.counts)):
             sums.append(res["sums"])
-            got_rows.append(res["row"].astype(np.uint64))
+            if keep_rows:  # 8 bytes per selected chunk; off by default when the subset goes to a file
+                got_rows.append(res["row"].astype(np.uint64))
             if path is None:
                 continue
             cols = {"row": pa.array(res["row"].astype(np.uint64))}
