@@ -204,3 +204,20 @@ def test_the_loops_select_stage_streams_the_same_subsets(shards, tmp_path, optim
     assert got["memory"][0] == got["stream"][0]
     for name, t in got["memory"][1].items():
         assert t.equals(got["stream"][1][name]), name
+
+
+def test_repeated_ids_inside_one_shard_are_refused(tmp_path):
+    """Ids unsorted in one row group, or repeated across two row groups of one shard."""
+    table = corpus(4000, seed=6)
+    d = tmp_path / "c"
+    d.mkdir()
+    ids = np.asarray(table.column("chunk_id")).copy()
+    ids[3000] = ids[10]  # row groups of 1000: the copy sits in another row group
+    pq.write_table(table.set_column(0, "chunk_id", pa.array(ids)), d / "a.parquet", row_group_size=1000)
+    with pytest.raises(InvalidInputError, match="a.parquet.*column 'chunk_id' has 1 repeated"):
+        scan_dir(d)
+    ids = np.arange(4000, dtype=np.int64)
+    ids[5] = 3
+    pq.write_table(table.set_column(0, "chunk_id", pa.array(ids)), d / "a.parquet", row_group_size=1000)
+    with pytest.raises(InvalidInputError, match="a.parquet.*column 'chunk_id' has 1 repeated"):
+        scan_dir(d)

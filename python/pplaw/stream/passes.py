@@ -32,7 +32,7 @@ def scan(file: str, cols: Columns, grid_spec: tuple[float, float, int]) -> dict[
 
     core = _columns.core()
     log_lo, log_hi, n_cells = grid_spec
-    grid = None
+    grid, overlap = None, False
     out: dict[str, Any] = {"file": file, "rows": 0, "tokens": 0, "w_min": None, "w_max": 0, "id_min": None,
                            "id_max": None}
     for piece in iter_pieces(Path(file), 0, cols, check=True):
@@ -48,8 +48,15 @@ def scan(file: str, cols: Columns, grid_spec: tuple[float, float, int]) -> dict[
         out["w_max"] = max(out["w_max"], w_max)
         if piece.chunk_id is not None:
             lo, hi = int(piece.chunk_id.min()), int(piece.chunk_id.max())
+            # pieces are unique each (checked); overlapping pieces of one shard get the whole-shard check
+            if out["id_max"] is not None and lo <= out["id_max"]:
+                overlap = True
             out["id_min"] = lo if out["id_min"] is None else min(out["id_min"], lo)
             out["id_max"] = hi if out["id_max"] is None else max(out["id_max"], hi)
+    if overlap:
+        from pplaw._columns import check_unique_values
+
+        check_unique_values(pa.array(shard_ids(file, cols)), f"scored shard {file!r}: column {cols.chunk_id!r}")
     out["grid"] = grid.to_json() if grid is not None else None
     return out
 
