@@ -221,3 +221,20 @@ def test_repeated_ids_inside_one_shard_are_refused(tmp_path):
     pq.write_table(table.set_column(0, "chunk_id", pa.array(ids)), d / "a.parquet", row_group_size=1000)
     with pytest.raises(InvalidInputError, match="a.parquet.*column 'chunk_id' has 1 repeated"):
         scan_dir(d)
+
+
+def test_a_slurm_job_array_gives_the_same_results(shards, tmp_path):
+    """executor="slurm:RECIPE.yaml" with slurm.cluster: local (submitit's local executor: the job array as
+    processes here; the real-cluster path differs only in sbatch)."""
+    pytest.importorskip("submitit")
+    table, d = shards
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("slurm:\n  cluster: local\n  poll_s: 0.5\n  array_parallelism: 2\n  time_min: 10\n")
+    ex = f"slurm:{recipe}"
+    local, remote = scan_dir(d), scan_dir(d, executor=ex)
+    assert local.grid.to_json() == remote.grid.to_json() and local.counts == remote.counts
+    budget = int(np.asarray(table.column("n_scored")).sum() * 0.2)
+    a = sample_dir(local, token_budget=budget, quantile_window=(0.2, 0.5), seed=9)
+    b = sample_dir(remote, token_budget=budget, quantile_window=(0.2, 0.5), seed=9, executor=ex)
+    np.testing.assert_array_equal(a.rows, b.rows)
+    assert (tmp_path / "pplaw-stream-logs").is_dir()

@@ -1,4 +1,5 @@
-"""Running a pass over every shard: in this process, or as Ray tasks (``executor="ray"``).
+"""Running a pass over every shard: in this process, as Ray tasks (``executor="ray"``) or as a Slurm job
+array (``executor="slurm:RECIPE.yaml"``: the YAML's ``slurm:`` section, as ``pplaw score --slurm``).
 
 Each pass maps a pure per-shard function of :mod:`pplaw.stream.passes` over the shards and yields the
 results in shard order, one at a time, so the caller can fold them (a grid merge, a histogram sum) or
@@ -12,13 +13,14 @@ from typing import Any, Callable, Iterator, Sequence
 
 from pplaw.exceptions import ConfigError
 
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("local", "ray", "slurm:RECIPE.yaml")
 
 
 def check_executor(executor: Any) -> str:
-    if executor not in EXECUTORS:
-        raise ConfigError(f"executor: expected one of {EXECUTORS}, got {executor!r}")
-    return executor
+    if executor in ("local", "ray") or (isinstance(executor, str) and executor.startswith("slurm:")
+                                        and len(executor) > 6):
+        return executor
+    raise ConfigError(f"executor: expected one of {EXECUTORS}, got {executor!r}")
 
 
 def map_shards(fn: Callable[..., Any], args: Sequence[tuple], *, executor: str = "local", desc: str = "",
@@ -34,6 +36,13 @@ def map_shards(fn: Callable[..., Any], args: Sequence[tuple], *, executor: str =
         if executor == "local":
             for k, a in enumerate(args):
                 yield fn(*a)
+                bar.update(rows[k] if rows is not None else 1)
+            return
+        if executor.startswith("slurm:"):
+            from pplaw.stream.slurm import slurm_map
+
+            for k, res in enumerate(slurm_map(fn, args, executor[len("slurm:"):], desc)):
+                yield res
                 bar.update(rows[k] if rows is not None else 1)
             return
         try:
