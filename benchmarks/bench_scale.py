@@ -248,29 +248,51 @@ def _timed(fn) -> float:
 
 
 def simulate(n: int, n_shards: int, root: Path, timeout: int) -> dict:
+    """Runs :func:`_simulate_worker` in a fresh process (its peak RSS is the one-shard-at-a-time peak)."""
+    r = subprocess.run([sys.executable, __file__, "--step", "simulate", "--data", str(root), "--work",
+                        json.dumps([n, n_shards])], capture_output=True, text=True, timeout=timeout)
+    if r.returncode:
+        raise SystemExit(r.stderr)
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def _simulate_worker(root: Path, n: int, n_shards: int) -> dict:
+    """Shards of the ``n``-chunk corpus (spread over its id range) generated one at a time, each run through
+    every pass as a one-shard directory in this warm process (imports paid once): the cost per shard."""
     import numpy as np
+    import pyarrow as pa
+
+    from pplaw import _core
+    from pplaw.stream import dos_dir, sample_dir, scan_dir
 
     total_shards = n // SHARD
     picks = np.linspace(0, total_shards - 1, n_shards).astype(int)
     per = []
+    d, o = root / "sim-shard", root / "sim-out"
+    d.mkdir(parents=True, exist_ok=True)
+    o.mkdir(parents=True, exist_ok=True)
     for k in picks:
-        d = root / "sim" / f"k{k:05d}"
-        d.mkdir(parents=True, exist_ok=True)
-        gen_shard(int(k), d / f"shard-{k:05d}.parquet")
-        w = root / "sim" / f"w{k:05d}"
-        w.mkdir(exist_ok=True)
-        row = {"shard": int(k)}
-        for name in ("landscape", "band", "target", "dos"):
-            r = run_step(name, d, w, timeout)
-            row[name] = r.get("wall_s")
-            row[f"{name}_rss_mb"] = r.get("peak_rss_mb")
-        per.append(row)
-        for f in (*d.glob("*"), *w.glob("*")):
+        for f in d.glob("*"):
             f.unlink()
-    # the driver's share at 10^9: merging 1,000 shard grids
-    from pplaw import _core
-    import pyarrow as pa
-
+        gen_shard(int(k), d / f"shard-{k:05d}.parquet")
+        row = {"shard": int(k)}
+        t0 = time.perf_counter()
+        scan = scan_dir(d, progress=False)
+        row["landscape"] = time.perf_counter() - t0
+        m, sd, b = _targets(scan.summary)
+        for name, fn in (("band", lambda: sample_dir(scan, token_budget=b, quantile_window=BAND, out=o / "o.parquet",
+                                                     progress=False)),
+                         ("target", lambda: sample_dir(scan, token_budget=b, target_mean=m, target_std=sd,
+                                                       exact_limit=0, out=o / "o.parquet", progress=False)),
+                         ("dos", lambda: dos_dir(scan, token_budget=b, target_mean=m, target_std=sd, exact_limit=0,
+                                                 out=o / "o.parquet", progress=False))):
+            t0 = time.perf_counter()
+            fn()
+            row[name] = time.perf_counter() - t0
+        per.append(row)
+    for f in d.glob("*"):
+        f.unlink()
+    # the driver's share at n: merging every shard's grid (the histograms and candidates are fixed-size)
     rng = np.random.default_rng(0)
     g = _core.build_grid(pa.array(1 + np.exp(rng.normal(2.3, 0.55, SHARD))), pa.array(np.full(SHARD, 1024)))
     js = g.to_json()
@@ -279,11 +301,15 @@ def simulate(n: int, n_shards: int, root: Path, timeout: int) -> dict:
     for _ in range(total_shards - 1):
         acc = acc.merge(_core.GridCore.from_json(js))
     merge_s = time.perf_counter() - t0
-    mean = {s: float(np.mean([p[s] for p in per])) for s in ("landscape", "band", "target", "dos")}
+    steps = ("landscape", "band", "target", "dos")
+    mean = {s: float(np.mean([p[s] for p in per])) for s in steps}
+    spread = {s: float(np.std([p[s] for p in per]) / mean[s]) for s in steps}
     return {"n": n, "shards": total_shards, "measured_shards": per, "driver_grid_merge_s": merge_s,
-            "cost_per_shard_s": mean,
-            "simulated_total_s_1core": {s: v * total_shards for s, v in mean.items()},
-            "simulated_total_s_2cores": {s: v * total_shards / 2 for s, v in mean.items()}}
+            "cost_per_shard_s": mean, "cost_per_shard_rel_spread": spread, "peak_rss_mb": _peak_rss_mb(),
+            "simulated_total_s_1core": {s: v * total_shards + (merge_s if s == "landscape" else 0)
+                                        for s, v in mean.items()},
+            "simulated_total_s_2cores": {s: v * total_shards / 2 + (merge_s if s == "landscape" else 0)
+                                         for s, v in mean.items()}}
 
 
 def main() -> None:
@@ -300,6 +326,9 @@ def main() -> None:
     ap.add_argument("--data")
     ap.add_argument("--work")
     a = ap.parse_args()
+    if a.step == "simulate":
+        print(json.dumps(_simulate_worker(Path(a.data), *json.loads(a.work))))
+        return
     if a.step:
         print(json.dumps(step(a.step, Path(a.data), Path(a.work))))
         return

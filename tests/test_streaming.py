@@ -238,3 +238,19 @@ def test_a_slurm_job_array_gives_the_same_results(shards, tmp_path):
     b = sample_dir(remote, token_budget=budget, quantile_window=(0.2, 0.5), seed=9, executor=ex)
     np.testing.assert_array_equal(a.rows, b.rows)
     assert (tmp_path / "pplaw-stream-logs").is_dir()
+
+
+def test_a_real_slurm_job_array_gives_the_same_results(shards, tmp_path, slurm_why_not):
+    """The same on a real Slurm (CI's single-node cluster); skipped where sbatch/sacct do not answer."""
+    if why := slurm_why_not:
+        pytest.skip(why)
+    pytest.importorskip("submitit")
+    table, d = shards
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("slurm:\n  poll_s: 1\n  array_parallelism: 2\n  time_min: 10\n")
+    remote = scan_dir(d, executor=f"slurm:{recipe}")
+    assert remote.grid.to_json() == scan_dir(d).grid.to_json()
+    budget = int(np.asarray(table.column("n_scored")).sum() * 0.2)
+    np.testing.assert_array_equal(
+        sample_dir(remote, token_budget=budget, quantile_window=(0.2, 0.5), executor=f"slurm:{recipe}").rows,
+        pplaw.sample_subset(table, token_budget=budget, quantile_window=(0.2, 0.5), return_indices=True))

@@ -33,8 +33,9 @@ class LandscapeConfig:
     no_plot: bool = field(default=False, metadata={"help": "skip landscape.png"})
     in_memory: bool = field(default=False, metadata={
         "help": "read a directory into one table (exact quantile edges) instead of shard by shard"})
-    executor: str = field(default="local", metadata={"help": "directories: run the shards here (local) or as "
-                                                             "Ray tasks (ray)"})
+    executor: str = field(default="local", metadata={"help": "directories: run the shards here (local), as Ray "
+                                                             "tasks (ray) or as a Slurm job array "
+                                                             "(slurm:RECIPE.yaml, its slurm: section)"})
 
 
 def with_positional_input(argv: list[str]) -> list[str]:

@@ -63,8 +63,9 @@ class SampleConfig:
                                         "publishable dataset with a card (see pplaw export)"})
     in_memory: bool = field(default=False, metadata={
         "help": "read a directory into one table instead of shard by shard"})
-    executor: str = field(default="local", metadata={"help": "directories: run the shards here (local) or as "
-                                                             "Ray tasks (ray)"})
+    executor: str = field(default="local", metadata={"help": "directories: run the shards here (local), as Ray "
+                                                             "tasks (ray) or as a Slurm job array "
+                                                             "(slurm:RECIPE.yaml, its slurm: section)"})
     exact_limit: int = field(default=5_000_000, metadata={
         "help": "directories: target sampling and DOS run the in-memory core up to this many chunks"})
     export_format: str = field(default="parquet", metadata={"help": "with --export: parquet (Hub layout) or dataset "
