@@ -254,3 +254,23 @@ def test_a_real_slurm_job_array_gives_the_same_results(shards, tmp_path, slurm_w
     np.testing.assert_array_equal(
         sample_dir(remote, token_budget=budget, quantile_window=(0.2, 0.5), executor=f"slurm:{recipe}").rows,
         pplaw.sample_subset(table, token_budget=budget, quantile_window=(0.2, 0.5), return_indices=True))
+
+
+def test_a_local_process_pool_gives_the_same_results(tmp_path, monkeypatch):
+    """executor="local" spreads large passes over processes (spawned): the same grid and rows."""
+    from pplaw.stream import run
+
+    table = corpus(40_000, seed=8)
+    d = write_shards(table, tmp_path / "c", k=4)
+    budget = int(np.asarray(table.column("n_scored")).sum() * 0.1)
+    one = sample_dir(d, token_budget=budget, target_mean=14.0, target_std=6.0, exact_limit=0, seed=2)
+    monkeypatch.setattr(run, "LOCAL_POOL_MIN_ROWS", 0)
+    monkeypatch.setenv("PPLAW_STREAM_WORKERS", "2")
+    assert run.local_workers(4, [1, 1, 1, 1]) == 2
+    scan = scan_dir(d)
+    assert scan.grid.to_json() == scan_dir(d, executor="local").grid.to_json()
+    many = sample_dir(scan, token_budget=budget, target_mean=14.0, target_std=6.0, exact_limit=0, seed=2)
+    np.testing.assert_array_equal(one.rows, many.rows)
+    monkeypatch.setenv("PPLAW_STREAM_WORKERS", "two")
+    with pytest.raises(pplaw.exceptions.ConfigError, match="PPLAW_STREAM_WORKERS"):
+        run.local_workers(4, [1, 1, 1, 1])

@@ -70,7 +70,8 @@ def scan_dir(path: str | os.PathLike, *, ppl_column: str = "ppl", tokens_column:
     cols = Columns(ppl_column, tokens_column, cid)
     spec = _check_grid_spec(grid if grid is not None else DEFAULT_GRID)
     results = list(map_shards(passes.scan, [(str(f), cols, spec) for f in files], executor=executor,
-                              desc=f"landscape: {len(files)} shard(s)", progress=progress))
+                              desc=f"landscape: {len(files)} shard(s)", progress=progress,
+                              sizes=[f.stat().st_size for f in files]))
     grids = [r["grid"] for r in results if r["grid"] is not None]
     if not grids:
         raise EmptyInputError(f"input {str(path)!r} has no rows")
