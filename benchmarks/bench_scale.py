@@ -312,6 +312,20 @@ def _simulate_worker(root: Path, n: int, n_shards: int) -> dict:
                                          for s, v in mean.items()}}
 
 
+def table(paths: list[str]) -> str:
+    """The RESULTS.md table from the JSON files of several runs (one per N)."""
+    lines = ["| N | step | wall s | peak RSS MB | s per 10^6 chunks |", "|---|---|---:|---:|---:|"]
+    for p in paths:
+        r = json.loads(Path(p).read_text())
+        for s in r.get("steps", []):
+            if "error" in s:
+                lines.append(f"| {r['n']:.0e} | {s['step']} | {s['error']} | | |")
+                continue
+            lines.append(f"| {r['n']:.0e} | {s['step']} | {s['wall_s']:.2f} | {s['peak_rss_mb']:.0f} | "
+                         f"{s['wall_s'] / r['n'] * 1e6:.3f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=float)
@@ -322,10 +336,14 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=8)
     ap.add_argument("--timeout", type=int, default=900)
     ap.add_argument("--json")
+    ap.add_argument("--table", nargs="+", help="print the markdown table of these result files")
     ap.add_argument("--step")
     ap.add_argument("--data")
     ap.add_argument("--work")
     a = ap.parse_args()
+    if a.table:
+        print(table(a.table))
+        return
     if a.step == "simulate":
         print(json.dumps(_simulate_worker(Path(a.data), *json.loads(a.work))))
         return
@@ -345,13 +363,15 @@ def main() -> None:
         steps = ["landscape", "band", "target", "dos", "e2e"]
         if a.anchors:
             steps += ["duckdb_quantile", "duckdb_approx", "duckdb_band", "polars_quantile", "polars_band"]
-        res = {"n": n, "generate_s": gen_s, "steps": []}
+        res = {"n": n, "generate_s": gen_s, "steps": [], "load_avg_start": os.getloadavg()}
         for s in steps:
             r = run_step(s, data, work, a.timeout)
+            r["load_avg_1min"] = os.getloadavg()[0]  # the machine is shared: how busy it was
             res["steps"].append(r)
             print(json.dumps(r), flush=True)
         if a.in_memory:
             res["in_memory"] = in_memory(data)
+        res["load_avg_end"] = os.getloadavg()
     text = json.dumps(res, indent=1, default=float)
     print(text)
     if a.json:
