@@ -92,8 +92,12 @@ def test_identical_without_ids_and_with_equal_lengths(tmp_path, equal, ids):
     np.testing.assert_array_equal(sample_dir(d, token_budget=budget, quantile_window=(0.2, 0.6), seed=5).rows, ref)
 
 
-def test_cut_outside_the_candidates_takes_one_more_pass(shards, monkeypatch):
-    table, d = shards
+@pytest.mark.parametrize("equal", [False, True])
+def test_cut_outside_the_candidates_takes_one_more_pass(tmp_path, monkeypatch, equal):
+    """The pass that collects the cut's bin, also when the chunks at a quantile edge are in that bin (a
+    coarse order-value histogram puts every chunk into one of a few bins)."""
+    table = corpus(30_000, seed=4, equal=equal)
+    d = write_shards(table, tmp_path / "c", k=3)
     budget = int(np.asarray(table.column("n_scored")).sum() * 0.3)
     ref = pplaw.sample_subset(table, token_budget=budget, quantile_window=(0.3, 0.9), seed=2, return_indices=True)
     calls = []
@@ -102,6 +106,9 @@ def test_cut_outside_the_candidates_takes_one_more_pass(shards, monkeypatch):
     monkeypatch.setattr(api.passes, "collect_bin", lambda *a: calls.append(1) or real(*a))
     got = sample_dir(d, token_budget=budget, quantile_window=(0.3, 0.9), seed=2)
     assert calls and np.array_equal(got.rows, ref)
+    monkeypatch.setattr(api.passes, "KEY_BINS_SHIFT", 62)  # 4 bins: the edge chunks share the cut's bin
+    monkeypatch.setattr(api.passes, "collect_bin", real)
+    np.testing.assert_array_equal(sample_dir(d, token_budget=budget, quantile_window=(0.3, 0.9), seed=2).rows, ref)
 
 
 def test_targets_and_dos_use_the_core_up_to_exact_limit(shards):

@@ -334,11 +334,12 @@ def _cut_select(scan: Scan, budget: int, space: str, pwin: Any, qwin: Any, seed:
     before = int(cum[b_star] - hist[b_star])
     if plan["cand_bins"][0] <= b_star <= plan["cand_bins"][1]:
         pool = {k: v[_bins_of(cand, plan) == b_star] for k, v in cand.items()}
-    else:  # the cut fell outside the predicted range: one more pass collects its bin
+        pool = passes.concat_records([pool, {k: v[extra_bins == b_star] for k, v in extra.items()}])
+    else:  # the cut fell outside the predicted range: one more pass collects its bin (with the exact
+        # bounds now in the plan, the edge chunks inside the window are members there: not added again)
         pool = passes.concat_records(list(map_shards(
             passes.collect_bin, [(*a, b_star) for a in args], executor=executor, desc=f"{what}: pass 2b",
             progress=progress, rows=scan.counts)))
-    pool = passes.concat_records([pool, {k: v[extra_bins == b_star] for k, v in extra.items()}])
     order = np.lexsort((pool["key"], pool["v"]))
     run = before + np.cumsum(pool["tokens"][order])
     at = int(np.searchsorted(run, budget, side="left"))
