@@ -281,3 +281,41 @@ def test_a_local_process_pool_gives_the_same_results(tmp_path, monkeypatch):
     monkeypatch.setenv("PPLAW_STREAM_WORKERS", "two")
     with pytest.raises(pplaw.exceptions.ConfigError, match="PPLAW_STREAM_WORKERS"):
         run.local_workers(4, [1, 1, 1, 1])
+
+
+@pytest.mark.parametrize("case", range(12))
+def test_random_requests_are_identical(tmp_path, case):
+    """Random corpora (ties in PPL from rounding, one-row and empty shards), windows, budgets and seeds."""
+    rng = np.random.default_rng(100 + case)
+    n = int(rng.integers(50, 5000))
+    ppl = 1 + np.exp(rng.normal(2.0, rng.uniform(0.1, 1.0), n))
+    if case % 3 == 0:
+        ppl = np.round(ppl, 1)  # many equal values: quantile edges on ties
+    tok = (np.full(n, 64) if case % 4 == 1 else rng.integers(1, 300, n)).astype(np.int64)
+    cols = {"ppl": ppl, "n_scored": tok}
+    if case % 5 != 2:
+        cols = {"chunk_id": rng.permutation(n * 7)[:n].astype(np.int64), **cols}
+    table = pa.table(cols)
+    d = tmp_path / "c"
+    d.mkdir()
+    cuts = np.sort(rng.integers(0, n, int(rng.integers(0, 6))))
+    bounds = [0, *cuts.tolist(), n]
+    for k, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        pq.write_table(table.slice(a, b - a), d / f"p{k:02d}.parquet", row_group_size=int(rng.integers(7, 900)))
+    q = np.sort(rng.uniform(0, 1, 2))
+    kw = [{}, {"quantile_window": (float(q[0]), float(q[1]))}, {"ppl_window": (float(np.quantile(ppl, 0.2)),
+          float(np.quantile(ppl, 0.9)))}][case % 3]
+    seed = int(rng.integers(0, 2**63))
+    try:
+        ref = pplaw.sample_subset(table, token_budget=1, return_indices=True, **kw)  # the window's existence
+    except pplaw.exceptions.EmptyInputError:
+        return
+    for share in (0.05, 0.5, 1.0):
+        budget = max(1, int(tok.sum() * share * (0.3 if kw else 1.0)))
+        try:
+            ref = pplaw.sample_subset(table, token_budget=budget, seed=seed, return_indices=True, **kw)
+        except BudgetError:
+            with pytest.raises(BudgetError):
+                sample_dir(d, token_budget=budget, seed=seed, **kw)
+            continue
+        np.testing.assert_array_equal(sample_dir(d, token_budget=budget, seed=seed, **kw).rows, ref)
