@@ -245,6 +245,9 @@ def test_a_slurm_job_array_gives_the_same_results(shards, tmp_path):
     b = sample_dir(remote, token_budget=budget, quantile_window=(0.2, 0.5), seed=9, executor=ex)
     np.testing.assert_array_equal(a.rows, b.rows)
     assert (tmp_path / "pplaw-stream-logs").is_dir()
+    recipe.write_text("slurm:\n  cluster: local\n  time_minutes: 10\n")
+    with pytest.raises(pplaw.exceptions.ConfigError, match="unknown slurm key.*time_minutes"):
+        scan_dir(d, executor=ex)
 
 
 def test_a_real_slurm_job_array_gives_the_same_results(shards, tmp_path, slurm_why_not):

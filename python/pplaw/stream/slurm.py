@@ -20,14 +20,56 @@ def _run_group(fn: Callable[..., Any], group: list[tuple]) -> list[Any]:
     return [fn(*a) for a in group]
 
 
-def slurm_map(fn: Callable[..., Any], args: Sequence[tuple], recipe: str, desc: str) -> Iterator[Any]:
-    from pplaw.pipeline.slurm_executor import load_slurm, make_submitit
+def load_slurm_section(recipe: str) -> Any:
+    """The checked ``slurm:`` section of a YAML file (a ``pplaw run`` recipe will do). Read here rather than
+    through ``pipeline/slurm_executor.py``: this building block does not import the pipeline (only its leaf
+    ``cluster.py``, the section's definition and checks)."""
+    from dataclasses import fields
 
-    slurm = load_slurm(recipe)
+    from pplaw.config import load_yaml
+    from pplaw.exceptions import ConfigError
+    from pplaw.pipeline.cluster import SlurmSection, check_slurm
+
+    data = load_yaml(recipe)
+    if not isinstance(data, dict) or not isinstance(data.get("slurm"), dict):
+        raise ConfigError(f"executor 'slurm:{recipe}': expected a YAML mapping with a `slurm:` section")
+    known = {f.name for f in fields(SlurmSection)}
+    unknown = sorted(set(data["slurm"]) - known)
+    if unknown:
+        raise ConfigError(f"executor 'slurm:{recipe}': unknown slurm key(s) {unknown}; known: {sorted(known)}")
+    section = SlurmSection(**data["slurm"])
+    try:
+        check_slurm(section)
+    except ConfigError as err:
+        raise ConfigError(f"executor 'slurm:{recipe}': {err}") from err
+    return section
+
+
+def _executor(slurm: Any, folder: Path, name: str) -> Any:
+    """A submitit executor with the section's options (as ``pipeline/slurm_executor.make_submitit``)."""
+    try:
+        import submitit
+    except ImportError as err:
+        from pplaw.exceptions import ConfigError
+
+        raise ConfigError("executor 'slurm:...' needs submitit: pip install 'pplaw[cluster]'") from err
+    ex = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=slurm.cluster,
+                               **{f"{slurm.cluster}_max_num_timeout": 1})
+    params: dict[str, Any] = {"timeout_min": slurm.time_min, "cpus_per_task": slurm.cpus_per_task or 1,
+                              "mem_gb": slurm.mem_gb, "name": name}
+    if slurm.cluster == "slurm":
+        params.update(slurm_partition=slurm.partition, slurm_account=slurm.account, slurm_qos=slurm.qos,
+                      slurm_setup=list(slurm.setup) or None, slurm_array_parallelism=slurm.array_parallelism,
+                      slurm_additional_parameters=dict(slurm.additional_parameters) or None)
+    ex.update_parameters(**{k: v for k, v in params.items() if v is not None})
+    return ex
+
+
+def slurm_map(fn: Callable[..., Any], args: Sequence[tuple], recipe: str, desc: str) -> Iterator[Any]:
+    slurm = load_slurm_section(recipe)
     tasks = max(1, min(len(args), slurm.array_parallelism))
     folder = Path(recipe).resolve().parent / "pplaw-stream-logs"
-    ex = make_submitit(slurm, folder, cpus=slurm.cpus_per_task or 1, gpus=0, max_requeues=1,
-                       name=f"pplaw-stream-{desc.split(':')[0] or 'pass'}")
+    ex = _executor(slurm, folder, f"pplaw-stream-{desc.split(':')[0] or 'pass'}")
     groups = [list(args[i::tasks]) for i in range(tasks)]
     with ex.batch():
         jobs = [ex.submit(_run_group, fn, g) for g in groups]
