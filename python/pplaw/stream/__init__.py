@@ -15,6 +15,10 @@ Passes (each reads only ``ppl``, ``n_scored`` and ``chunk_id``, one Parquet row 
    near the predicted cut; the chunks within one grid cell of a quantile window edge, which give the
    exact edge. After the pass: the exact cut (order value, key) where the tokens reach the budget.
 3. **Selection**: the chunks up to the cut, written shard by shard (an indices file, as ``pplaw sample``).
+   Pass 2 already sets aside the members below the candidate range (selected whenever the cut falls
+   inside it, the usual case; a temporary file per shard, read back once), so the selection is then
+   assembled from them and the candidates without reading the shards again; otherwise (a cut outside the
+   predicted range) one more pass collects the cut's bin and a last pass selects.
 
 What is exact. A uniform draw, in a quantile band or a PPL window, selects the same rows as
 :func:`pplaw.sample_subset` in memory, at any size. Target sampling and DOS run the in-memory core on the

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -301,13 +303,31 @@ def _cut_select(scan: Scan, budget: int, space: str, pwin: Any, qwin: Any, seed:
         per_bin = float(np.sum(count[inwin] * p * (1 - p))) * (2 * passes.PRIO_RANGE / passes.PRIO_BINS)
         plan["cand_bins"] = _candidate_bins(plan, None, per_bin)
     args = [(str(f), s, scan.columns, plan) for f, s in zip(scan.files, scan.starts)]
+    spill = Path(tempfile.mkdtemp(prefix="pplaw-stream-"))  # written and read by this process only
+    try:
+        return _cut_passes(scan, args, plan, budget, pmin, pmax, qwin, fracs, intervals, spill, out, executor,
+                           progress, request, tilt, check, what, keep_rows)
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+def _cut_passes(scan: Scan, args: list, plan: dict, budget: int, pmin: float, pmax: float, qwin: Any,
+                fracs: list, intervals: list, spill: Path, out: Any, executor: str, progress: bool | None,
+                request: dict, tilt: Any, check: Any, what: str, keep_rows: bool) -> Selection:
+    """Pass 2 (the members below the candidate range go to ``spill``, one file per shard), the exact cut,
+    then the selection: from the spilled rows and the candidates when the cut fell inside the candidate
+    range (no third pass), else from pass 2b and a last pass."""
+    summ = scan.summary
     hist, cands, edges, below = None, [], [], [0] * len(intervals)
-    for res in map_shards(passes.classify, args, executor=executor, desc=f"{what}: pass 2 (cut)",
-                          progress=progress, rows=scan.counts):
+    for k, res in enumerate(map_shards(passes.classify, args, executor=executor, desc=f"{what}: pass 2 (cut)",
+                                       progress=progress, rows=scan.counts)):
         hist = res["hist"] if hist is None else hist + res["hist"]
         cands.append(res["cand"])
         edges.append(res["edge"])
         below = [a + b for a, b in zip(below, res["below"])]
+        sure = res["sure"]
+        np.savez(spill / f"{k}.npz", **{n: sure[n] for n in ("row", "file_row", "chunk_id", "ppl", "tokens")})
+        del res, sure
     cand, edge = passes.concat_records(cands), passes.concat_records(edges)
     # exact window bounds from the edge chunks
     if qwin is not None:
@@ -332,7 +352,8 @@ def _cut_select(scan: Scan, budget: int, space: str, pwin: Any, qwin: Any, seed:
     cum = np.cumsum(hist)
     b_star = int(np.searchsorted(cum, budget, side="left"))
     before = int(cum[b_star] - hist[b_star])
-    if plan["cand_bins"][0] <= b_star <= plan["cand_bins"][1]:
+    inside = plan["cand_bins"][0] <= b_star <= plan["cand_bins"][1]
+    if inside:
         pool = {k: v[_bins_of(cand, plan) == b_star] for k, v in cand.items()}
         pool = passes.concat_records([pool, {k: v[extra_bins == b_star] for k, v in extra.items()}])
     else:  # the cut fell outside the predicted range: one more pass collects its bin (with the exact
@@ -344,9 +365,43 @@ def _cut_select(scan: Scan, budget: int, space: str, pwin: Any, qwin: Any, seed:
     run = before + np.cumsum(pool["tokens"][order])
     at = int(np.searchsorted(run, budget, side="left"))
     plan["cut"] = (pool["v"][order][at], int(pool["key"][order][at]))
-    del cand, edge, pool
-    return _write_selection(scan, {"plan": plan}, out, executor, progress, request,
-                            "exact" if tilt is None else "tilted", check, keep_rows)
+    method = "exact" if tilt is None else "tilted"
+    if not inside:
+        return _write_selection(scan, {"plan": plan}, out, executor, progress, request, method, check, keep_rows)
+    # the selection = the spilled members below the candidate range + the candidates up to the cut
+    picks = passes.concat_records([cand, extra])
+    cv, ck = plan["cut"]
+    if plan["order"] == "key":
+        keep = picks["key"] <= np.uint64(ck)
+    else:
+        keep = (picks["v"] < cv) | ((picks["v"] == cv) & (picks["key"] <= np.uint64(ck)))
+    picks = {k: v[keep] for k, v in picks.items()}
+    del cand, edge, pool, extra
+    return _write_selection(scan, {"results": _assembled(scan, spill, picks)}, out, executor, progress, request,
+                            method, check, keep_rows)
+
+
+def _assembled(scan: Scan, spill: Path, picks: dict) -> Any:
+    """Per shard, in order: its spilled rows and its picked candidates, sorted by row (as the last pass
+    would return them)."""
+    starts = np.asarray(scan.starts, dtype=np.uint64)
+    shard_of = np.searchsorted(starts, picks["row"], side="right") - 1
+    has_id = scan.columns.chunk_id is not None
+    for k in range(len(scan.files)):
+        with np.load(spill / f"{k}.npz") as z:
+            part = {n: z[n] for n in ("row", "file_row", "chunk_id", "ppl", "tokens")}
+        mine = shard_of == k
+        extra = {"row": picks["row"][mine], "file_row": picks["row"][mine] - starts[k],
+                 "chunk_id": picks["id"][mine] if has_id else np.zeros(0, np.uint64),
+                 "ppl": picks["ppl"][mine], "tokens": picks["tokens"][mine]}
+        merged = {n: [part[n], extra[n].astype(part[n].dtype, copy=False)] for n in part}
+        res = passes.finish(merged)
+        order = np.argsort(res["row"], kind="stable")
+        for n in ("row", "file_row", "ppl", "tokens"):
+            res[n] = res[n][order]
+        if has_id:
+            res["chunk_id"] = res["chunk_id"][order]
+        yield res
 
 
 def _candidate_bins(plan: dict, frac: float | None, per_bin: float) -> tuple[int, int]:
@@ -449,8 +504,10 @@ def _write_selection(scan: Scan, how: dict, out: Any, executor: str, progress: b
     writer, tmp, got_rows, sums = None, None, [], []
     path = Path(out) if out is not None else None
     try:
-        for k, res in enumerate(map_shards(passes.select, args, executor=executor, desc="selection: last pass",
-                                           progress=progress, rows=scan.counts)):
+        source = how["results"] if "results" in how else map_shards(
+            passes.select, args, executor=executor, desc="selection: last pass", progress=progress,
+            rows=scan.counts)
+        for k, res in enumerate(source):
             sums.append(res["sums"])
             if keep_rows:  # 8 bytes per selected chunk; off by default when the subset goes to a file
                 got_rows.append(res["row"].astype(np.uint64))

@@ -108,21 +108,52 @@ def membership(ppl: np.ndarray, plan: dict) -> tuple[np.ndarray, np.ndarray]:
 def _records(piece: Piece, mask: np.ndarray, x: np.ndarray, v: np.ndarray, keys: np.ndarray) -> dict:
     idx = np.flatnonzero(mask)
     return {"row": (piece.start + idx).astype(np.uint64), "ppl": piece.ppl[idx], "x": x[idx],
-            "tokens": piece.tokens[idx], "v": v[idx], "key": keys[idx]}
+            "tokens": piece.tokens[idx], "v": v[idx], "key": keys[idx], "id": piece.ids()[idx]}
 
 
 def concat_records(parts: list[dict]) -> dict:
-    names = ("row", "ppl", "x", "tokens", "v", "key")
+    names = ("row", "ppl", "x", "tokens", "v", "key", "id")
     if not parts:
         return {"row": np.zeros(0, np.uint64), "ppl": np.zeros(0), "x": np.zeros(0),
-                "tokens": np.zeros(0, np.int64), "v": np.zeros(0), "key": np.zeros(0, np.uint64)}
+                "tokens": np.zeros(0, np.int64), "v": np.zeros(0), "key": np.zeros(0, np.uint64),
+                "id": np.zeros(0, np.uint64)}
     return {n: np.concatenate([p[n] for p in parts]) for n in names}
+
+
+def _rows_of(piece: Piece, idx: np.ndarray, out: dict[str, list]) -> None:
+    """Append the rows ``idx`` of a piece to a selection being collected (see :func:`finish`)."""
+    out["row"].append((piece.start + idx).astype(np.uint64))
+    out["file_row"].append((piece.file_start + idx).astype(np.uint64))
+    out["chunk_id"].append(piece.chunk_id[idx] if piece.chunk_id is not None else np.zeros(0, np.uint64))
+    out["ppl"].append(piece.ppl[idx])
+    out["tokens"].append(piece.tokens[idx])
+
+
+def _empty_rows() -> dict[str, list]:
+    return {"row": [], "file_row": [], "chunk_id": [], "ppl": [], "tokens": []}
+
+
+def finish(out: dict[str, list]) -> dict[str, Any]:
+    """A shard's selected rows (lists of arrays) as arrays, with their token-weighted and unweighted moment
+    sums in both spaces (the selection's statistics add up over shards)."""
+    dtypes = {"row": np.uint64, "file_row": np.uint64, "chunk_id": np.uint64, "ppl": np.float64,
+              "tokens": np.int64}
+    res: dict[str, Any] = {k: (np.concatenate(v) if v else np.zeros(0, dtypes[k])) for k, v in out.items()}
+    w = res["tokens"].astype(np.float64)
+    lx = np.log(res["ppl"]) if len(res["ppl"]) else np.zeros(0)
+    res["sums"] = {"count": int(len(w)), "tokens": int(res["tokens"].sum()) if len(w) else 0,
+                   "w_min": int(res["tokens"].min()) if len(w) else None,
+                   "w_max": int(res["tokens"].max()) if len(w) else None,
+                   "ppl": (float(w @ res["ppl"]), float(w @ res["ppl"] ** 2), float(res["ppl"].sum()),
+                           float(res["ppl"] @ res["ppl"])),
+                   "log_ppl": (float(w @ lx), float(w @ lx ** 2), float(lx.sum()), float(lx @ lx))}
+    return res
 
 
 def classify(file: str, start: int, cols: Columns, plan: dict) -> dict[str, Any]:
     """Pass 2 on one shard (see the module doc)."""
     hist = np.zeros(n_bins(plan), dtype=np.int64)
-    cand, edge = [], []
+    cand, edge, sure = [], [], _empty_rows()
     below = [0 for _ in plan["edge_intervals"]]
     c_lo, c_hi = plan["cand_bins"]
     for piece in iter_pieces(Path(file), start, cols):
@@ -135,13 +166,17 @@ def classify(file: str, start: int, cols: Columns, plan: dict) -> dict[str, Any]
         # integer token sums: float64 bincount is exact below 2^53 tokens per bin
         hist += np.bincount(b[member], weights=piece.tokens[member], minlength=len(hist)).astype(np.int64)
         cand.append(_records(piece, member & (b >= c_lo) & (b <= c_hi), x, v, keys))
+        # the members below the candidate range: selected whenever the cut falls inside it (the usual
+        # case), so the last pass is not needed then
+        _rows_of(piece, np.flatnonzero(member & (b < c_lo)), sure)
         in_edge = np.zeros(len(piece), dtype=bool)
         for k, (a, z) in enumerate(plan["edge_intervals"]):
             below[k] += int(piece.tokens[piece.ppl < a].sum())
             in_edge |= (piece.ppl >= a) & (piece.ppl <= z)
         if in_edge.any() or und.any():
             edge.append(_records(piece, in_edge | und, x, v, keys))
-    return {"hist": hist, "cand": concat_records(cand), "edge": concat_records(edge), "below": below}
+    return {"hist": hist, "cand": concat_records(cand), "edge": concat_records(edge), "below": below,
+            "sure": finish(sure)}
 
 
 def collect_bin(file: str, start: int, cols: Columns, plan: dict, bin_no: int) -> dict:
@@ -160,7 +195,7 @@ def select(file: str, start: int, cols: Columns, plan: dict, rows: np.ndarray | 
     """Last pass on one shard: the selected rows (``row``, ``file_row``, chunk id, ppl, tokens) and their
     token-weighted and unweighted moment sums in both spaces. ``plan["cut"] = (v, key)`` selects the members
     up to that order value; ``rows`` (sorted global rows) selects those rows instead."""
-    out = {"row": [], "file_row": [], "chunk_id": [], "ppl": [], "tokens": []}
+    out = _empty_rows()
     for piece in iter_pieces(Path(file), start, cols):
         if not len(piece):
             continue
@@ -179,19 +214,5 @@ def select(file: str, start: int, cols: Columns, plan: dict, rows: np.ndarray | 
                 mask = member & (keys <= np.uint64(ck))
             else:
                 mask = member & ((v < cv) | ((v == cv) & (keys <= np.uint64(ck))))
-        idx = np.flatnonzero(mask)
-        out["row"].append((piece.start + idx).astype(np.uint64))
-        out["file_row"].append((piece.file_start + idx).astype(np.uint64))
-        out["chunk_id"].append(piece.chunk_id[idx] if piece.chunk_id is not None else np.zeros(0, np.uint64))
-        out["ppl"].append(piece.ppl[idx])
-        out["tokens"].append(piece.tokens[idx])
-    res = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in out.items()}
-    w = res["tokens"].astype(np.float64)
-    lx = np.log(res["ppl"]) if len(res["ppl"]) else np.zeros(0)
-    res["sums"] = {"count": int(len(w)), "tokens": int(res["tokens"].sum()) if len(w) else 0,
-                   "w_min": int(res["tokens"].min()) if len(w) else None,
-                   "w_max": int(res["tokens"].max()) if len(w) else None,
-                   "ppl": (float(w @ res["ppl"]), float(w @ res["ppl"] ** 2), float(res["ppl"].sum()),
-                           float(res["ppl"] @ res["ppl"])),
-                   "log_ppl": (float(w @ lx), float(w @ lx ** 2), float(lx.sum()), float(lx @ lx))}
-    return res
+        _rows_of(piece, np.flatnonzero(mask), out)
+    return finish(out)
