@@ -74,7 +74,7 @@ def _targets(summary: dict) -> tuple[float, float, int]:
 
 def _load_scan(work: Path):
     from pplaw import _core
-    from pplaw.stream.api import Scan
+    from pplaw.stream.scan import Scan
     from pplaw.stream.shards import Columns
 
     doc = json.loads((work / "scan.json").read_text())

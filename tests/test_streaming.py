@@ -15,7 +15,7 @@ import pplaw  # noqa: E402
 from pplaw import _core  # noqa: E402
 from pplaw.exceptions import (BudgetError, InvalidInputError, MissingColumnError,  # noqa: E402
                               UnreachableTargetError)
-from pplaw.stream import api, chunk_keys, dos_dir, landscape_from_dir, sample_dir, scan_dir  # noqa: E402
+from pplaw.stream import chunk_keys, cut, dos_dir, landscape_from_dir, sample_dir, scan_dir  # noqa: E402
 
 
 def corpus(n=60_000, seed=0, equal=False, ids=True):
@@ -101,13 +101,13 @@ def test_cut_outside_the_candidates_takes_one_more_pass(tmp_path, monkeypatch, e
     budget = int(np.asarray(table.column("n_scored")).sum() * 0.3)
     ref = pplaw.sample_subset(table, token_budget=budget, quantile_window=(0.3, 0.9), seed=2, return_indices=True)
     calls = []
-    real = api.passes.collect_bin
-    monkeypatch.setattr(api, "_candidate_bins", lambda plan, frac, per_bin: (0, -1))  # keep no candidate
-    monkeypatch.setattr(api.passes, "collect_bin", lambda *a: calls.append(1) or real(*a))
+    real = cut.passes.collect_bin
+    monkeypatch.setattr(cut, "_candidate_bins", lambda plan, frac, per_bin: (0, -1))  # keep no candidate
+    monkeypatch.setattr(cut.passes, "collect_bin", lambda *a: calls.append(1) or real(*a))
     got = sample_dir(d, token_budget=budget, quantile_window=(0.3, 0.9), seed=2)
     assert calls and np.array_equal(got.rows, ref)
-    monkeypatch.setattr(api.passes, "KEY_BINS_SHIFT", 62)  # 4 bins: the edge chunks share the cut's bin
-    monkeypatch.setattr(api.passes, "collect_bin", real)
+    monkeypatch.setattr(cut.passes, "KEY_BINS_SHIFT", 62)  # 4 bins: the edge chunks share the cut's bin
+    monkeypatch.setattr(cut.passes, "collect_bin", real)
     np.testing.assert_array_equal(sample_dir(d, token_budget=budget, quantile_window=(0.3, 0.9), seed=2).rows, ref)
 
 

@@ -34,8 +34,9 @@ one), plus the selected row numbers (8 bytes per selected chunk). ``executor="ra
 work as a Ray task (same results).
 """
 
-from pplaw.stream.api import (EXACT_LIMIT, Scan, Selection, dos_dir, drawer, landscape_from_dir,
-                              sample_dir, scan_dir)
+from pplaw.stream.api import EXACT_LIMIT, dos_dir, drawer, sample_dir
+from pplaw.stream.scan import Scan, landscape_from_dir, scan_dir
+from pplaw.stream.write import Selection
 from pplaw.stream.shards import chunk_keys
 
 __all__ = ["EXACT_LIMIT", "Scan", "Selection", "chunk_keys", "dos_dir", "drawer", "landscape_from_dir", "sample_dir",
