@@ -55,8 +55,8 @@ def _cut_select(scan: Scan, budget: int, space: str, pwin: Any, qwin: Any, seed:
         x = np.log(mid[inwin]) if space == "log_ppl" else mid[inwin]
         w = tokens[inwin].astype(np.float64)
         if budget >= w.sum():
-            raise BudgetError(f"token_budget = {budget} is not below the {int(w.sum())} tokens the targets can "
-                              f"be drawn from")
+            raise BudgetError(f"token_budget = {budget} is not below the {int(w.sum())} tokens of {scan.path!r} "
+                              f"the targets can be drawn from")
         wmean = float(w @ x / w.sum())
         wstd = float(np.sqrt(max(w @ (x - wmean) ** 2 / w.sum(), 0.0)))
         center = tilt["mean"] if tilt["mean"] is not None else wmean
