@@ -36,3 +36,22 @@ def test_ray_tasks_give_the_same_results(ray_cluster, tmp_path):
     a = dos_dir(local, token_budget=budget, target_mean=14.0, target_std=6.0, exact_limit=0)
     b = dos_dir(remote, token_budget=budget, target_mean=14.0, target_std=6.0, exact_limit=0, executor="ray")
     np.testing.assert_array_equal(a.rows, b.rows)
+
+
+def test_the_loops_select_stage_on_ray_draws_the_same_subsets(ray_cluster, tmp_path):
+    import pyarrow.parquet as pq
+
+    from pplaw.pipeline.recipe import load_recipe
+    from pplaw.pipeline.select import select_subsets
+
+    table = corpus(20_000, seed=6)
+    d = write_shards(table, tmp_path / "chunks", k=3)
+    budget = int(np.asarray(table.column("n_scored")).sum() * 0.2)
+    files = {}
+    for ex in ("memory", "ray"):
+        recipe = load_recipe(overrides=[("baselines.methods", "[random]"), ("select.seeds", "[1]"),
+                                        ("select.executor", ex)])
+        items = select_subsets(table, recipe, {"mu": 14.0, "sigma": 6.0, "band": [0.2, 0.6]}, budget,
+                               tmp_path / ex, scored_dir=d)
+        files[ex] = [pq.read_table(tmp_path / ex / i["indices"]) for i in items]
+    assert all(a.equals(b) for a, b in zip(files["memory"], files["ray"]))
