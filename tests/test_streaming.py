@@ -322,3 +322,27 @@ def test_random_requests_are_identical(tmp_path, case):
                 sample_dir(d, token_budget=budget, seed=seed, **kw)
             continue
         np.testing.assert_array_equal(sample_dir(d, token_budget=budget, seed=seed, **kw).rows, ref)
+
+
+def test_the_drivers_memory_does_not_grow_with_the_corpus(tmp_path):
+    """Six times the shards (and chunks): the Python-side peak of a band draw and of DOS stays within 1.6x
+    (it holds one row group, the grid, the histogram and the few chunks near the cut and the edges)."""
+    import tracemalloc
+
+    peaks = {}
+    for k in (2, 12):
+        table = corpus(30_000 * k, seed=1)
+        d = write_shards(table, tmp_path / f"c{k}", k=k, row_group=10_000)
+        budget = int(np.asarray(table.column("n_scored")).sum() * 0.1)
+        del table
+        scan = scan_dir(d)
+        for name, fn in (("band", lambda: sample_dir(scan, token_budget=budget, quantile_window=(0.3, 0.7),
+                                                     out=tmp_path / "o.parquet")),
+                         ("dos", lambda: dos_dir(scan, token_budget=budget, target_mean=14.0, target_std=6.0,
+                                                 exact_limit=0, out=tmp_path / "o.parquet"))):
+            tracemalloc.start()
+            fn()
+            peaks[k, name] = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+    for name in ("band", "dos"):
+        assert peaks[12, name] < 1.6 * peaks[2, name], peaks
