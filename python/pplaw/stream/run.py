@@ -49,6 +49,9 @@ def _pool(n: int) -> Any:
         if _POOL is not None:
             _POOL.shutdown()
         _POOL = ProcessPoolExecutor(n, mp_context=mp.get_context("spawn"))
+        import atexit
+
+        atexit.register(_POOL.shutdown)  # before the interpreter tears the modules down under its callbacks
     return _POOL
 
 EXECUTORS = ("local", "ray", "slurm:RECIPE.yaml")
