@@ -25,7 +25,7 @@ $(PY):
 $(STAMP): pyproject.toml kernels/pyproject.toml | $(PY)
 	$(PIP) install "maturin>=1.7,<2"
 	$(PIP) install -e ./kernels
-	$(PIP) install -e ".[test,polars,ray,cluster,tensorboard]"
+	$(PIP) install -e ".[test,polars,ray,cluster,tensorboard,bench]"
 	touch $(STAMP)
 
 # The Rust extension (pplaw._core), built in place into python/pplaw/ (incremental: seconds when unchanged).

@@ -159,6 +159,7 @@ LAYERS = {
     "pipeline": 2,
     "score": 3, "train": 3, "synth": 3, "laws": 3, "ray": 3,
     "landscape": 4, "sampling": 4, "filters": 4, "export": 4, "runs": 4, "io": 4, "config": 4, "tasks": 4,
+    "cluster": 4, "stream": 4,
     "exceptions": 5, "_atomic": 5, "_columns": 5, "_checks": 5, "_fingerprint": 5, "_head": 5, "_lazy": 5,
     "_yaml": 5,
 }

@@ -1,5 +1,5 @@
 """The value checks of every config: the ``pplaw run`` recipe's sections (:mod:`pplaw.pipeline.sections`,
-:mod:`pplaw.pipeline.cluster`), the synthetic world (:class:`pplaw.synth.world.WorldConfig`) and the
+:mod:`pplaw.cluster`), the synthetic world (:class:`pplaw.synth.world.WorldConfig`) and the
 commands' configs (:class:`pplaw.score.job.ScoreConfig`, ``pplaw train``, ``pplaw evaluate``, ``pplaw fit``,
 ``pplaw export``, ``pplaw landscape``).
 

@@ -213,7 +213,7 @@ def test_a_section_checks_its_own_values(make, key):
 
 def test_the_slurm_section_checks_itself_and_the_recipe_keeps_only_cross_section_rules():
     """SlurmSection checks its values when made; RunRecipe.check holds what joins sections (here: world vs model)."""
-    from pplaw.pipeline.cluster import SlurmSection
+    from pplaw.cluster import SlurmSection
 
     with pytest.raises(ConfigError, match=r"slurm\.time_min"):
         SlurmSection(time_min=0)

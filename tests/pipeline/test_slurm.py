@@ -141,7 +141,7 @@ def test_the_micro_sweep_as_real_slurm_jobs_survives_a_scancel(micro_run, model_
 def test_a_run_through_submitits_local_executor_trains_the_same_run(micro_run, tmp_path):
     """No cluster needed: slurm.cluster=local runs the same job (pickled RunJob) as a local process."""
     from pplaw import runs
-    from pplaw.pipeline.cluster import SlurmSection
+    from pplaw.cluster import SlurmSection
     from pplaw.pipeline.slurm_executor import SlurmExecutor, read_jobs
 
     src, s = _one_finished_run(micro_run[0], tmp_path)
@@ -159,7 +159,7 @@ def test_a_run_through_submitits_local_executor_trains_the_same_run(micro_run, t
 
 def test_a_run_that_fails_in_its_job_is_a_failed_run(tmp_path):
     """A job whose run fails (options that are no run) ends as that run's failed.json and a 'failed' result."""
-    from pplaw.pipeline.cluster import SlurmSection
+    from pplaw.cluster import SlurmSection
     from pplaw.pipeline.slurm_executor import SlurmExecutor
     from pplaw.pipeline.sweep import FAILED, RunSpec
 
@@ -192,7 +192,7 @@ def test_a_preempted_slurm_job_is_requeued_and_finishes_its_run(micro_run, tmp_p
     if why := slurm_why_not:
         pytest.skip(why)
     from pplaw import runs
-    from pplaw.pipeline.cluster import SlurmSection
+    from pplaw.cluster import SlurmSection
     from pplaw.pipeline.slurm_executor import RunJob, make_submitit
 
     src, s = _one_finished_run(micro_run[0], tmp_path)

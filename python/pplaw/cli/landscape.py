@@ -4,6 +4,9 @@ SCORED is a Parquet or JSONL file of scored chunks (one row per chunk: ``ppl``, 
 ``chunk_id``; see ``pplaw score``) or a directory of them (read in sorted path order). Writes to DIR:
 ``landscape.json`` (reload with ``pplaw.Landscape.load``), ``bins.parquet`` and ``bins.csv`` (one row per
 quantile bin) and ``landscape.png``; prints a summary. The readers and writers are :mod:`pplaw.io`'s.
+
+A directory is read shard by shard (:mod:`pplaw.stream`: bounded memory, quantile edges at the fine grid's
+resolution, relative PPL error <= 5e-4); ``--in-memory`` reads it into one table for exact edges.
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ class LandscapeConfig:
     tokens_column: str = field(default="n_scored", metadata={"help": "column with each chunk's scored-token count"})
     bins: int = field(default=100, metadata={"help": "number of token-weighted quantile bins"})
     no_plot: bool = field(default=False, metadata={"help": "skip landscape.png"})
+    in_memory: bool = field(default=False, metadata={
+        "help": "read a directory into one table (exact quantile edges) instead of shard by shard"})
+    executor: str = field(default="local", metadata={"help": "directories: run the shards here (local), as Ray "
+                                                             "tasks (ray) or as a Slurm job array "
+                                                             "(slurm:RECIPE.yaml, its slurm: section)"})
 
     def __post_init__(self) -> None:
         required(self.input, "SCORED (or --input)", "landscape")
@@ -70,8 +78,17 @@ def main(argv: list[str]) -> int:
     (cfg,) = parse_config([LandscapeConfig], with_positional_input(argv), prog="pplaw landscape",
                           description=__doc__.split("\n\n")[0])
     folder(cfg.out, "pplaw landscape: --out")  # before reading: not a FileExistsError after the work
-    table, files, _ = read_scored(cfg.input, [cfg.ppl_column, cfg.tokens_column], ppl_column=cfg.ppl_column)
-    land = Landscape.from_arrow(table, ppl_column=cfg.ppl_column, tokens_column=cfg.tokens_column, n_bins=cfg.bins)
+    if Path(cfg.input).is_dir() and not cfg.in_memory:
+        from pplaw.stream import scan_dir
+
+        scan = scan_dir(cfg.input, ppl_column=cfg.ppl_column, tokens_column=cfg.tokens_column,
+                        executor=cfg.executor)
+        land, n_rows, files = scan.landscape(cfg.bins), scan.n_rows, scan.files
+    else:
+        table, files, _ = read_scored(cfg.input, [cfg.ppl_column, cfg.tokens_column], ppl_column=cfg.ppl_column)
+        land = Landscape.from_arrow(table, ppl_column=cfg.ppl_column, tokens_column=cfg.tokens_column,
+                                    n_bins=cfg.bins)
+        n_rows = table.num_rows
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -82,7 +99,7 @@ def main(argv: list[str]) -> int:
     if not cfg.no_plot:
         land.plot(out / "landscape.png", title=f"Perplexity landscape of {Path(cfg.input).name}")
         written.append("landscape.png")
-    print(f"read {table.num_rows:,} chunks from {len(files)} file(s) under {cfg.input}")
+    print(f"read {n_rows:,} chunks from {len(files)} file(s) under {cfg.input}")
     print(format_summary(land))
     print(f"wrote {', '.join(written)} to {out}")
     return 0

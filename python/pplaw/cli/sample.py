@@ -8,6 +8,10 @@ Writes FILE (Parquet; one row per selected chunk: ``row`` = row index in SCORED 
 order, then in-file order -, ``chunk_id`` when SCORED has it, ``file``/``file_row`` for a directory, and
 the PPL/token columns) and ``FILE`` with suffix ``.json``: the achieved statistics in both spaces, the
 request and the inputs. Both are written atomically.
+
+A directory is read shard by shard (:mod:`pplaw.stream`, bounded memory): a uniform or band draw selects
+the same rows as in memory; target sampling and DOS too up to ``--exact-limit`` chunks, beyond it the
+streaming tilted draw (mean within 1%, std within 2%). ``--in-memory`` reads the directory into one table.
 """
 
 from __future__ import annotations
@@ -58,6 +62,13 @@ class SampleConfig:
     export: str | None = field(
         default=None, metadata={"help": "also write the subset's rows (every column of SCORED) to this folder as a "
                                         "publishable dataset with a card (see pplaw export)"})
+    in_memory: bool = field(default=False, metadata={
+        "help": "read a directory into one table instead of shard by shard"})
+    executor: str = field(default="local", metadata={"help": "directories: run the shards here (local), as Ray "
+                                                             "tasks (ray) or as a Slurm job array "
+                                                             "(slurm:RECIPE.yaml, its slurm: section)"})
+    exact_limit: int = field(default=5_000_000, metadata={
+        "help": "directories: target sampling and DOS run the in-memory core up to this many chunks"})
     export_format: str = field(default="parquet", metadata={"help": "with --export: parquet (Hub layout) or dataset "
                                                                     "(save_to_disk)"})
 
@@ -95,6 +106,8 @@ def main(argv: list[str]) -> int:
                           description=__doc__.split("\n\n")[0])
     _check(cfg)
     cid = cfg.chunk_id_column or None
+    if Path(cfg.input).is_dir() and not cfg.in_memory:
+        return _main_streaming(cfg, argv, cid)
     table, files, counts = read_scored(cfg.input, [cfg.ppl_column, cfg.tokens_column], [cid] if cid else [],
                                        ppl_column=cfg.ppl_column)
     has_cid = cid is not None and cid in table.column_names
@@ -126,11 +139,50 @@ def main(argv: list[str]) -> int:
         "input": str(cfg.input),
         "input_files": [str(f) for f in files],
     }
+    _report(cfg, argv, method, report, stats, idx, table.num_rows)
+    return 0
+
+
+def _main_streaming(cfg: SampleConfig, argv: list[str], cid: str | None) -> int:
+    from pplaw.stream import dos_dir, sample_dir, scan_dir
+
+    scan = scan_dir(cfg.input, ppl_column=cfg.ppl_column, tokens_column=cfg.tokens_column, chunk_id_column=cid,
+                    executor=cfg.executor)
+    common = dict(token_budget=cfg.token_budget, target_mean=cfg.target_mean, target_std=cfg.target_std,
+                  space=cfg.space, seed=cfg.seed, out=cfg.out, executor=cfg.executor, exact_limit=cfg.exact_limit,
+                  keep_rows=bool(cfg.export))
+    if cfg.dos:
+        sel = dos_dir(scan, weights=tuple(cfg.dos_weights) if cfg.dos_weights else None, **common)
+        method = "dos"
+    else:
+        sel = sample_dir(scan, ppl_window=_window(cfg.ppl_window, "--ppl-window"),
+                         quantile_window=_window(cfg.quantile_window, "--quantile-window"), **common)
+        method = "target" if cfg.target_mean is not None else "random"
+    s = scan.summary
+    corpus = {space: {"count": s["n_chunks"], "tokens": s["n_tokens"], "mean": s[m], "std": s[sd],
+                      "weighted": s["weighted"]}
+              for space, m, sd in (("ppl", "mean", "std"), ("log_ppl", "log_mean", "log_std"))}
+    report = {
+        "method": method,
+        "request": {k: v for k, v in asdict(cfg).items() if k not in ("input", "out")},
+        "achieved": sel.stats,
+        "corpus": corpus,
+        "streaming": {"method": sel.method, "shards": len(scan.files)},
+        "selected_file": str(cfg.out),
+        "input": str(cfg.input),
+        "input_files": [str(f) for f in scan.files],
+    }
+    _report(cfg, argv, method, report, sel.stats, sel.rows, scan.n_rows)
+    return 0
+
+
+def _report(cfg: SampleConfig, argv: list[str], method: str, report: dict, stats: dict, idx, n_rows: int) -> None:
+    out = Path(cfg.out)
     stats_path = out.with_suffix(".json")
     atomic_write_text(stats_path, json.dumps(report, indent=2) + "\n")
 
     got = stats[cfg.space]
-    print(f"{method}: selected {got['count']:,} of {table.num_rows:,} chunks, {got['tokens']:,} tokens "
+    print(f"{method}: selected {got['count']:,} of {n_rows:,} chunks, {got['tokens']:,} tokens "
           f"(budget {cfg.token_budget:,})")
     line = f"{cfg.space}: mean {got['mean']:.4f}  std {got['std']:.4f}"
     if cfg.target_mean is not None:
@@ -149,7 +201,6 @@ def main(argv: list[str]) -> int:
                           "filter": _windows_text(cfg)},
             "commands": ["pplaw sample " + " ".join(shlex.quote(a) for a in argv)]}, tokens_column=cfg.tokens_column)
         print(f"wrote {folder} (card: {folder / 'README.md'})")
-    return 0
 
 
 def _windows_text(cfg: SampleConfig) -> str | None:

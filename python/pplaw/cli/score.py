@@ -30,7 +30,7 @@ from pplaw.score.job import ScoreConfig, run_score, summary_lines
 def main(argv: list[str]) -> int:
     from pplaw.config import parse_config
 
-    from pplaw.pipeline.cluster import ScoreClusterOptions
+    from pplaw.cluster import ScoreClusterOptions
 
     cfg, cl = parse_config([ScoreConfig, ScoreClusterOptions], argv, prog="pplaw score",
                            description=__doc__.split("\n\n")[0])

@@ -262,7 +262,7 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
                                 "select": recipe.to_dict()["select"], "baselines": recipe.to_dict()["baselines"],
                                 "space": recipe.fit.space},
                      lambda d: {"subsets": select_subsets(table, recipe, fit.optimum, budget, d,
-                                                            best_sweep=fit.best_sweep),
+                                                            best_sweep=fit.best_sweep, scored_dir=chunks.dir),
                                 "budget": budget}, load=Selection.load)
     notes = [n for n in [whole_corpus_note(sel.subsets, table.num_rows)] if n]
     for note in notes:  # said on the terminal and in the report, also when the stage was up to date

@@ -32,7 +32,7 @@ from pplaw._checks import require
 from pplaw._yaml import load as yaml_load
 from pplaw._yaml import one_line
 from pplaw.exceptions import ConfigError
-from pplaw.pipeline.cluster import SlurmSection
+from pplaw.cluster import SlurmSection
 from pplaw.pipeline.sections import (BaselinesSection, CorpusSection, EvaluateSection, ExportSection, FitSection,
                                      LandscapeSection, ModelSection, PlanSection, ReportSection, ScoringSection,
                                      SelectSection, TrainSection)

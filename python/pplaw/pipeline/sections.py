@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pplaw._checks import at_least, is_finite, number, require
 from pplaw.config import borrow, option
 from pplaw.exceptions import ConfigError
-from pplaw.pipeline.cluster import EXECUTORS, check_executor
+from pplaw.cluster import EXECUTORS, check_executor
 from pplaw.score.job import ScoreConfig
 from pplaw.train.evaluate import EvalConfig, check_evaluation
 from pplaw.train.options import CPTConfig, TrainingDefaults, check_training
@@ -304,6 +304,10 @@ class SelectSection:
                          "sweep's windows belong to, sampled uniformly; the band with the lowest predicted loss at "
                          "the budget wins) or 'free' (any subset matching (mu*, sigma*), which can be a bimodal mix "
                          "of the landscape's ends that no sweep run resembled).", choices=["band", "free"])
+    executor: str = option("stream", "How the final subsets are drawn from the scored shards: 'stream' (pplaw.stream: "
+                                     "shard by shard in bounded memory; the same subsets as in memory for band and "
+                                     "random draws, and for DOS up to 5 million chunks), 'ray' (the same passes as "
+                                     "Ray tasks) or 'memory' (one table).", choices=["stream", "ray", "memory"])
     fallback: bool = option(True, "Select the best sweep regime instead when the law's predicted gain over it is "
                                   "within the law's own uncertainty: the bootstrap CI of the difference, and the "
                                   "held-out error on differences (the worst mispredicted gap between two validation "

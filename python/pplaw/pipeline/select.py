@@ -281,9 +281,13 @@ def _extreme(ppl: np.ndarray, tokens: np.ndarray, budget: int, highest: bool) ->
 
 
 def select_subsets(table: pa.Table, recipe: RunRecipe, optimum: dict[str, Any], budget: int,
-                   out: Path, best_sweep: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """DOS and the baselines at ``budget`` for every final seed; writes ``subsets/<method>_s<seed>.parquet``."""
-    from pplaw.sampling import sample_subset, select_dos
+                   out: Path, best_sweep: dict[str, Any] | None = None,
+                   scored_dir: Path | None = None) -> list[dict[str, Any]]:
+    """DOS and the baselines at ``budget`` for every final seed; writes ``subsets/<method>_s<seed>.parquet``.
+    ``select.executor`` stream/ray draws them shard by shard from ``scored_dir`` (:mod:`pplaw.stream`)."""
+    from pplaw.stream import drawer
+
+    sample_subset, select_dos = drawer(table, scored_dir, recipe.select.executor)
 
     ppl = table.column("ppl").to_numpy()
     tokens = table.column("n_scored").to_numpy().astype(np.int64)
@@ -293,19 +297,17 @@ def select_subsets(table: pa.Table, recipe: RunRecipe, optimum: dict[str, Any], 
     for method in ["dos", *recipe.baselines.methods]:
         for seed in sel.seeds:
             if method == "dos" and optimum.get("band") is not None:  # the band family (select.family = band)
-                idx = sample_subset(table, token_budget=budget, quantile_window=tuple(optimum["band"]), seed=seed,
-                                    return_indices=True)
+                idx = sample_subset(token_budget=budget, quantile_window=tuple(optimum["band"]), seed=seed)
             elif method == "best_sweep":
                 if best_sweep is None:
                     raise InvalidInputError("baseline best_sweep needs select.family = band (the sweep's band "
                                             "family); drop it from baselines.methods or set select.family: band")
-                idx = sample_subset(table, token_budget=budget, quantile_window=tuple(best_sweep["band"]), seed=seed,
-                                    return_indices=True)
+                idx = sample_subset(token_budget=budget, quantile_window=tuple(best_sweep["band"]), seed=seed)
             elif method == "dos":
-                idx = select_dos(table, token_budget=budget, target_mean=optimum["mu"], target_std=optimum["sigma"],
-                                 space=recipe.fit.space, weights=sel.weights, seed=seed, return_indices=True)
+                idx = select_dos(token_budget=budget, target_mean=optimum["mu"], target_std=optimum["sigma"],
+                                 space=recipe.fit.space, weights=sel.weights, seed=seed)
             elif method == "random":
-                idx = sample_subset(table, token_budget=budget, seed=seed, return_indices=True)
+                idx = sample_subset(token_budget=budget, seed=seed)
             elif method in ("lowest_ppl", "highest_ppl"):
                 idx = _extreme(ppl, tokens, budget, highest=method == "highest_ppl")
             else:  # full: every chunk; trained for as many tokens as the others (see cpt_options)

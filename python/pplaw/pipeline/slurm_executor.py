@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from pplaw.exceptions import ClusterError, ConfigError
 from pplaw.pipeline import sweep as SW
-from pplaw.pipeline.cluster import SlurmSection
+from pplaw.cluster import SlurmSection
 from pplaw.pipeline.sweep import RunSpec
 from pplaw.runs import write_json_atomic
 
