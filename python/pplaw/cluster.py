@@ -8,10 +8,12 @@ A leaf of :mod:`pplaw.pipeline` (it imports no other pipeline module), so that :
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pplaw._checks import integer, nonempty_str, number, one_of, require
 from pplaw.config import option
+from pplaw.exceptions import ConfigError
 
 EXECUTORS = ("local", "ray", "slurm")
 
@@ -83,3 +85,22 @@ def check_executor(t: Any) -> None:
     for key, low in (("cpus_per_run", 1), ("gpus_per_run", 0), ("max_retries", 0)):
         integer(getattr(t, key), f"train.{key}", low)
     nonempty_str(t.ray_address, "train.ray_address", what="a Ray address ('auto', 'ray://head:10001')")
+
+
+def make_submitit(slurm: SlurmSection, folder: Path, *, cpus: int, gpus: int, max_requeues: int, name: str) -> Any:
+    """A submitit executor with the slurm section's options (``slurm.cluster: local``: the local executor); used
+    by the pipeline's Slurm executor and by :mod:`pplaw.stream`'s Slurm passes."""
+    try:
+        import submitit
+    except ImportError as err:
+        raise ConfigError("running on Slurm needs submitit: pip install 'pplaw[cluster]'") from err
+    ex = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=slurm.cluster,
+                               **{f"{slurm.cluster}_max_num_timeout": max_requeues})
+    params: dict[str, Any] = {"timeout_min": slurm.time_min, "cpus_per_task": cpus, "gpus_per_node": gpus or None,
+                              "mem_gb": slurm.mem_gb, "name": name}
+    if slurm.cluster == "slurm":
+        params.update(slurm_partition=slurm.partition, slurm_account=slurm.account, slurm_qos=slurm.qos,
+                      slurm_setup=list(slurm.setup) or None, slurm_array_parallelism=slurm.array_parallelism,
+                      slurm_additional_parameters=dict(slurm.additional_parameters) or None)
+    ex.update_parameters(**{k: v for k, v in params.items() if v is not None})
+    return ex

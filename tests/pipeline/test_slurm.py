@@ -193,7 +193,8 @@ def test_a_preempted_slurm_job_is_requeued_and_finishes_its_run(micro_run, tmp_p
         pytest.skip(why)
     from pplaw import runs
     from pplaw.cluster import SlurmSection
-    from pplaw.pipeline.slurm_executor import RunJob, make_submitit
+    from pplaw.cluster import make_submitit
+    from pplaw.pipeline.slurm_executor import RunJob
 
     src, s = _one_finished_run(micro_run[0], tmp_path)
     run = s.dir

@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from pplaw.exceptions import ClusterError, ConfigError
 from pplaw.pipeline import sweep as SW
-from pplaw.cluster import SlurmSection
+from pplaw.cluster import SlurmSection, make_submitit
 from pplaw.pipeline.sweep import RunSpec
 from pplaw.runs import write_json_atomic
 
@@ -53,24 +53,6 @@ class RunJob:
 
         return submitit.helpers.DelayedSubmission(RunJob(self.spec, self.launcher, self.accelerate_config,
                                                          self.threads))
-
-
-def make_submitit(slurm: SlurmSection, folder: Path, *, cpus: int, gpus: int, max_requeues: int, name: str) -> Any:
-    """A submitit executor with the slurm section's options (``slurm.cluster: local``: the local executor)."""
-    try:
-        import submitit
-    except ImportError as err:
-        raise ConfigError("train.executor=slurm needs submitit: pip install 'pplaw[cluster]'") from err
-    ex = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=slurm.cluster,
-                               **{f"{slurm.cluster}_max_num_timeout": max_requeues})
-    params: dict[str, Any] = {"timeout_min": slurm.time_min, "cpus_per_task": cpus, "gpus_per_node": gpus or None,
-                              "mem_gb": slurm.mem_gb, "name": name}
-    if slurm.cluster == "slurm":
-        params.update(slurm_partition=slurm.partition, slurm_account=slurm.account, slurm_qos=slurm.qos,
-                      slurm_setup=list(slurm.setup) or None, slurm_array_parallelism=slurm.array_parallelism,
-                      slurm_additional_parameters=dict(slurm.additional_parameters) or None)
-    ex.update_parameters(**{k: v for k, v in params.items() if v is not None})
-    return ex
 
 
 def job_state(job: Any) -> str:

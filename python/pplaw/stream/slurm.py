@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from pplaw.cluster import make_submitit
 from pplaw.exceptions import ClusterError
 
 
@@ -45,31 +46,12 @@ def load_slurm_section(recipe: str) -> Any:
     return section
 
 
-def _executor(slurm: Any, folder: Path, name: str) -> Any:
-    """A submitit executor with the section's options (as ``pipeline/slurm_executor.make_submitit``)."""
-    try:
-        import submitit
-    except ImportError as err:
-        from pplaw.exceptions import ConfigError
-
-        raise ConfigError("executor 'slurm:...' needs submitit: pip install 'pplaw[cluster]'") from err
-    ex = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=slurm.cluster,
-                               **{f"{slurm.cluster}_max_num_timeout": 1})
-    params: dict[str, Any] = {"timeout_min": slurm.time_min, "cpus_per_task": slurm.cpus_per_task or 1,
-                              "mem_gb": slurm.mem_gb, "name": name}
-    if slurm.cluster == "slurm":
-        params.update(slurm_partition=slurm.partition, slurm_account=slurm.account, slurm_qos=slurm.qos,
-                      slurm_setup=list(slurm.setup) or None, slurm_array_parallelism=slurm.array_parallelism,
-                      slurm_additional_parameters=dict(slurm.additional_parameters) or None)
-    ex.update_parameters(**{k: v for k, v in params.items() if v is not None})
-    return ex
-
-
 def slurm_map(fn: Callable[..., Any], args: Sequence[tuple], recipe: str, desc: str) -> Iterator[Any]:
     slurm = load_slurm_section(recipe)
     tasks = max(1, min(len(args), slurm.array_parallelism))
     folder = Path(recipe).resolve().parent / "pplaw-stream-logs"
-    ex = _executor(slurm, folder, f"pplaw-stream-{desc.split(':')[0] or 'pass'}")
+    ex = make_submitit(slurm, folder, cpus=slurm.cpus_per_task or 1, gpus=0, max_requeues=1,
+                       name=f"pplaw-stream-{desc.split(':')[0] or 'pass'}")
     groups = [list(args[i::tasks]) for i in range(tasks)]
     with ex.batch():
         jobs = [ex.submit(_run_group, fn, g) for g in groups]
