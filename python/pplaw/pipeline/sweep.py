@@ -353,15 +353,16 @@ def run_all(specs: list[RunSpec], *, workers: int, threads: int, launcher: str =
 
     results: dict[str, dict[str, Any]] = {}
     todo, done, twins = [], {}, {}
+    keys = {s.id: twin_key(s) for s in specs}  # each indices file read once
     for s in specs:
         if is_finished(s):
             results[s.id] = {"id": s.id, "status": "skipped"}
-            done.setdefault(twin_key(s), s)
+            done.setdefault(keys[s.id], s)
         else:
             todo.append(s)
     leaders: dict[str, RunSpec] = {}
     for s in list(todo):  # a run identical to another is trained once: the other adopts its result
-        k = twin_key(s)
+        k = keys[s.id]
         if k in done or k in leaders:
             twins.setdefault(k, []).append(s)
             todo.remove(s)
@@ -381,7 +382,7 @@ def run_all(specs: list[RunSpec], *, workers: int, threads: int, launcher: str =
         bar.update(1)
         if on_done is not None:
             on_done(spec, res)
-        for twin in twins.pop(twin_key(spec), []) if res["status"] == "ok" else []:
+        for twin in twins.pop(keys[spec.id], []) if res["status"] == "ok" else []:
             finish(twin, adopt(twin, spec))
 
     for k in [k for k in twins if k in done]:  # identical to a run finished before: nothing to train
