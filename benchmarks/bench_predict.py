@@ -62,6 +62,10 @@ def row(seed: int, s: dict) -> dict:
         "selected": (s.get("selection") or {}).get("selected"),
         # the law's predicted gain of its own band over the best sweep regime, and its held-out gap error
         "law_gain": _gain(s), "gap_error": (tab.get(chosen) or {}).get("holdout_diff_max"),
+        # the confirm stage (select.confirm): its verdict on a band the law proposed, and both bands' loss at 2x
+        "confirm": ((s.get("selection") or {}).get("confirmation") or {}).get("status"),
+        "confirm_law_loss": ((s.get("selection") or {}).get("confirmation") or {}).get("law_loss"),
+        "confirm_best_sweep_loss": ((s.get("selection") or {}).get("confirmation") or {}).get("best_sweep_loss"),
         "dos_vs_random_loss": margin("random", "domain_loss", True),
         "dos_vs_lowest_loss": margin("lowest_ppl", "domain_loss", True),
         "dos_vs_best_sweep_loss": margin("best_sweep", "domain_loss", True),

@@ -18,7 +18,7 @@ MICRO = Path(__file__).with_name("micro.yaml")
 REPO = Path(__file__).resolve().parents[2]
 # micro.yaml fails its 40-token runs on purpose: `pplaw run` finishes, lists them and exits 1
 MICRO_RC = 1
-STAGES = ("world", "score", "landscape", "plan", "sweep", "fit", "select", "final", "export")
+STAGES = ("world", "score", "landscape", "plan", "sweep", "fit", "confirm", "select", "final", "export")
 
 
 def _records(run_dir: Path) -> dict[str, float]:
@@ -237,6 +237,49 @@ def test_final_runs_identical_to_another_are_trained_once(micro_run):
         assert rows[f"best_sweep_s{seed}"]["domain_loss"] == rows[f"dos_s{seed}"]["domain_loss"]
         assert not (out / "final" / f"best_sweep_s{seed}" / "train.log").exists()  # never trained
         assert not (out / "final" / f"random_s{seed}" / "twin_of.json").exists()
+
+
+def test_a_band_the_law_proposes_is_confirmed_at_the_validation_size_first(micro_run, model_cache, tmp_path,
+                                                                          capsys):
+    """select.fallback off makes the fit stage take the law's own band; the confirm stage then trains it at the
+    validation size and keeps it only if it measures below the best sweep band there; DOS's final subsets are
+    drawn from the band it decided on, and the summary says which and why."""
+    import shutil
+
+    from pplaw.cli.main import main
+
+    out, _, _, _ = micro_run
+    assert json.loads((out / "confirm" / "stage.json").read_text())["outputs"]["status"] == "not needed"
+    law = tmp_path / "law"
+    shutil.copytree(out, law)
+    main(["run", str(MICRO), "--out", str(law), f"cache_dir={model_cache}", "select.fallback=false",
+          "baselines.methods=[random]"])
+    text = capsys.readouterr().out
+    fit = json.loads((law / "fit" / "stage.json").read_text())["outputs"]
+    assert fit["optimum"]["selected"] == "law"
+    conf = json.loads((law / "confirm" / "stage.json").read_text())["outputs"]
+    assert conf["status"] in ("confirmed", "rejected") and f"[confirm] {conf['status']}" in text
+    runs = {r["id"]: r for r in json.loads((law / "confirm" / "runs.json").read_text())}
+    assert conf["law_runs"] and all(runs[i]["role"] == "confirmation" and runs[i]["band"] == fit["optimum"]["band"]
+                                    for i in conf["law_runs"])
+    val = json.loads((law / "plan" / "plan.json").read_text())["validation_sizes"][-1]
+    assert all(val <= r["D"] < val * 1.05 for r in runs.values())
+    assert conf["best_sweep_runs"] and conf["best_sweep_loss"] is not None  # measured here or by a held-out leader
+    won = conf["law_loss"] < conf["best_sweep_loss"]
+    assert conf["status"] == ("confirmed" if won else "rejected")
+    band = fit["optimum"]["band"] if won else fit["best_sweep"]["band"]
+    summary = json.loads((law / "summary.json").read_text())
+    assert summary["optimum"]["band"] == band and summary["selection"]["confirmation"]["status"] == conf["status"]
+    from pplaw.io import read_indices
+    from pplaw.pipeline.artefacts import ScoredChunks
+    from pplaw.sampling import sample_subset
+
+    table = ScoredChunks.load(law / "score", json.loads((law / "score" / "stage.json").read_text())["outputs"]).table
+    sel = json.loads((law / "select" / "stage.json").read_text())["outputs"]
+    dos = next(s for s in sel["subsets"] if s["method"] == "dos")
+    idx = sample_subset(table, token_budget=sel["budget"], quantile_window=tuple(band), seed=dos["seed"],
+                        return_indices=True)
+    assert sorted(read_indices(law / "select" / dos["indices"])[0].tolist()) == sorted(idx.tolist())
 
 
 def test_another_validation_family_keeps_the_fit_runs(micro_run, model_cache, tmp_path, capsys):

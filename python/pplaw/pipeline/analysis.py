@@ -198,7 +198,8 @@ def _fit(ctx: ReportContext, kinds: np.ndarray | None, a: Analysis) -> None:
     s["fit_metrics"] = ctx.fit["metrics"]
     if opt.get("selected"):
         s["selection"] = {"selected": opt["selected"], "why": opt.get("why"), "band": opt.get("band"),
-                          "best_sweep": ctx.fit.get("best_sweep") or {}}
+                          "best_sweep": ctx.fit.get("best_sweep") or {},
+                          "confirmation": ctx.fit.get("confirmation")}  # pipeline/confirm.py's verdict, if any
     if kinds is not None and any(k in set(kinds) for k in BAND_KINDS):
         x = ctx.table.column("ppl").to_numpy()
         x = np.log(x) if ctx.recipe.fit.space == "log_ppl" else x

@@ -64,7 +64,8 @@ def provenance(run: Path, item: dict[str, Any]) -> dict[str, Any]:
     sel = _manifest(run, "select")
     space = (recipe.get("fit") or {}).get("space", "ppl")
     target = (recipe.get("fit") or {}).get("target", "domain_loss")
-    opt, lc = fit.get("optimum") or {}, fit.get("law_choice") or {}
+    conf = _json(run / "confirm" / "stage.json").get("outputs") or {}  # the confirm stage may overrule the fit's
+    opt, lc = conf.get("optimum") or fit.get("optimum") or {}, fit.get("law_choice") or {}
     rows = (lc.get("table") or []) if lc.get("validated") else []  # the chosen law's held-out row
     row = next((r for r in rows if r.get("law") == lc.get("chosen")), {})
     method, seed, D = item["method"], item["seed"], item["D"]
@@ -88,7 +89,7 @@ def provenance(run: Path, item: dict[str, Any]) -> dict[str, Any]:
     fit_file = run / "fit" / (fit.get("fit") or "fit.json")
     if fit_file.is_file() and method != "full":
         total = int((land.get("summary") or {}).get("n_tokens") or 0) or None
-        pool = final_pool(method, D, fit, total) if total else None
+        pool = final_pool(method, D, {**fit, "optimum": opt}, total) if total else None
         fc = predict(fit_file, item[f"mu_{space}"], item[f"sigma_{space}"], D, pool)
         measured = _measured(run, method, target)
         prov["forecast"] = {**fc, "target": target.replace("_", " "), "measured": measured}

@@ -1,6 +1,6 @@
 """The end-to-end loop behind ``pplaw run``, one stage after another (read it top to bottom).
 
-    world -> score -> landscape -> plan -> sweep -> fit -> select -> final -> export -> report
+    world -> score -> landscape -> plan -> sweep -> fit -> confirm -> select -> final -> export -> report
 
 Every stage writes into its own folder of the run directory and is skipped when re-run with the same
 inputs (:mod:`pplaw.pipeline.stages`); the sweep and the final comparison skip their finished runs one by
@@ -19,6 +19,7 @@ import yaml
 
 from pplaw.exceptions import ConfigError
 from pplaw.pipeline import executors as EX
+from pplaw.pipeline import confirm as CF
 from pplaw.pipeline import preflight as PF
 from pplaw.pipeline import report as RP
 from pplaw.pipeline import sweep as SW
@@ -257,11 +258,32 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
                              "budget": budget, "family": recipe.select.family, "fallback": recipe.select.fallback},
                      fit_stage, load=FitArtefact.load)
 
-    # 5. DOS at the final budget, and the baselines at the same budget, for every seed
-    sel = stages.run("select", {"score": score, "optimum": fit.optimum, "best_sweep": fit.best_sweep,
+    # 5. a band the law proposes on its own is trained once at the validation size first, and kept only if it
+    # measures better there than the best sweep regime's band (pipeline/confirm.py; nothing runs otherwise)
+    def confirm_stage(d: Path) -> dict[str, Any]:
+        why = CF.confirmation_needed(fit.optimum, plan.plan, recipe.select.confirm)
+        if why is not None:
+            return {"status": "not needed", "why": why, "optimum": fit.optimum}
+        pts, held = CF.confirmation_points(table, plan.plan, fit.optimum, fit.best_sweep, sw.rows,
+                                           recipe.plan.seeds, recipe.plan.replay_ratios, d)
+        write_json_atomic(d / "points.json", pts)
+        cspecs = point_specs(recipe, inp, chunks, bench, pts, d, d)
+        out = train_all("confirm", cspecs, "confirmation runs", d)
+        return {**out, **CF.decide_confirmation(fit.optimum, fit.best_sweep, sw.rows, SW.run_table(cspecs, recipe),
+                                                held, plan.plan, recipe.fit.target)}
+
+    conf = stages.run("confirm", {"optimum": fit.optimum, "best_sweep": fit.best_sweep, "sweep": sw.digest,
+                                  "confirm": recipe.select.confirm}, confirm_stage, mode="inplace")
+    optimum = conf["optimum"]
+    if conf["status"] != "not needed":
+        stages.log(f"[confirm] {conf['status']}: {conf['why']}")
+    fit_out = {**fit.outputs, "optimum": optimum, "confirmation": {k: v for k, v in conf.items() if k != "optimum"}}
+
+    # 6. DOS at the final budget, and the baselines at the same budget, for every seed
+    sel = stages.run("select", {"score": score, "optimum": optimum, "best_sweep": fit.best_sweep,
                                 "select": recipe.to_dict()["select"], "baselines": recipe.to_dict()["baselines"],
                                 "space": recipe.fit.space},
-                     lambda d: {"subsets": select_subsets(table, recipe, fit.optimum, budget, d,
+                     lambda d: {"subsets": select_subsets(table, recipe, optimum, budget, d,
                                                             best_sweep=fit.best_sweep, scored_dir=chunks.dir),
                                 "budget": budget}, load=Selection.load)
     notes = [n for n in [whole_corpus_note(sel.subsets, table.num_rows)] if n]
@@ -272,10 +294,10 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
     finals = stages.run("final", {"select": sel.outputs, "specs": [s.key for s in fspecs]},
                         lambda d: train_all("final", fspecs, "final runs", d), mode="always", load=RunTable.load)
 
-    # 6. the final subset (first seed) as a publishable dataset: rows + card (`pplaw export` for the others)
+    # 7. the final subset (first seed) as a publishable dataset: rows + card (`pplaw export` for the others)
     ex = recipe.export
     if ex.format != "none":
-        exp = stages.run("export", {"select": sel.outputs, "final": finals.outputs, "fit": fit.outputs,
+        exp = stages.run("export", {"select": sel.outputs, "final": finals.outputs, "fit": fit_out,
                                     "format": ex.format, "method": ex.method},
                          lambda d: {"subset": export_run(out, d / "subset", method=ex.method, format=ex.format,
                                                          seed=recipe.select.seeds[0]).name,
@@ -285,12 +307,12 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
             stages.run("push", {"export": exp, "repo": ex.push_to_hub},
                        lambda d: {"repo": push_export(folder, ex.push_to_hub)}, mode="inplace")
 
-    # 7. the report
+    # 8. the report
     t_report = time.perf_counter()
     timings = stages.timings()
     timings.append({"stage": "report", "seconds": None, "cached": False, "original_seconds": None})
     ctx = RP.ReportContext(out=out, recipe=recipe, inputs=inp, table=table, landscape=land.outputs, plan=plan.plan,
-                           sweep=sw.rows, fit=fit.outputs, budget=budget, region=region, finals=finals.rows,
+                           sweep=sw.rows, fit=fit_out, budget=budget, region=region, finals=finals.rows,
                            timings=timings, notes=notes,
                            total_seconds=time.perf_counter() - t_start)
     summary = RP.write_report(ctx)

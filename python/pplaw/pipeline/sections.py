@@ -312,6 +312,12 @@ class SelectSection:
                                   "within the law's own uncertainty: the bootstrap CI of the difference, and the "
                                   "held-out error on differences (the worst mispredicted gap between two validation "
                                   "runs of one size; the held-out MAPE when no size has two).")
+    confirm: bool = option(True, "Before the final runs take a band the law proposes on its own (not the best sweep "
+                                 "regime's), train it once at the largest validation size (as a held-out run) and "
+                                 "keep it only if it measures lower there than the best sweep regime's band at the "
+                                 "final budget (the held-out leader's run, or one more run). Successive halving's "
+                                 "rule: on fresh world seeds 45 and 46 it would have rejected two law bands that "
+                                 "then lost at the final budget (benchmarks/PREDICT_RESULTS.md).")
 
     def __post_init__(self) -> None:
         require(is_finite(self.budget), "select.budget", "hold finite numbers", [self.budget])

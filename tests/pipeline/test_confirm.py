@@ -1,0 +1,103 @@
+"""The confirm stage's rule (pipeline/confirm.py): a band the law proposes on its own is trained once at the
+validation size and kept only if it measures lower there than the best sweep regime's band."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from pplaw.pipeline import confirm as CF
+
+PLAN = {"sizes": [5_000, 10_000], "validation_sizes": [20_000], "n_bins": 20, "total_tokens": 100_000}
+LAW = {"selected": "law", "band": [0.3, 0.8], "mu": 1.0, "sigma": 0.5, "loss": 0.6, "why": "the law predicts ...",
+       "law_band": {"band": [0.3, 0.8]}, "level": 0.9, "n_bands": 40}
+BS = {"regime": "w2", "band": [0.35, 0.7], "mu": 1.2, "sigma": 0.4, "predicted": 0.7, "loss": 0.9}
+
+
+def _table(n=2000, seed=0):
+    rng = np.random.default_rng(seed)
+    return pa.table({"chunk_id": np.arange(n, dtype=np.int64), "ppl": np.exp(rng.uniform(0.5, 9.0, n)),
+                     "n_scored": np.full(n, 50, dtype=np.int64)})
+
+
+def _lead(loss, band=BS["band"], status="ok", seed=0):
+    return {"id": f"w2_D2_R0_s{seed}", "role": "validation", "size_no": 2, "band": list(band), "status": status,
+            "domain_loss": loss, "regime": "w2", "seed": seed}
+
+
+@pytest.mark.parametrize("opt,plan,on,needle", [
+    (LAW, PLAN, False, "select.confirm is off"),
+    ({**LAW, "selected": "best_sweep"}, PLAN, True, "nothing to confirm"),
+    ({**LAW, "band": None}, PLAN, True, "not a band"),
+    (LAW, {**PLAN, "validation_sizes": []}, True, "no validation size"),
+])
+def test_nothing_is_trained_unless_the_law_proposes_a_band_of_its_own(opt, plan, on, needle):
+    assert needle in CF.confirmation_needed(opt, plan, on)
+    assert CF.confirmation_needed(LAW, PLAN, True) is None
+
+
+def test_the_law_band_is_sampled_at_the_validation_size_and_the_leader_run_is_reused(tmp_path):
+    from pplaw.io import read_indices
+    from pplaw.sampling import sample_subset
+
+    t = _table()
+    pts, held = CF.confirmation_points(t, PLAN, LAW, BS, [_lead(0.9)], [0], [0.25], tmp_path)
+    assert [p["regime"] for p in pts] == ["law"] and held == ["w2_D2_R0_s0"]  # the best sweep band's held-out run exists: not trained again
+    p = pts[0]
+    assert p["role"] == "confirmation" and p["size_no"] == 2 and p["band"] == [0.3, 0.8] and p["R"] == 0.25
+    idx = sample_subset(t, token_budget=20_000, quantile_window=(0.3, 0.8), seed=0, return_indices=True)
+    assert sorted(read_indices(tmp_path / p["indices"])[0].tolist()) == sorted(np.asarray(idx).tolist())
+    assert 20_000 <= p["tokens"] < 20_100
+    # no leader run of the best sweep band at that size (another band, or another size): it is trained too
+    other = [_lead(0.9, band=[0.0, 0.5]), {**_lead(0.9), "size_no": 1}]
+    pts, held = CF.confirmation_points(t, PLAN, LAW, BS, other, [0, 1], [0.25], tmp_path / "b")
+    assert held == [] and [(p["regime"], p["seed"]) for p in pts] == [("law", 0), ("law", 1), ("best_sweep", 0), ("best_sweep", 1)]
+
+
+def test_a_band_too_narrow_for_the_validation_size_is_widened_as_the_leaders_are(tmp_path):
+    from pplaw.pipeline.plan import sample_band
+
+    pts, _ = CF.confirmation_points(_table(), PLAN, {**LAW, "band": [0.3, 0.35]}, BS, [_lead(0.9)], [0], [0.0],
+                                    tmp_path)
+    _, q = sample_band(_table(), [(0.3, 0.35)], 20_000, 20, 0, 100_000)
+    assert pts[0]["band"] == list(q) and q[1] - q[0] >= 0.2 and q[0] <= 0.3 and q[1] >= 0.35
+    assert 20_000 <= pts[0]["tokens"] < 20_100
+
+
+def _law_run(loss, status="ok", seed=0):
+    return {"id": f"confirm_law_D2_R0_s{seed}", "regime": "law", "status": status, "domain_loss": loss,
+            "seed": seed}
+
+
+def test_the_law_band_is_kept_only_when_it_measures_lower():
+    won = CF.decide_confirmation(LAW, BS, [_lead(0.95)], [_law_run(0.90)], ["w2_D2_R0_s0"], PLAN,
+                                 "domain_loss")
+    assert won["status"] == "confirmed" and won["optimum"]["band"] == [0.3, 0.8]
+    assert won["optimum"]["selected"] == "law" and "confirmed at 20,000 tokens" in won["optimum"]["why"]
+    assert won["law_loss"] == pytest.approx(0.90) and won["best_sweep_loss"] == pytest.approx(0.95)
+
+    leads = [_lead(0.93), {**_lead(0.95, seed=1), "id": "w2_D2_R0_s1"}]
+    lost = CF.decide_confirmation(LAW, BS, leads, [_law_run(0.92), _law_run(0.97, seed=1)],
+                                  ["w2_D2_R0_s0", "w2_D2_R0_s1"], PLAN, "domain_loss")
+    assert lost["status"] == "rejected"  # mean 0.945 vs 0.94: ties and losses go to the evidence
+    o = lost["optimum"]
+    assert o["selected"] == "best_sweep" and o["band"] == BS["band"] and o["mu"] == BS["mu"]
+    assert o["loss"] == BS["predicted"] and o["law_band"] == LAW["law_band"] and o["ci"] == {}
+    assert "was proposed" in o["why"] and "not below the best sweep band's 0.9400" in o["why"]
+
+
+def test_a_failed_confirmation_run_counts_against_the_law_band():
+    res = CF.decide_confirmation(LAW, BS, [_lead(0.95)], [_law_run(None, status="failed")], ["w2_D2_R0_s0"], PLAN,
+                                 "domain_loss")
+    assert res["status"] == "rejected" and "did not all finish" in res["why"]
+    assert res["optimum"]["band"] == BS["band"]
+    res = CF.decide_confirmation(LAW, BS, [_lead(None, status="failed")], [_law_run(0.5)], ["w2_D2_R0_s0"], PLAN,
+                                 "domain_loss")
+    assert res["status"] == "rejected"  # nothing to compare with: the law's band is not taken unmeasured
+
+
+def test_the_best_sweep_band_trained_by_the_confirm_stage_is_compared_when_no_leader_holds_it():
+    bs_run = {"id": "confirm_best_sweep_D2_R0_s0", "regime": "best_sweep", "status": "ok", "domain_loss": 0.80}
+    res = CF.decide_confirmation(LAW, BS, [_lead(0.5)], [_law_run(0.85), bs_run], [], PLAN, "domain_loss")
+    assert res["status"] == "rejected" and res["best_sweep_runs"] == ["confirm_best_sweep_D2_R0_s0"]
