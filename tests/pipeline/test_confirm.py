@@ -75,6 +75,9 @@ def test_the_law_band_is_kept_only_when_it_measures_lower():
                                  "domain_loss")
     assert won["status"] == "confirmed" and won["optimum"]["band"] == [0.3, 0.8]
     assert won["optimum"]["selected"] == "law" and "confirmed at 20,000 tokens" in won["optimum"]["why"]
+    bare = CF.decide_confirmation({**LAW, "why": ""}, BS, [_lead(0.95)], [_law_run(0.90)], ["w2_D2_R0_s0"], PLAN,
+                                  "domain_loss")
+    assert bare["optimum"]["why"].startswith("confirmed at")  # select.fallback off: the fit gives no why
     assert won["law_loss"] == pytest.approx(0.90) and won["best_sweep_loss"] == pytest.approx(0.95)
 
     leads = [_lead(0.93), {**_lead(0.95, seed=1), "id": "w2_D2_R0_s1"}]

@@ -128,9 +128,10 @@ def confirmed_optimum(optimum: dict[str, Any], best_sweep: dict[str, Any], conf:
     """The optimum after the confirmation: the law's band with the confirmation added to its ``why``, or the best
     sweep regime's band (the fit stage's fallback optimum) with the law's own pick kept as ``law_band``."""
     if conf["status"] == "confirmed":
-        return {**optimum, "why": f"{optimum.get('why', '')}; {conf['why']}", "confirmed": True}
+        return {**optimum, "why": "; ".join(w for w in (optimum.get("why"), conf["why"]) if w), "confirmed": True}
     bs = best_sweep
     return {**optimum, "mu": bs["mu"], "sigma": bs["sigma"], "variance": bs["sigma"] ** 2, "ci": {},
             "loss": bs["predicted"], "loss_ci": None, "band": bs["band"], "selected": "best_sweep",
             "on_boundary": False, "confirmed": False,
-            "why": f"the law's band {optimum['band']} was proposed ({optimum.get('why', '')}) but {conf['why']}"}
+            "why": f"the law's band {optimum['band']} was proposed"
+                   + (f" ({optimum['why']})" if optimum.get("why") else "") + f" but {conf['why']}"}
