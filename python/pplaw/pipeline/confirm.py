@@ -101,8 +101,9 @@ def decide_confirmation(optimum: dict[str, Any], best_sweep: dict[str, Any], swe
     ``held``: the ids of the sweep's held-out runs that stand for the best sweep band (:func:`confirmation_points`).
     A confirmation run that failed counts against the law's band (it is not trained on unmeasured)."""
     law_rows = [r for r in confirm_rows if r.get("regime") == "law"]
+    held_ids = set(held)
     bs_rows = [r for r in confirm_rows if r.get("regime") == "best_sweep"] or \
-        [r for r in sweep_rows if str(r.get("id")) in set(held)]
+        [r for r in sweep_rows if str(r.get("id")) in held_ids]
     law, bs = _losses(law_rows, target), _losses(bs_rows, target)
     D = int(plan["validation_sizes"][-1])
     out: dict[str, Any] = {"D": D, "law_band": optimum["band"], "best_sweep_band": best_sweep["band"],
