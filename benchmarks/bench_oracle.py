@@ -90,15 +90,15 @@ class Oracle:
         band = tuple(_band(band)) if isinstance(band, str) else (float(band[0]), float(band[1]))
         from pplaw.io import write_indices
         from pplaw.pipeline import sweep as SW
-        from pplaw.pipeline.plan import stats_both
-        from pplaw.sampling import sample_subset
+        from pplaw.pipeline.plan import band_draw, stats_both
 
         rid = f"{tag}{band[0]:.2f}-{band[1]:.2f}_D{tokens}_s{seed}"
         d = self.out / "runs" / rid
         idx_path = self.out / "subsets" / f"{rid}.parquet"
         table = self.chunks.table
-        idx = np.asarray(sample_subset(table, token_budget=tokens, quantile_window=band, seed=seed,
-                                       return_indices=True))
+        # as the final runs draw it: a band shorter than the budget is taken whole and repeated, up to
+        # select.max_repeat passes (pipeline/plan.py's band_draw)
+        idx, repeated = band_draw(table, band, tokens, seed, float(self.recipe.select.max_repeat))
         if not idx_path.is_file():
             idx_path.parent.mkdir(parents=True, exist_ok=True)
             write_indices(table, idx, idx_path)
@@ -107,7 +107,8 @@ class Oracle:
                               bench=self.bench)
         opts.update(overrides or {})  # e.g. a smaller batch (more optimiser steps on the same data): --steps
         st = stats_both(table, idx)
-        meta = {"q_lo": band[0], "q_hi": band[1], "seed": seed, "D": st["tokens"], "target_D": tokens,
+        meta = {"q_lo": band[0], "q_hi": band[1], "seed": seed, "D": tokens if repeated else st["tokens"],
+                "target_D": tokens, "epochs": tokens / st["tokens"] if repeated else 1.0,
                 **{k: st[k] for k in ("mu_ppl", "sigma_ppl", "mu_log_ppl", "sigma_log_ppl")}}
         return SW.RunSpec(rid, d, opts, meta, keep_model=False, root=self.run)
 

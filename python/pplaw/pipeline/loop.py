@@ -103,7 +103,7 @@ def make_plan(table, recipe: RunRecipe, landscape: Path, d: Path) -> dict[str, A
     regions = {D: realisable_region(ppl, tok, D, space) for D in sorted(set(out["sizes"]) | {final})}
     write_json_atomic(d / "regions.json", {str(D): r.to_dict() for D, r in regions.items()})
     plot_plan(out, {D: r for D, r in regions.items() if D in out["sizes"]}, d / "plan.png")
-    out.update(final_budget=final, regions="regions.json", plot="plan.png")
+    out.update(final_budget=final, max_repeat=float(recipe.select.max_repeat), regions="regions.json", plot="plan.png")
     write_json_atomic(d / "plan.json", out)
     return {k: v for k, v in out.items() if k != "points"} | {
         "points": [{k: p.get(k) for k in ("id", "status", "reason")} for p in out["points"]], "plan": "plan.json"}
@@ -219,7 +219,8 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
     land = stages.run("landscape", {"score": score, "landscape": recipe.to_dict()["landscape"]},
                       lambda d: make_landscape(table, recipe, d), load=LandscapeArtefact.load)
     plan = stages.run("plan", {"score": score, "land": land.edges, "plan": recipe.to_dict()["plan"],
-                               "space": recipe.fit.space, "budget": recipe.select.budget},
+                               "space": recipe.fit.space, "budget": recipe.select.budget,
+                               "max_repeat": recipe.select.max_repeat},
                       lambda d: make_plan(table, recipe, land.path, d), load=PlanArtefact.load)
     if plan.plan.get("validation_note") and recipe.plan.validation_sizes is None:  # [] was warned of at the start
         log(f"WARNING: {plan.plan['validation_note']}")
@@ -255,7 +256,8 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
                                    choose_band=band if recipe.select.family == "band" else None)
 
     fit = stages.run("fit", {"sweep": sw.digest, "fit": recipe.to_dict()["fit"], "region": recipe.select.region,
-                             "budget": budget, "family": recipe.select.family, "fallback": recipe.select.fallback},
+                             "budget": budget, "family": recipe.select.family, "fallback": recipe.select.fallback,
+                             "max_repeat": recipe.select.max_repeat},
                      fit_stage, load=FitArtefact.load)
 
     # 5. a band the law proposes on its own is trained once at the validation size first, and kept only if it

@@ -276,16 +276,57 @@ def band_window(quantiles: list[tuple[float, float]], share: float, n_bins: int,
     return b_lo / n_bins, b_hi / n_bins
 
 
-def sample_band(table: pa.Table, quantiles: list[tuple[float, float]], D: int, n_bins: int, seed: int,
-                total: int) -> tuple[np.ndarray, tuple[float, float]]:
-    """``D`` tokens sampled uniformly inside the regime's band (:func:`band_window`), widened one bin at a
-    time while the band holds too few tokens (token-weighted bins hold about their share, not exactly)."""
-    from pplaw.sampling import sample_subset
+def window_tokens(table: pa.Table, band: tuple[float, float]) -> int:
+    """Tokens of the chunks inside a landscape band ``(q_lo, q_hi)`` (the sampler's own window, so a draw of
+    exactly this many tokens takes the whole band)."""
+    from pplaw.sampling import realisable_range
 
+    return int(realisable_range(table, token_budget=1, quantile_window=tuple(band))["window_tokens"])
+
+
+def band_draw(table: pa.Table, band: tuple[float, float], D: int, seed: int, max_repeat: float = 1.0,
+              sample: Any = None) -> tuple[np.ndarray, bool]:
+    """``(rows, repeated)``: ``D`` tokens drawn uniformly inside ``band``; a band holding fewer than ``D`` but at least
+    ``D / max_repeat`` tokens is taken whole (training then repeats it: a run trains on ``epochs x D``
+    tokens whatever its subset holds, :func:`pplaw.pipeline.sweep.cpt_options`, about ``D / P`` passes over
+    a band of ``P`` tokens). ``sample``: the drawer's ``sample_subset`` (default: in memory over ``table``).
+
+    Why whole and repeated rather than widened (``select.max_repeat`` > 1): a band is a finite slice of the
+    corpus, and a practitioner who found the best data at proxy scale trains on it for more epochs at the
+    final budget (Muennighoff et al., 2023: up to ~4 epochs of repeated data are worth nearly as much as
+    fresh data, then less); whether that beats a wider band of fresh text is what the law must forecast."""
+    if sample is None:
+        from pplaw.sampling import sample_subset
+
+        def sample(**kw: Any) -> np.ndarray:
+            return sample_subset(table, return_indices=True, **kw)
+
+    band = (float(band[0]), float(band[1]))
+    P = window_tokens(table, band) if max_repeat > 1 else None
+    if P is None or P >= D:
+        return np.asarray(sample(token_budget=D, quantile_window=band, seed=seed)), False
+    if P * max_repeat < D:
+        raise BudgetError(f"band {list(band)} holds {P:,} tokens: {D:,} tokens would repeat it {D / P:.2f} times, "
+                          f"more than max_repeat = {max_repeat:g}")
+    return np.asarray(sample(token_budget=P, quantile_window=band, seed=seed)), True
+
+
+def trained_tokens(point: dict[str, Any], D: int, repeated: bool) -> int:
+    """The ``D`` a run of this subset trains for (its ``epochs x D`` budget): the subset's own tokens (within a
+    chunk of ``D``), or ``D`` itself for a band taken whole to be repeated (:func:`band_draw`)."""
+    return int(D) if repeated else int(point["tokens"])
+
+
+def sample_band(table: pa.Table, quantiles: list[tuple[float, float]], D: int, n_bins: int, seed: int,
+                total: int, max_repeat: float = 1.0) -> tuple[np.ndarray, tuple[float, float]]:
+    """``(rows, band)``: ``D`` tokens sampled uniformly inside the regime's band (:func:`band_window`), widened
+    one bin at a time while the band holds too few tokens (token-weighted bins hold about their share, not
+    exactly). ``max_repeat`` > 1: the band need only hold ``D / max_repeat`` tokens; one that holds less than ``D`` is
+    taken whole, to be repeated in training (:func:`band_draw`)."""
     for extra in range(n_bins + 1):
-        q = band_window(quantiles, D / total, n_bins, extra)
+        q = band_window(quantiles, D / total / max_repeat, n_bins, extra)
         try:
-            return sample_subset(table, token_budget=D, quantile_window=q, seed=seed, return_indices=True), q
+            return band_draw(table, q, D, seed, max_repeat)[0], q
         except BudgetError:
             if q == (0.0, 1.0):
                 raise
@@ -313,7 +354,8 @@ def validation_regimes(regimes: list[Regime], k: int, family: str = "window") ->
 
 
 def lead_regimes(rows: list[dict[str, Any]], regimes: list[dict[str, Any]], k: int, target: str,
-                 final_budget: int, n_bins: int, total: int) -> list[tuple[dict[str, Any], tuple[float, float]]]:
+                 final_budget: int, n_bins: int, total: int,
+                 max_repeat: float = 1.0) -> list[tuple[dict[str, Any], tuple[float, float]]]:
     """The ``k`` best sweep regimes at the largest fitting size (mean ``target`` over seeds and replay ratios),
     best first, each with its band at the final budget (:func:`band_window`, as the best-sweep baseline
     realises it); regimes whose bands coincide there count once.
@@ -335,7 +377,7 @@ def lead_regimes(rows: list[dict[str, Any]], regimes: list[dict[str, Any]], k: i
     for name in sorted(by, key=lambda n: (float(np.mean(by[n])), n)):
         if name not in known:
             continue
-        band = band_window([tuple(q) for q in known[name]["quantiles"]], final_budget / total, n_bins)
+        band = band_window([tuple(q) for q in known[name]["quantiles"]], final_budget / total / max_repeat, n_bins)
         if any(band == b for _, b in chosen):
             continue
         chosen.append((known[name], band))
@@ -354,19 +396,18 @@ def lead_points(table: pa.Table, plan: dict[str, Any], rows: list[dict[str, Any]
     law's curve in D where the final forecast extrapolates. Realising the leader at the validation size instead
     (its window widened only to hold that size) moves its (mu, sigma) with D: on world seed 21 a widened
     learnable window's loss fell faster than any fixed band's and the floor was misjudged."""
-    from pplaw.sampling import sample_subset
-
     vsizes, total, n_bins = plan["validation_sizes"], int(plan["total_tokens"]), int(plan["n_bins"])
     final = int(plan.get("final_budget") or max(vsizes))
     n_fit = len(plan["sizes"])
     (out_dir / "points").mkdir(parents=True, exist_ok=True)
     points = []
-    for reg, _ in lead_regimes(rows, plan["regimes"], cfg.validation_regimes, target, final, n_bins, total):
+    rep = float(plan.get("max_repeat") or 1.0)
+    for reg, _ in lead_regimes(rows, plan["regimes"], cfg.validation_regimes, target, final, n_bins, total, rep):
         for seed in cfg.seeds:
             for j, D in enumerate(vsizes):
                 try:  # the band as the best-sweep baseline finds it at the final budget (or at D, if larger)
                     band = sample_band(table, [tuple(q) for q in reg["quantiles"]], max(final, D), n_bins, seed,
-                                       total)[1]
+                                       total, rep)[1]
                 except BudgetError:
                     band = None
                 for r in cfg.replay_ratios:
@@ -380,8 +421,9 @@ def lead_points(table: pa.Table, plan: dict[str, Any], rows: list[dict[str, Any]
                         if band is None:
                             raise BudgetError(f"no band around regime {reg['name']} holds {max(final, D):,} "
                                               "tokens")
-                        idx = sample_subset(table, token_budget=D, quantile_window=band, seed=seed,
-                                            return_indices=True)
+                        # a band shorter than D (select.max_repeat > 1) is taken whole and repeated, as the
+                        # final run repeats it: the held-out run then measures the law where D > P
+                        idx, repeated = band_draw(table, band, D, seed, rep)
                     except BudgetError as err:
                         pt.update(status="unreachable", reason=str(err))
                         points.append(pt)
@@ -389,7 +431,7 @@ def lead_points(table: pa.Table, plan: dict[str, Any], rows: list[dict[str, Any]
                     name = f"points/{pid}.parquet"
                     write_indices(table, idx, out_dir / name)
                     pt.update(indices=name, band=[float(band[0]), float(band[1])], **stats_both(table, idx))
-                    pt["D"] = pt["tokens"]
+                    pt["D"] = trained_tokens(pt, D, repeated)
                     points.append(pt)
     return points
 

@@ -318,8 +318,17 @@ class SelectSection:
                                  "final budget (the held-out leader's run, or one more run). Successive halving's "
                                  "rule: on fresh world seeds 45 and 46 it would have rejected two law bands that "
                                  "then lost at the final budget (benchmarks/PREDICT_RESULTS.md).")
+    max_repeat: float = option(1.0, "How many times a band may be repeated to fill the final budget: a band holding "
+                                    "at least budget / max_repeat tokens is a candidate, and one holding less than "
+                                    "the budget is taken whole and trained for about budget / its tokens passes "
+                                    "(1: never; every band holds the budget, widened when it does not). With > 1 the "
+                                    "best-sweep baseline is the proxy winner's own band trained for more epochs, as "
+                                    "a practitioner would, and the law must forecast what repetition costs (its pool "
+                                    "term, D > P). Applies to the held-out leaders' bands as well.")
 
     def __post_init__(self) -> None:
+        require(is_finite(self.max_repeat) and 1.0 <= float(self.max_repeat) <= 64.0, "select.max_repeat",
+                "be a number in [1, 64] (1: a band is never repeated)", self.max_repeat)
         require(is_finite(self.budget), "select.budget", "hold finite numbers", [self.budget])
         require(self.budget > 0, "select.budget", "hold positive sizes (<= 1: share of the corpus, > 1: tokens)",
                 [self.budget])

@@ -34,29 +34,30 @@ import pyarrow as pa
 from pplaw.exceptions import BudgetError, FitError, InvalidInputError
 from pplaw.io import write_indices
 from pplaw.pipeline.fit import law_inputs, split_roles
-from pplaw.pipeline.plan import pool_tokens, sample_band, stats_both
+from pplaw.pipeline.plan import band_draw, pool_tokens, sample_band, stats_both
 from pplaw.pipeline.recipe import RunRecipe
 
-def bands_at(share: float, n_bins: int) -> list[tuple[float, float]]:
-    """Every contiguous band of whole landscape bins wide enough for ``share`` of the corpus."""
-    w0 = min(n_bins, math.ceil(1.05 * share * n_bins - 1e-9))
+def bands_at(share: float, n_bins: int, max_repeat: float = 1.0) -> list[tuple[float, float]]:
+    """Every contiguous band of whole landscape bins wide enough for ``share`` of the corpus (``share /
+    max_repeat`` when a band may be repeated up to ``max_repeat`` times, :func:`pplaw.pipeline.plan.band_draw`)."""
+    w0 = min(n_bins, math.ceil(1.05 * share / max_repeat * n_bins - 1e-9))
     return [(b / n_bins, (b + w) / n_bins) for w in range(w0, n_bins + 1) for b in range(0, n_bins - w + 1)]
 
 
 def realise_bands(table: pa.Table, bands: list[tuple[float, float]], budget: int, seed: int,
-                  space: str) -> pd.DataFrame:
-    """Each band sampled to ``budget`` tokens: its realised (mu, sigma) in both spaces (unfit ones dropped)."""
-    from pplaw.sampling import sample_subset
-
+                  space: str, max_repeat: float = 1.0) -> pd.DataFrame:
+    """Each band sampled to ``budget`` tokens (taken whole when shorter, up to ``max_repeat`` passes): its
+    realised (mu, sigma) in both spaces and ``epochs``, the passes over the band a run of ``budget`` makes
+    (1 unless repeated); bands that cannot hold the budget are dropped."""
     rows = []
     for q in bands:
         try:
-            idx = sample_subset(table, token_budget=budget, quantile_window=q, seed=seed, return_indices=True)
+            idx, repeated = band_draw(table, q, budget, seed, max_repeat)
         except BudgetError:
             continue
         st = stats_both(table, np.asarray(idx))
         rows.append({"q_lo": q[0], "q_hi": q[1], **st, "mu": st[f"mu_{space}"], "sigma": st[f"sigma_{space}"],
-                     "D": float(budget)})
+                     "D": float(budget), "epochs": budget / st["tokens"] if repeated else 1.0})
     return pd.DataFrame(rows)
 
 
@@ -163,15 +164,16 @@ class BandChoice:
 
 
 def candidate_bands(fit: Any, df: pd.DataFrame, table: pa.Table, budget: int, n_bins: int, total: int, seed: int,
-                    space: str, region: str) -> pd.DataFrame:
-    """Every band that holds ``budget``, realised (:func:`realise_bands`), with its pool ``P``, the law's
-    ``predicted`` loss and ``in_hull`` (inside the hull of the fitted points; always True unless ``region`` is
-    ``fitted`` or ``both``)."""
+                    space: str, region: str, max_repeat: float = 1.0) -> pd.DataFrame:
+    """Every band that holds ``budget`` (``budget / max_repeat``: taken whole and repeated), realised
+    (:func:`realise_bands`), with its pool ``P``, the law's ``predicted`` loss and ``in_hull`` (inside the hull
+    of the fitted points; always True unless ``region`` is ``fitted`` or ``both``)."""
     from pplaw.laws import Region
 
-    cand = realise_bands(table, bands_at(budget / total, n_bins), budget, seed, space)
+    cand = realise_bands(table, bands_at(budget / total, n_bins, max_repeat), budget, seed, space, max_repeat)
     if cand.empty:
-        raise FitError(f"no contiguous band of the landscape holds the final budget of {budget:,} tokens")
+        raise FitError(f"no contiguous band of the landscape holds the final budget of {budget:,} tokens"
+                       + (f" (or 1/{max_repeat:g} of it, repeated)" if max_repeat > 1 else ""))
     cand["P"] = [pool_tokens(b, total) for b in zip(cand["q_lo"], cand["q_hi"])]  # each band's pool
     cand["predicted"] = fit.predict(**_inputs(fit, cand))
     cand["in_hull"] = True
@@ -187,16 +189,19 @@ def candidate_bands(fit: Any, df: pd.DataFrame, table: pa.Table, budget: int, n_
 def best_sweep_band(fit: Any, df: pd.DataFrame, table: pa.Table, plan: dict[str, Any], target: str, budget: int,
                     seed: int, space: str) -> tuple[dict[str, Any], pd.DataFrame]:
     """The best sweep regime (:func:`best_sweep_regime`) with its band at the budget (its regime's bins widened
-    around their centre), its (mu, sigma) and the law's prediction there; and that band as a one-row table."""
+    around their centre; with ``select.max_repeat`` > 1 its own bins while they hold ``budget / max_repeat``:
+    the proxy winner trained for more epochs), its (mu, sigma) and the law's prediction there; and that band as
+    a one-row table."""
     n_bins, total = int(plan["n_bins"]), int(plan["total_tokens"])
     bs = best_sweep_regime(df, target)
     reg = next(r for r in plan["regimes"] if r["name"] == bs["regime"])
-    idx, q = sample_band(table, [tuple(x) for x in reg["quantiles"]], budget, n_bins, seed, total)
+    idx, q = sample_band(table, [tuple(x) for x in reg["quantiles"]], budget, n_bins, seed, total,
+                         float(plan.get("max_repeat") or 1.0))
     st = stats_both(table, np.asarray(idx))
     bs_row = pd.DataFrame([{"q_lo": q[0], "q_hi": q[1], **st, "mu": st[f"mu_{space}"],
                             "sigma": st[f"sigma_{space}"], "D": float(budget), "P": pool_tokens(q, total)}])
     bs.update(band=[float(q[0]), float(q[1])], mu=float(bs_row["mu"][0]), sigma=float(bs_row["sigma"][0]),
-              predicted=float(fit.predict(**_inputs(fit, bs_row))[0]))
+              predicted=float(fit.predict(**_inputs(fit, bs_row))[0]), epochs=max(1.0, budget / st["tokens"]))
     return bs, bs_row
 
 
@@ -244,7 +249,8 @@ def choose_band(fit: Any, df: pd.DataFrame, table: pa.Table, plan: dict[str, Any
     sel, space = recipe.select, recipe.fit.space
     n_bins, total = int(plan["n_bins"]), int(plan["total_tokens"])
     seed = int(sel.seeds[0])
-    cand = candidate_bands(fit, df, table, budget, n_bins, total, seed, space, sel.region)
+    cand = candidate_bands(fit, df, table, budget, n_bins, total, seed, space, sel.region,
+                           float(plan.get("max_repeat") or 1.0))
     bs, bs_row = best_sweep_band(fit, df, table, plan, recipe.fit.target, budget, seed, space)
     inside = cand[cand["in_hull"]]
     pick = law_band(fit, inside)
@@ -291,18 +297,19 @@ def select_subsets(table: pa.Table, recipe: RunRecipe, optimum: dict[str, Any], 
 
     ppl = table.column("ppl").to_numpy()
     tokens = table.column("n_scored").to_numpy().astype(np.int64)
+    chunk = int(tokens.max()) if len(tokens) else 0  # a draw's tokens are within one chunk of its budget
     sel = recipe.select
     (out / "subsets").mkdir(parents=True, exist_ok=True)
     items = []
     for method in ["dos", *recipe.baselines.methods]:
         for seed in sel.seeds:
             if method == "dos" and optimum.get("band") is not None:  # the band family (select.family = band)
-                idx = sample_subset(token_budget=budget, quantile_window=tuple(optimum["band"]), seed=seed)
+                idx = band_draw(table, optimum["band"], budget, seed, sel.max_repeat, sample_subset)[0]
             elif method == "best_sweep":
                 if best_sweep is None:
                     raise InvalidInputError("baseline best_sweep needs select.family = band (the sweep's band "
                                             "family); drop it from baselines.methods or set select.family: band")
-                idx = sample_subset(token_budget=budget, quantile_window=tuple(best_sweep["band"]), seed=seed)
+                idx = band_draw(table, best_sweep["band"], budget, seed, sel.max_repeat, sample_subset)[0]
             elif method == "dos":
                 idx = select_dos(token_budget=budget, target_mean=optimum["mu"], target_std=optimum["sigma"],
                                  space=recipe.fit.space, weights=sel.weights, seed=seed)
@@ -319,7 +326,10 @@ def select_subsets(table: pa.Table, recipe: RunRecipe, optimum: dict[str, Any], 
                 item.update(indices=name, **stats_both(table, np.asarray(idx)))
             else:
                 item.update(**stats_both(table, np.arange(table.num_rows)))
-            item["D"] = item["tokens"]
+            # the D a final run trains for (epochs x D tokens, pipeline/sweep.py's cpt_options): the subset's
+            # tokens, or the budget for a band taken whole to be repeated (select.max_repeat > 1)
+            item["D"] = int(budget) if item["tokens"] < budget - chunk else item["tokens"]
+            item["epochs"] = max(1.0, budget / item["tokens"])
             items.append(item)
     return items
 
