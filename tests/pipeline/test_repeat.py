@@ -123,3 +123,11 @@ def test_final_subsets_of_a_short_band_are_the_band_trained_at_the_budget(tmp_pa
         assert mem == items
         for i in items:
             assert pq.read_table(tmp_path / "m" / i["indices"]).equals(pq.read_table(tmp_path / "stream" / i["indices"]))
+
+
+def test_max_repeat_needs_the_band_family():
+    from pplaw.pipeline.recipe import load_recipe
+
+    with pytest.raises(ConfigError, match="select.max_repeat = 2 repeats a band .* needs select.family: band"):
+        load_recipe(overrides=[("select.max_repeat", "2"), ("select.family", "free")])
+    assert load_recipe(overrides=[("select.max_repeat", "1"), ("select.family", "free")]).select.max_repeat == 1

@@ -348,3 +348,43 @@ def test_the_accelerate_launcher_trains_the_same_run(micro_run, tmp_path):
     new = runs.read_record(tmp_path / "run")["eval"]["domain"]["loss"]
     old = runs.read_record(src.parent)["eval"]["domain"]["loss"]
     assert new == pytest.approx(old, rel=1e-3)
+
+
+def test_a_budget_beyond_the_best_band_repeats_it_with_select_max_repeat(micro_run, model_cache, tmp_path, capsys):
+    """select.max_repeat: a final budget larger than the proxy winner's band takes that band whole and trains
+    it for the budget (several passes), instead of widening it; the held-out leaders repeat the same way, the
+    candidate bands reach down to budget / max_repeat, and the report says which final bands repeat."""
+    import shutil
+
+    import pandas as pd
+
+    from pplaw.cli.main import main
+    from pplaw.pipeline.artefacts import ScoredChunks
+    from pplaw.pipeline.plan import window_tokens
+
+    out, _, _, _ = micro_run
+    rep = tmp_path / "rep"
+    shutil.copytree(out, rep)
+    main(["run", str(MICRO), "--out", str(rep), f"cache_dir={model_cache}", "select.budget=0.6",
+          "select.max_repeat=4", "baselines.methods=[random, best_sweep]"])
+    capsys.readouterr()
+    table = ScoredChunks.load(rep / "score", json.loads((rep / "score" / "stage.json").read_text())["outputs"]).table
+    fit = json.loads((rep / "fit" / "stage.json").read_text())["outputs"]
+    sel = json.loads((rep / "select" / "stage.json").read_text())["outputs"]
+    budget = sel["budget"]
+    bs = fit["best_sweep"]
+    P = window_tokens(table, bs["band"])
+    assert P < budget <= 4 * P and bs["epochs"] == pytest.approx(budget / P)  # the winner's band, not widened
+    bands = pd.read_csv(rep / "fit" / "bands.csv")
+    assert (bands["epochs"] > 1).any() and (bands["q_hi"] - bands["q_lo"]).min() < 0.6
+    runs = {r["id"]: r for r in json.loads((rep / "final" / "runs.json").read_text())}
+    for s in sel["subsets"]:
+        if s["method"] == "best_sweep":
+            assert s["tokens"] == P and s["D"] == budget and s["epochs"] > 1
+            rec = json.loads((rep / "final" / f"best_sweep_s{s['seed']}" / "run_record.json").read_text())
+            if "training" in rec:  # trained here (not the twin of DOS's run)
+                assert rec["training"]["domain_epochs"] >= 0.9 * s["epochs"]  # train.epochs: 1
+            assert runs[f"best_sweep_s{s['seed']}"]["D"] == budget
+    lead = json.loads((rep / "sweep" / "lead" / "points.json").read_text())
+    assert any(p["status"] == "ok" and p["D"] > p["tokens"] for p in lead)  # a held-out leader repeated its band
+    assert "select.max_repeat = 4" in (rep / "report.md").read_text()

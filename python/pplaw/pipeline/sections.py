@@ -329,6 +329,10 @@ class SelectSection:
     def __post_init__(self) -> None:
         require(is_finite(self.max_repeat) and 1.0 <= float(self.max_repeat) <= 64.0, "select.max_repeat",
                 "be a number in [1, 64] (1: a band is never repeated)", self.max_repeat)
+        if float(self.max_repeat) > 1 and self.family != "band":
+            raise ConfigError(f"select.max_repeat = {self.max_repeat:g} repeats a band of the landscape: it needs "
+                              f"select.family: band (got {self.family!r}, whose moment-matched subsets always hold "
+                              "the budget)")
         require(is_finite(self.budget), "select.budget", "hold finite numbers", [self.budget])
         require(self.budget > 0, "select.budget", "hold positive sizes (<= 1: share of the corpus, > 1: tokens)",
                 [self.budget])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from pplaw.pipeline.analysis import BAND_KINDS, METRICS, Analysis
+from pplaw.pipeline.plan import window_tokens
 from pplaw.pipeline.report import plots
 from pplaw.pipeline.report.context import ReportContext, fmt, mean_sd
 
@@ -246,6 +247,20 @@ def _d_slopes(ctx: ReportContext, a: Analysis) -> None:
     b.append(("p", text))
 
 
+def _repeats(ctx: ReportContext) -> str:
+    """Which final bands repeat (``select.max_repeat`` > 1), with their passes over the band ('' when none)."""
+    if ctx.recipe.select.max_repeat <= 1:
+        return ""
+    said = []
+    for name, band in (("DOS", (ctx.fit.get("optimum") or {}).get("band")),
+                       ("best sweep", (ctx.fit.get("best_sweep") or {}).get("band"))):
+        if band is not None:
+            P = window_tokens(ctx.table, band)
+            said.append(f"{name}'s band {[round(float(x), 3) for x in band]} holds {P:,} tokens "
+                        f"({max(1.0, ctx.budget / P):.2f} passes per epoch of D)")
+    return "; ".join(said)
+
+
 def _comparison(ctx: ReportContext, a: Analysis) -> None:
     sp, label = _space(ctx)
     fin = ctx.finals
@@ -255,6 +270,10 @@ def _comparison(ctx: ReportContext, a: Analysis) -> None:
                    f"number of tokens; mean ± sd over seeds {list(ctx.recipe.select.seeds)}."))
     for note in ctx.notes:
         b.append(("p", f"**Note:** {note}."))
+    rep = _repeats(ctx)
+    if rep:
+        b.append(("p", f"select.max_repeat = {ctx.recipe.select.max_repeat:g}: a band holding fewer than D tokens is "
+                       f"taken whole and trained for the same number of tokens, repeating it: {rep}."))
     rows = []
     for m, comp in a.summary["comparison"].items():
         meth = a.detail["methods"][m]
