@@ -23,7 +23,8 @@ inside the hull of the fitted points (the bands the loop may pick from). This sc
 plots loss against D beside the law's prediction: where the law's level error comes from.
 
 Writes ``oracle/oracle.json``, ``oracle/bands.csv``, ``oracle/oracle.md`` and ``oracle/oracle.png`` (and
-``oracle/curve.*``). Cost: one final run per in-hull band plus ``(seeds - 1) x (top-k + 2)`` more.
+``oracle/curve.*``). Cost: one final run per in-hull band plus ``(seeds - 1) x (top-k + 2)`` more; ``--sample N``
+trains a seeded uniform sample of N in-hull bands (and the picks) instead of all of them.
 """
 
 from __future__ import annotations
@@ -166,10 +167,24 @@ def pairwise(score: np.ndarray, truth: np.ndarray, min_gap: float = 0.0) -> tupl
     return (hits / n if n else float("nan")), n
 
 
-def run_oracle(o: Oracle, top_k: int, workers: int) -> dict[str, Any]:
+def sampled(o: Oracle, n: int | None, seed: int) -> pd.DataFrame:
+    """The in-hull bands the oracle trains: all of them, or (``n``) a uniform random sample of ``n`` (seeded: an
+    unbiased sample of the candidates, whatever the law predicts), plus the selected, law and best-sweep bands."""
+    if n is None or n >= len(o.bands):
+        return o.bands
+    keys = [_key(b) for b in zip(o.bands["q_lo"], o.bands["q_hi"])]
+    pick = set(np.random.default_rng(seed).choice(len(keys), size=n, replace=False).tolist())
+    opt, bs = o.fit["optimum"], o.fit.get("best_sweep") or {}
+    must = {_key(b) for b in (opt.get("band"), (opt.get("law_band") or {}).get("band"), bs.get("band")) if b}
+    return o.bands[[i in pick or k in must for i, k in enumerate(keys)]].reset_index(drop=True)
+
+
+def run_oracle(o: Oracle, top_k: int, workers: int, sample: int | None = None, sample_seed: int = 0) -> dict[str, Any]:
     from scipy.stats import pearsonr, spearmanr
 
     s0 = o.seeds[0]
+    n_in_hull = len(o.bands)
+    o.bands = sampled(o, sample, sample_seed)
     bands = [(float(a), float(b)) for a, b in zip(o.bands["q_lo"], o.bands["q_hi"])]
     one = o.train([o.spec(b, s0, o.budget) for b in bands], workers, "oracle: every in-hull band")
     target = o.recipe.fit.target
@@ -231,7 +246,8 @@ def run_oracle(o: Oracle, top_k: int, workers: int) -> dict[str, Any]:
     }
     res = {"run": str(o.run), "budget": o.budget, "target": target, "seeds": o.seeds, "law": o.fit.get("law"),
            "seed_noise_sd": noise, "oracle_best": _band(best), "methods": out_methods, "ranking": ranking,
-           "bench": o.bench is not None}
+           "bench": o.bench is not None, "n_in_hull": n_in_hull,
+           "sampled": None if sample is None or sample >= n_in_hull else {"n": sample, "seed": sample_seed}}
     cand.drop(columns=["key"]).to_csv(o.out / "bands.csv", index=False)
     _plot(cand, picks, best, o.out / "oracle.png", target)
     return res
@@ -349,7 +365,8 @@ def markdown(res: dict[str, Any]) -> str:
     for name, m in res["methods"].items():
         sd = "-" if m["noise_sd"] is None else f"{m['noise_sd']:.4f}"
         lines.append(f"| {name} | {m['band']} | {m['mean']:.4f} | {m['regret']:+.4f} | {sd} |")
-    lines += ["", f"Ranking over {r['n_bands']} in-hull bands: Spearman {r['spearman']:.3f}, Pearson "
+    of = f" (a seeded sample of the {res.get('n_in_hull')})" if res.get("sampled") else ""
+    lines += ["", f"Ranking over {r['n_bands']} in-hull bands{of}: Spearman {r['spearman']:.3f}, Pearson "
               f"{r['pearson']:.3f}; level error (predicted - measured) {r['level_error_mean']:+.4f} "
               f"({100 * r['level_error_rel_mean']:+.1f}%), sd {r['level_error_sd']:.4f}; top-k agreement "
               f"{[v for k, v in r.items() if k.startswith('top')][0]:.2f}.",
@@ -371,6 +388,9 @@ def main() -> int:
     ap.add_argument("--bench", action="store_true", help="also run the benchmarks (does not change training)")
     ap.add_argument("--curve", type=float, nargs="*", default=None,
                     help="fractions of the corpus: learning curves of the picked bands instead of the oracle")
+    ap.add_argument("--sample", type=int, default=None,
+                    help="train a seeded uniform sample of this many in-hull bands (plus the picks), not all")
+    ap.add_argument("--sample-seed", type=int, default=0, help="seed of --sample")
     ap.add_argument("--steps", action="store_true",
                     help="optimisation check: the best-sweep band at each size with the batch and half of it")
     a = ap.parse_args()
@@ -395,7 +415,9 @@ def main() -> int:
             write_json_atomic(o.out / "steps.json", res)
             print(pd.DataFrame(res["steps"]).to_string(index=False))
             return 0
-        res = run_oracle(o, a.top_k, a.workers)
+        if a.sample is not None and a.sample < 2:
+            raise SystemExit(f"--sample must be >= 2 bands, got {a.sample}")
+        res = run_oracle(o, a.top_k, a.workers, a.sample, a.sample_seed)
     write_json_atomic(o.out / "oracle.json", res)
     md = markdown(res)
     (o.out / "oracle.md").write_text(md, encoding="utf-8")
