@@ -131,3 +131,14 @@ def test_max_repeat_needs_the_band_family():
     with pytest.raises(ConfigError, match="select.max_repeat = 2 repeats a band .* needs select.family: band"):
         load_recipe(overrides=[("select.max_repeat", "2"), ("select.family", "free")])
     assert load_recipe(overrides=[("select.max_repeat", "1"), ("select.family", "free")]).select.max_repeat == 1
+
+
+def test_a_run_drawn_from_a_sub_pool_has_that_pool_as_its_P():
+    from pplaw.pipeline.fit import fit_frame
+
+    rows = [{"id": "a", "status": "ok", "domain_loss": 1.0, "R": 0.0, "band": [0.2, 0.4], "mu_log_ppl": 1.0,
+             "sigma_log_ppl": 0.5, "D": 500},
+            {"id": "b", "status": "ok", "domain_loss": 1.0, "R": 0.0, "band": [0.2, 0.4], "mu_log_ppl": 1.0,
+             "sigma_log_ppl": 0.5, "D": 500, "pool": 250}]
+    df = fit_frame(rows, "log_ppl", total_tokens=10_000)
+    assert df["P"].tolist() == [pytest.approx(2000.0), 250.0]

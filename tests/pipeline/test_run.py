@@ -386,5 +386,11 @@ def test_a_budget_beyond_the_best_band_repeats_it_with_select_max_repeat(micro_r
                 assert rec["training"]["domain_epochs"] >= 0.9 * s["epochs"]  # train.epochs: 1
             assert runs[f"best_sweep_s{s['seed']}"]["D"] == budget
     lead = json.loads((rep / "sweep" / "lead" / "points.json").read_text())
-    assert any(p["status"] == "ok" and p["D"] > p["tokens"] for p in lead)  # a held-out leader repeated its band
+    rep_lead = [p for p in lead if p["status"] == "ok" and p["D"] > p["tokens"]]
+    assert rep_lead  # a held-out leader makes as many passes over a sub-pool of its band as the final run will
+    for p in rep_lead:
+        assert p["pool"] == p["tokens"] and p["passes"] == pytest.approx(budget / window_tokens(table, p["band"]),
+                                                                        rel=0.05)
+    held = {r["id"]: r for r in json.loads((rep / "sweep" / "runs.json").read_text())}
+    assert all(held[p["id"]]["pool"] == p["pool"] for p in rep_lead)  # the fit's P for that run
     assert "select.max_repeat = 4" in (rep / "report.md").read_text()

@@ -110,7 +110,8 @@ def law_inputs(fit: Any, **arrays: Any) -> dict[str, Any]:
 def fit_frame(rows: list[dict[str, Any]], space: str, total_tokens: int | None = None) -> pd.DataFrame:
     """The finished sweep runs as the law's table: ``mu``/``sigma`` in ``space``, ``D`` = subset tokens and,
     with ``total_tokens``, ``P`` = the tokens of the landscape band each run was drawn from (its pool; the
-    bins are token-weighted, so a band of width ``w`` holds ``w * total_tokens``)."""
+    bins are token-weighted, so a band of width ``w`` holds ``w * total_tokens``; a run drawn from a sub-pool
+    of its band, ``pool`` tokens, has that pool: :func:`pplaw.pipeline.plan.lead_points`)."""
     ok = [r for r in rows if r["status"] == "ok" and r.get("domain_loss") is not None]
     if not ok:
         raise FitError("no sweep run finished, so there is nothing to fit: see sweep/runs.json and the failed.json "
@@ -119,7 +120,9 @@ def fit_frame(rows: list[dict[str, Any]], space: str, total_tokens: int | None =
     df["mu"], df["sigma"] = df[f"mu_{space}"], df[f"sigma_{space}"]
     df["r_domain"] = 1.0 - df["R"]
     if total_tokens and "band" in df.columns:
-        df["P"] = [pool_tokens(b, total_tokens) for b in df["band"]]
+        own = df["pool"] if "pool" in df.columns else pd.Series([None] * len(df), index=df.index)
+        df["P"] = [float(p) if p is not None and np.isfinite(float(p)) else pool_tokens(b, total_tokens)
+                   for b, p in zip(df["band"], own)]
     return df
 
 

@@ -386,6 +386,23 @@ def lead_regimes(rows: list[dict[str, Any]], regimes: list[dict[str, Any]], k: i
     return chosen
 
 
+def _lead_draw(table: pa.Table, band: tuple[float, float], D: int, final: int, seed: int, max_repeat: float,
+               passes: float) -> tuple[np.ndarray, bool]:
+    """``(rows, repeated)`` of a held-out leader at size ``D`` whose band the final run repeats ``passes`` times
+    (``select.max_repeat`` > 1): a uniform sample of ``D / passes`` tokens of the band, trained for ``D``, so the
+    held-out run makes as many passes over its data as the final run does. A run at one pass cannot show what
+    repetition costs (data-constrained scaling: the value of a repeated token decays with the passes over it,
+    Muennighoff et al., 2023), and the law's pool term is scored on these runs. A band the final run does not
+    repeat is sampled to ``D`` as before."""
+    if passes <= 1.0 or D >= final:
+        return band_draw(table, band, D, seed, max_repeat)
+    from pplaw.sampling import sample_subset
+
+    sub = sample_subset(table, token_budget=max(1, int(round(D / passes))), quantile_window=tuple(band), seed=seed,
+                        return_indices=True)
+    return np.asarray(sub), True
+
+
 def lead_points(table: pa.Table, plan: dict[str, Any], rows: list[dict[str, Any]], cfg: PlanSection, target: str,
                 out_dir: Path) -> list[dict[str, Any]]:
     """``plan.validation_family: lead``: the held-out points of the :func:`lead_regimes`: each leader's band *at
@@ -395,7 +412,8 @@ def lead_points(table: pa.Table, plan: dict[str, Any], rows: list[dict[str, Any]
     So the held-out run is the final candidate's own distribution at a smaller D: its error is the error of the
     law's curve in D where the final forecast extrapolates. Realising the leader at the validation size instead
     (its window widened only to hold that size) moves its (mu, sigma) with D: on world seed 21 a widened
-    learnable window's loss fell faster than any fixed band's and the floor was misjudged."""
+    learnable window's loss fell faster than any fixed band's and the floor was misjudged. With
+    ``select.max_repeat`` > 1 a leader whose band the final run repeats keeps its passes (:func:`_lead_draw`)."""
     vsizes, total, n_bins = plan["validation_sizes"], int(plan["total_tokens"]), int(plan["n_bins"])
     final = int(plan.get("final_budget") or max(vsizes))
     n_fit = len(plan["sizes"])
@@ -410,6 +428,7 @@ def lead_points(table: pa.Table, plan: dict[str, Any], rows: list[dict[str, Any]
                                        total, rep)[1]
                 except BudgetError:
                     band = None
+                passes = final / window_tokens(table, band) if band is not None and rep > 1 else 1.0
                 for r in cfg.replay_ratios:
                     pid = point_id(reg["name"], n_fit + j, r, seed)
                     pt: dict[str, Any] = {"id": pid, "regime": reg["name"], "shape": reg["shape"],
@@ -421,9 +440,7 @@ def lead_points(table: pa.Table, plan: dict[str, Any], rows: list[dict[str, Any]
                         if band is None:
                             raise BudgetError(f"no band around regime {reg['name']} holds {max(final, D):,} "
                                               "tokens")
-                        # a band shorter than D (select.max_repeat > 1) is taken whole and repeated, as the
-                        # final run repeats it: the held-out run then measures the law where D > P
-                        idx, repeated = band_draw(table, band, D, seed, rep)
+                        idx, repeated = _lead_draw(table, band, D, final, seed, rep, passes)
                     except BudgetError as err:
                         pt.update(status="unreachable", reason=str(err))
                         points.append(pt)
@@ -432,6 +449,8 @@ def lead_points(table: pa.Table, plan: dict[str, Any], rows: list[dict[str, Any]
                     write_indices(table, idx, out_dir / name)
                     pt.update(indices=name, band=[float(band[0]), float(band[1])], **stats_both(table, idx))
                     pt["D"] = trained_tokens(pt, D, repeated)
+                    if repeated:  # its pool is the subset itself, not the band: P for the law's pool term
+                        pt.update(pool=int(pt["tokens"]), passes=pt["D"] / pt["tokens"])
                     points.append(pt)
     return points
 
