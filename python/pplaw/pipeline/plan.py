@@ -311,12 +311,6 @@ def band_draw(table: pa.Table, band: tuple[float, float], D: int, seed: int, max
     return np.asarray(sample(token_budget=P, quantile_window=band, seed=seed)), True
 
 
-def trained_tokens(point: dict[str, Any], D: int, repeated: bool) -> int:
-    """The ``D`` a run of this subset trains for (its ``epochs x D`` budget): the subset's own tokens (within a
-    chunk of ``D``), or ``D`` itself for a band taken whole to be repeated (:func:`band_draw`)."""
-    return int(D) if repeated else int(point["tokens"])
-
-
 def sample_band(table: pa.Table, quantiles: list[tuple[float, float]], D: int, n_bins: int, seed: int,
                 total: int, max_repeat: float = 1.0) -> tuple[np.ndarray, tuple[float, float]]:
     """``(rows, band)``: ``D`` tokens sampled uniformly inside the regime's band (:func:`band_window`), widened
@@ -448,7 +442,8 @@ def lead_points(table: pa.Table, plan: dict[str, Any], rows: list[dict[str, Any]
                     name = f"points/{pid}.parquet"
                     write_indices(table, idx, out_dir / name)
                     pt.update(indices=name, band=[float(band[0]), float(band[1])], **stats_both(table, idx))
-                    pt["D"] = trained_tokens(pt, D, repeated)
+                    # the D it trains for (epochs x D): the subset's tokens (within a chunk of D), or D itself
+                    pt["D"] = int(D) if repeated else int(pt["tokens"])
                     if repeated:  # its pool is the subset itself, not the band: P for the law's pool term
                         pt.update(pool=int(pt["tokens"]), passes=pt["D"] / pt["tokens"])
                     points.append(pt)
