@@ -142,3 +142,33 @@ def test_a_run_drawn_from_a_sub_pool_has_that_pool_as_its_P():
              "sigma_log_ppl": 0.5, "D": 500, "pool": 250}]
     df = fit_frame(rows, "log_ppl", total_tokens=10_000)
     assert df["P"].tolist() == [pytest.approx(2000.0), 250.0]
+
+
+def test_the_spline_repetition_term_values_passes_past_the_pool_as_the_data_constrained_law():
+    from pplaw.exceptions import InvalidInputError
+    from pplaw.laws import get_law_spec
+
+    plain = get_law_spec("perplexity_spline")
+    rep = get_law_spec("perplexity_spline:repeat=4")
+    both = get_law_spec("perplexity_spline:pool=1,repeat=4")
+    D, P = np.array([500.0, 1000.0, 2000.0, 4000.0]), np.full(4, 1000.0)
+    assert "P" in rep.variables
+    np.testing.assert_allclose(rep.log_d(D[:2], P[:2]), plain.log_d(D[:2]))  # one pass or less: unchanged
+    r = D[2:] / 1000.0 - 1
+    np.testing.assert_allclose(np.exp(rep.log_d(D[2:], P[2:])), 1000.0 * (1 + 4 * (1 - np.exp(-r / 4))))
+    U = 1000.0 * (1 - np.exp(-1.0))  # the pool term's first pass
+    np.testing.assert_allclose(np.exp(both.log_d(D[2:], P[2:])), U * (1 + 4 * (1 - np.exp(-r / 4))))
+    assert np.all(np.diff(rep.log_d(D, P)) > 0)  # more passes still help, less each time
+    with pytest.raises(InvalidInputError, match="repeat must be a decay constant"):
+        get_law_spec("perplexity_spline:repeat=-1")
+
+
+def test_repeat_candidates_join_the_default_laws_only_when_runs_repeat():
+    from pplaw.pipeline.fit import candidate_laws
+    from pplaw.pipeline.recipe import load_recipe
+
+    assert not any("repeat=" in k for k in candidate_laws(load_recipe()))
+    laws = candidate_laws(load_recipe(overrides=[("select.max_repeat", "4")]))
+    assert {"perplexity_spline:repeat=4", "perplexity_spline:floor=0.3,repeat=15"} <= set(laws)
+    own = candidate_laws(load_recipe(overrides=[("select.max_repeat", "4"), ("fit.laws", "[perplexity, perplexity_spline]")]))
+    assert list(own) == ["perplexity", "perplexity_spline"]  # a list of one's own is kept as it is

@@ -30,7 +30,11 @@ decays as ``exp(-k x / P)`` after ``x`` tokens, the run has seen ``D_eff = P / k
 tokens' worth, and ``log D_eff`` replaces ``log D``. For ``D << P`` nothing changes; as ``D`` nears ``P`` the
 gain of more tokens shrinks, which a power law in ``D`` fitted where ``D / P`` was small over-states. The law
 then has a fourth variable ``P`` (a column of pool tokens per run); candidate rates are scored by held-out
-error like the floors (``perplexity_spline:pool=2``). The spline's coordinates are ``(mu, s)`` in nats for ``space="log_ppl"`` and
+error like the floors (``perplexity_spline:pool=2``). Past ``D = P`` that decay would make a second pass over
+the pool worth almost nothing, which repeated held-out runs contradict (a 2-pass run measured within 2-5% of the
+plain power law, 37-171% below the pool terms' predictions: benchmarks/PREDICT_RESULTS.md); ``repeat`` (``R*``)
+gives the passes beyond the first the data-constrained law's own form instead (Muennighoff et al., 2023, where
+``R*`` ~ 15 for large models), ``perplexity_spline:repeat=4``. The spline's coordinates are ``(mu, s)`` in nats for ``space="log_ppl"`` and
 ``(log mu, log s)`` for ``space="ppl"``, so one distance serves both axes (``sigma_scale`` weights the spread).
 """
 
@@ -104,15 +108,18 @@ class PerplexityLawSpline(PerplexityLaw):
     default_loss = "mse"
 
     def __init__(self, sigma: str = "std", space: str = "log_ppl", *, floor: float = 0.0, sigma_scale: float = 1.0,
-                 pool: float = 0.0, smoothing: float | None = None, knots: Any = None, d0: float | None = None,
+                 pool: float = 0.0, repeat: float = 0.0, smoothing: float | None = None, knots: Any = None, d0: float | None = None,
                  e: float | None = None, grid: Mapping[str, Any] | None = None,
                  bounds: Mapping[str, Any] | None = None, fixed: Mapping[str, float] | None = None):
         if not (np.isfinite(floor) and 0.0 <= float(floor) < 1.0):
             raise InvalidInputError(f"floor must be in [0, 1) (a fraction of the smallest fitted loss), got {floor!r}")
         if not (isinstance(pool, (int, float)) and np.isfinite(pool) and 0.0 <= float(pool) <= 50.0):
             raise InvalidInputError(f"pool must be a decay rate in [0, 50] (0: no effective-data term), got {pool!r}")
-        self.pool = float(pool)
-        if self.pool > 0:  # the pool each run was drawn from, in tokens: a fourth input
+        if not (isinstance(repeat, (int, float)) and np.isfinite(repeat) and 0.0 <= float(repeat) <= 1000.0):
+            raise InvalidInputError(f"repeat must be a decay constant R* in [0, 1000] (0: no repetition term), "
+                                    f"got {repeat!r}")
+        self.pool, self.repeat = float(pool), float(repeat)
+        if self.pool > 0 or self.repeat > 0:  # the pool each run was drawn from, in tokens: a fourth input
             self.variables = ("mu", "sigma", "D", "P")
             self.positive = ("mu", "sigma", "D", "P")
             self.optional = ("P",)  # a prediction without P takes the subset as its whole pool (P = D)
@@ -131,6 +138,8 @@ class PerplexityLawSpline(PerplexityLaw):
         out = {**super().options(), "floor": self.floor, "sigma_scale": self.sigma_scale}
         if self.pool > 0:
             out["pool"] = self.pool
+        if self.repeat > 0:
+            out["repeat"] = self.repeat
         if self.knots is not None:
             out.update(knots=self.knots.tolist(), d0=self.d0, e=self.e, smoothing=self.smoothing)
         return out
@@ -139,6 +148,8 @@ class PerplexityLawSpline(PerplexityLaw):
         k = "" if self.knots is None else f", {len(self.knots)} regimes"
         form = self.formula if self.pool <= 0 else self.formula.replace(
             "(log D - log D0)", "(log D_eff - log D0), D_eff = P/k (1 - exp(-k D/P))")
+        if self.repeat > 0:
+            form += f"; past D = P (repeated passes) D_eff = U (1 + R* (1 - exp(-(D/P - 1)/R*))), R* = {self.repeat:g}"
         return (f"PerplexityLawSpline (pplaw's local two-stage extension, not the paper's law): {form}   "
                 f"[floor {self.floor:g} x min loss, sigma scale {self.sigma_scale:g}"
                 f"{f', D_eff with pool decay {self.pool:g}' if self.pool > 0 else ''}{k}; mu, sigma in "
@@ -168,15 +179,23 @@ class PerplexityLawSpline(PerplexityLaw):
     # ------------------------------------------------------------------ model
     def log_d(self, D: Any, P: Any = None) -> np.ndarray:
         """``log D`` (``pool`` 0) or ``log D_eff``: ``D_eff = P / k (1 - exp(-k D / P))`` for a subset of ``D``
-        tokens drawn from a pool of ``P`` (``P`` None: the subset is its whole pool, ``P = D``)."""
+        tokens drawn from a pool of ``P`` (``P`` None: the subset is its whole pool, ``P = D``). With ``repeat``
+        (R* > 0) the pool term covers the first pass only (``min(D, P)``: its effective data ``U``), and ``D > P``
+        tokens repeat the pool ``r = D/P - 1`` more times: ``D_eff = U (1 + R* (1 - exp(-r / R*)))``, the
+        data-constrained law's form (a repeated pass worth ``exp(-r/R*)`` of a fresh one; ``D <= P``: unchanged)."""
         D = np.asarray(D, float)
-        if self.pool <= 0:
+        if self.pool <= 0 and self.repeat <= 0:
             return np.log(D)
         P = D if P is None else np.broadcast_to(np.asarray(P, float), D.shape)
         if np.any(~np.isfinite(P) | (P <= 0)):
             raise InvalidInputError("P (the pool each subset was drawn from, in tokens) must be finite and > 0")
+        once = np.minimum(D, P) if self.repeat > 0 else D  # the first pass (all of D without a repetition term)
         k = self.pool
-        return np.log(P / k) + np.log(-np.expm1(-k * D / P))
+        out = np.log(once) if k <= 0 else np.log(P / k) + np.log(-np.expm1(-k * once / P))
+        if self.repeat > 0:  # passes beyond the first: each worth exp(-r / R*) of the first (Muennighoff et al.)
+            r = np.maximum(D / P - 1.0, 0.0)
+            out = out + np.log1p(self.repeat * -np.expm1(-r / self.repeat))
+        return out
 
     def _need_fit(self) -> None:
         if self._spline is None:

@@ -43,11 +43,23 @@ def split_roles(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return df[role == "fit"].reset_index(drop=True), df[role == "validation"].reset_index(drop=True)
 
 
+def candidate_specs(recipe: Any) -> list[str]:
+    """``fit.laws``; with ``select.max_repeat`` > 1 and the default list, also the spline with a repetition term
+    (``REPEAT_GRID``): runs then repeat their band, which the pool term values wrongly past D = P."""
+    from pplaw.pipeline.sections import REPEAT_GRID, FitSection
+
+    specs = list(recipe.fit.laws)
+    if float(getattr(recipe.select, "max_repeat", 1.0)) > 1 and specs == FitSection().laws:
+        specs += REPEAT_GRID
+    return specs
+
+
 def candidate_laws(recipe: Any) -> dict[str, Any]:
+    """The :func:`candidate_specs`, built."""
     from pplaw.laws import get_law_spec
 
     f = recipe.fit
-    return {spec: get_law_spec(spec, sigma=f.sigma, space=f.space) for spec in f.laws}
+    return {spec: get_law_spec(spec, sigma=f.sigma, space=f.space) for spec in candidate_specs(recipe)}
 
 
 def choose_law(df: pd.DataFrame, recipe: Any, out: Path) -> dict[str, Any]:

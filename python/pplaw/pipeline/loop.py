@@ -25,7 +25,7 @@ from pplaw.pipeline import report as RP
 from pplaw.pipeline import sweep as SW
 from pplaw.export import push_export
 from pplaw.pipeline.export import export_run
-from pplaw.pipeline.fit import fit_and_optimise
+from pplaw.pipeline.fit import candidate_specs, fit_and_optimise
 from pplaw.pipeline.plan import build_plan, lead_points, plot_plan, realisable_region, resolve_size
 from pplaw.pipeline.select import BandChoice, choose_band, select_subsets, whole_corpus_note
 from pplaw.pipeline.artefacts import (FitArtefact, Inputs, LandscapeArtefact, PlanArtefact, RunTable, ScoredChunks,
@@ -259,7 +259,7 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
 
     fit = stages.run("fit", {"sweep": sw.digest, "fit": recipe.to_dict()["fit"], "region": recipe.select.region,
                              "budget": budget, "family": recipe.select.family, "fallback": recipe.select.fallback,
-                             "max_repeat": recipe.select.max_repeat},
+                             "max_repeat": recipe.select.max_repeat, "laws": candidate_specs(recipe)},
                      fit_stage, load=FitArtefact.load)
 
     # 5. a band the law proposes on its own is trained once at the validation size first, and kept only if it

@@ -242,6 +242,10 @@ class EvaluateSection:
 SPLINE_GRID = ["perplexity_spline" + ":" * bool(o) + ",".join(o)
                for o in ([f"floor={fl}"] * (fl > 0) + [f"pool={k}"] * (k > 0)
                          for fl in (0, 0.3, 0.6) for k in (0, 1, 2, 3))]
+# with select.max_repeat > 1 (runs that repeat their band), also the spline with a repetition term past D = P:
+# R* from fast to slow decay of a repeated pass's value (the data-constrained law's R* ~ 15 for large models)
+REPEAT_GRID = ["perplexity_spline:" + ",".join([f"floor={fl}"] * (fl > 0) + [f"repeat={r}"])
+               for fl in (0, 0.3, 0.6) for r in (1, 4, 15)]
 
 @dataclass
 class FitSection:
@@ -260,7 +264,9 @@ class FitSection:
                              "by a thin-plate spline). Options follow a colon: 'perplexity_spline:floor=0.3' puts a "
                              "floor of 0.3 x the smallest loss under every power law; 'pool=2' replaces D by the "
                              "effective data of a subset drawn from a finite pool (its landscape band), D_eff = P/k "
-                             "(1 - exp(-k D/P)). Default: the spline at floors 0, 0.3, 0.6 x pool rates 0, 1, 2, 3.")
+                             "(1 - exp(-k D/P)); 'repeat=4' values the passes past D = P by the data-constrained law's form. "
+                             "Default: the spline at floors 0, 0.3, 0.6 x pool rates 0, 1, 2, 3, and with "
+                             "select.max_repeat > 1 also floors 0, 0.3, 0.6 x repeat 1, 4, 15.")
     bootstrap: int = option(200, "Bootstrap resamples of runs for the CIs.")
     seed: int = option(0, "Bootstrap seed.")
     compare_variants: bool = option(True, "Also fit every (space, sigma) variant and report which fits best.")
