@@ -330,7 +330,8 @@ class SelectSection:
                                     "(1: never; every band holds the budget, widened when it does not). With > 1 the "
                                     "best-sweep baseline is the proxy winner's own band trained for more epochs, as "
                                     "a practitioner would, and the law must forecast what repetition costs (its pool "
-                                    "term, D > P). Applies to the held-out leaders' bands as well.")
+                                    "and repetition terms, D > P; the default fit.laws then also holds the spline "
+                                    "with repeat=1, 4, 15). Applies to the held-out leaders' bands as well.")
 
     def __post_init__(self) -> None:
         require(is_finite(self.max_repeat) and 1.0 <= float(self.max_repeat) <= 64.0, "select.max_repeat",
