@@ -104,3 +104,19 @@ def test_the_best_sweep_band_trained_by_the_confirm_stage_is_compared_when_no_le
     bs_run = {"id": "confirm_best_sweep_D2_R0_s0", "regime": "best_sweep", "status": "ok", "domain_loss": 0.80}
     res = CF.decide_confirmation(LAW, BS, [_lead(0.5)], [_law_run(0.85), bs_run], [], PLAN, "domain_loss")
     assert res["status"] == "rejected" and res["best_sweep_runs"] == ["confirm_best_sweep_D2_R0_s0"]
+
+
+def test_with_max_repeat_the_bands_are_confirmed_with_the_final_runs_passes(tmp_path):
+    """select.max_repeat > 1: the law's band is not widened to the validation size but drawn as the held-out
+    leaders are, a sub-pool of the band trained for D with the final run's passes (and that pool as its P)."""
+    from pplaw.pipeline.plan import window_tokens
+
+    table = _table()
+    plan = {**PLAN, "total_tokens": 100_000, "max_repeat": 4.0, "final_budget": 60_000}
+    law = {**LAW, "band": [0.3, 0.5]}
+    pts, _ = CF.confirmation_points(table, plan, law, BS, [], [0], [0.0], tmp_path)
+    mine = [p for p in pts if p["regime"] == "law"]
+    assert mine and all(p["band"] == [0.3, 0.5] for p in mine)  # not widened
+    passes = 60_000 / window_tokens(table, (0.3, 0.5))
+    for p in mine:
+        assert p["D"] == 20_000 and p["pool"] == p["tokens"] and p["passes"] == pytest.approx(passes, rel=0.05)

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from pplaw.io import write_indices
-from pplaw.pipeline.plan import point_id, sample_band, stats_both
+from pplaw.pipeline.plan import passes_draw, point_id, sample_band, stats_both, window_tokens
 
 
 def confirmation_needed(optimum: dict[str, Any], plan: dict[str, Any], confirm: bool) -> str | None:
@@ -61,12 +61,20 @@ def confirmation_points(table: pa.Table, plan: dict[str, Any], optimum: dict[str
     replay ratio (a band too narrow for that size widened around its centre, as the held-out leaders'
     are: :func:`pplaw.pipeline.plan.sample_band`); indices under ``out_dir/points/``, fields as
     :func:`pplaw.pipeline.plan.build_plan`'s. Also the ids of the held-out sweep runs that stand for the best
-    sweep band ([] when it is trained here)."""
+    sweep band ([] when it is trained here). With ``select.max_repeat`` > 1 each band is drawn as the held-out
+    leaders are (:func:`pplaw.pipeline.plan.passes_draw`: the band itself, with the final run's passes over a
+    sub-pool of it), so the two bands are compared at the same repetition as their final runs."""
     D, size_no = int(plan["validation_sizes"][-1]), len(plan["sizes"]) + len(plan["validation_sizes"]) - 1
     n_bins, total = int(plan["n_bins"]), int(plan["total_tokens"])
+    rep, final = float(plan.get("max_repeat") or 1.0), int(plan.get("final_budget") or D)
 
-    def draw(band: Any, seed: int) -> tuple[np.ndarray, tuple[float, float]]:
-        return sample_band(table, [(float(band[0]), float(band[1]))], D, n_bins, seed, total)
+    def draw(band: Any, seed: int) -> tuple[np.ndarray, tuple[float, float], bool]:
+        q = (float(band[0]), float(band[1]))
+        if rep > 1:  # the band itself with the final run's passes over it, as the held-out leaders are drawn
+            idx, repeated = passes_draw(table, q, D, final, seed, rep, final / window_tokens(table, q))
+            return idx, q, repeated
+        idx, q = sample_band(table, [q], D, n_bins, seed, total)
+        return idx, q, False
 
     held = _held(rows, draw(best_sweep["band"], int(seeds[0]))[1], size_no)
     todo = [("law", optimum["band"])] + ([] if held else [("best_sweep", best_sweep["band"])])
@@ -74,7 +82,7 @@ def confirmation_points(table: pa.Table, plan: dict[str, Any], optimum: dict[str
     points = []
     for name, band in todo:
         for seed in seeds:
-            idx, q = draw(band, int(seed))
+            idx, q, repeated = draw(band, int(seed))
             for r in replay_ratios:
                 pid = point_id(f"confirm_{name}", size_no, r, seed)
                 path = f"points/{pid}.parquet"
@@ -83,7 +91,9 @@ def confirmation_points(table: pa.Table, plan: dict[str, Any], optimum: dict[str
                                       "D_request": D, "R": float(r), "seed": int(seed), "role": "confirmation",
                                       "band": [float(q[0]), float(q[1])], "status": "ok", "reason": None,
                                       "indices": path, **stats_both(table, np.asarray(idx))}
-                pt["D"] = pt["tokens"]
+                pt["D"] = int(D) if repeated else pt["tokens"]
+                if repeated:  # a sub-pool of the band: its pool, as the held-out leaders' (plan.passes_draw)
+                    pt.update(pool=int(pt["tokens"]), passes=D / pt["tokens"])
                 points.append(pt)
     return points, [str(r.get("id")) for r in held]
 

@@ -127,7 +127,7 @@ def point_specs(recipe: RunRecipe, inp: Inputs, chunks: ScoredChunks, bench: dic
                               bench=bench if recipe.evaluate.sweep_benchmarks else None)
         meta = {k: p.get(k) for k in ("regime", "shape", "size_no", "role", "band", "R", "seed", "D", "mu_ppl",
                                       "sigma_ppl", "mu_log_ppl", "sigma_log_ppl")}
-        if p.get("pool") is not None:  # a held-out leader drawn from a sub-pool of its band (plan._lead_draw)
+        if p.get("pool") is not None:  # a held-out leader drawn from a sub-pool of its band (plan.passes_draw)
             meta["pool"] = p["pool"]
         specs.append(SW.RunSpec(p["id"], d / p["id"], opts, meta, keep_model=recipe.train.keep_models, root=d.parent))
     return specs

@@ -380,7 +380,7 @@ def lead_regimes(rows: list[dict[str, Any]], regimes: list[dict[str, Any]], k: i
     return chosen
 
 
-def _lead_draw(table: pa.Table, band: tuple[float, float], D: int, final: int, seed: int, max_repeat: float,
+def passes_draw(table: pa.Table, band: tuple[float, float], D: int, final: int, seed: int, max_repeat: float,
                passes: float) -> tuple[np.ndarray, bool]:
     """``(rows, repeated)`` of a held-out leader at size ``D`` whose band the final run repeats ``passes`` times
     (``select.max_repeat`` > 1): a uniform sample of ``D / passes`` tokens of the band, trained for ``D``, so the
@@ -407,7 +407,7 @@ def lead_points(table: pa.Table, plan: dict[str, Any], rows: list[dict[str, Any]
     law's curve in D where the final forecast extrapolates. Realising the leader at the validation size instead
     (its window widened only to hold that size) moves its (mu, sigma) with D: on world seed 21 a widened
     learnable window's loss fell faster than any fixed band's and the floor was misjudged. With
-    ``select.max_repeat`` > 1 a leader whose band the final run repeats keeps its passes (:func:`_lead_draw`)."""
+    ``select.max_repeat`` > 1 a leader whose band the final run repeats keeps its passes (:func:`passes_draw`)."""
     vsizes, total, n_bins = plan["validation_sizes"], int(plan["total_tokens"]), int(plan["n_bins"])
     final = int(plan.get("final_budget") or max(vsizes))
     n_fit = len(plan["sizes"])
@@ -434,7 +434,7 @@ def lead_points(table: pa.Table, plan: dict[str, Any], rows: list[dict[str, Any]
                         if band is None:
                             raise BudgetError(f"no band around regime {reg['name']} holds {max(final, D):,} "
                                               "tokens")
-                        idx, repeated = _lead_draw(table, band, D, final, seed, rep, passes)
+                        idx, repeated = passes_draw(table, band, D, final, seed, rep, passes)
                     except BudgetError as err:
                         pt.update(status="unreachable", reason=str(err))
                         points.append(pt)
