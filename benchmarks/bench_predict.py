@@ -64,6 +64,8 @@ def row(seed: int, s: dict) -> dict:
         "law_gain": _gain(s), "gap_error": (tab.get(chosen) or {}).get("holdout_diff_max"),
         # the confirm stage (select.confirm): its verdict on a band the law proposed, and both bands' loss at 2x
         "confirm": ((s.get("selection") or {}).get("confirmation") or {}).get("status"),
+        # True when the band confirmed was a gain within the law's uncertainty (select.confirm_uncertain)
+        "confirm_uncertain": bool(((s.get("selection") or {}).get("confirmation") or {}).get("uncertain")),
         "confirm_law_loss": ((s.get("selection") or {}).get("confirmation") or {}).get("law_loss"),
         "confirm_best_sweep_loss": ((s.get("selection") or {}).get("confirmation") or {}).get("best_sweep_loss"),
         "dos_vs_random_loss": margin("random", "domain_loss", True),

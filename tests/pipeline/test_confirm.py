@@ -120,3 +120,52 @@ def test_with_max_repeat_the_bands_are_confirmed_with_the_final_runs_passes(tmp_
     passes = 60_000 / window_tokens(table, (0.3, 0.5))
     for p in mine:
         assert p["D"] == 20_000 and p["pool"] == p["tokens"] and p["passes"] == pytest.approx(passes, rel=0.05)
+
+
+# select.confirm_uncertain: the fit stage fell back to the best sweep regime although the law predicts its own
+# band lower; the law's band (optimum.law_band) is measured at the validation size and taken if it wins there
+FELL_BACK = {"selected": "best_sweep", "band": BS["band"], "mu": BS["mu"], "sigma": BS["sigma"],
+             "loss": BS["predicted"], "ci": {}, "loss_ci": None, "level": 0.9, "on_boundary": False,
+             "why": "the law's predicted gain over the best sweep regime (+0.0100) is within its bootstrap uncertainty",
+             "law_band": {"band": [0.4, 0.75], "mu": 0.9, "sigma": 0.45, "loss": 0.69,
+                          "ci": {"mu": [0.8, 1.0], "sigma": [0.4, 0.5]}, "loss_ci": [0.66, 0.72]}}
+
+
+@pytest.mark.parametrize("opt,uncertain,want", [
+    (FELL_BACK, True, [0.4, 0.75]),  # a gain within the uncertainty: measured
+    (FELL_BACK, False, None),  # select.confirm_uncertain off: the fallback stands unmeasured
+    ({**FELL_BACK, "law_band": {**FELL_BACK["law_band"], "loss": 0.71}}, True, None),  # no predicted gain
+    ({**FELL_BACK, "law_band": {**FELL_BACK["law_band"], "band": BS["band"]}}, True, None),  # the same band
+    ({**FELL_BACK, "law_band": None}, True, None),  # no band inside the hull: nothing proposed
+    (LAW, False, [0.3, 0.8]),  # the law's band selected on its own is confirmed whatever confirm_uncertain says
+])
+def test_a_gain_within_the_uncertainty_is_proposed_for_confirmation(opt, uncertain, want):
+    assert CF.proposed_band(opt, uncertain) == want
+    why = CF.confirmation_needed(opt, PLAN, True, uncertain)
+    assert (why is None) == (want is not None)
+    if not uncertain and want is None:
+        assert "confirm_uncertain is off" in why
+
+
+def test_a_gain_within_the_uncertainty_is_trained_as_the_law_band(tmp_path):
+    pts, held = CF.confirmation_points(_table(), PLAN, FELL_BACK, BS, [_lead(0.9)], [0], [0.0], tmp_path)
+    assert [(p["regime"], p["band"]) for p in pts] == [("law", [0.4, 0.75])] and held == ["w2_D2_R0_s0"]
+
+
+def test_a_confirmed_gain_within_the_uncertainty_takes_the_law_band_with_its_own_numbers():
+    won = CF.decide_confirmation(FELL_BACK, BS, [_lead(0.95)], [_law_run(0.90)], ["w2_D2_R0_s0"], PLAN,
+                                 "domain_loss")
+    o = won["optimum"]
+    assert won["status"] == "confirmed" and won["uncertain"] and won["law_band"] == [0.4, 0.75]
+    assert o["selected"] == "law" and o["band"] == [0.4, 0.75] and o["confirmed"]
+    lb = FELL_BACK["law_band"]  # the law's pick's (mu, sigma), CIs and predicted loss, not the best sweep band's
+    assert (o["mu"], o["sigma"], o["loss"], o["loss_ci"]) == (lb["mu"], lb["sigma"], lb["loss"], lb["loss_ci"])
+    assert o["variance"] == pytest.approx(lb["sigma"] ** 2) and o["ci"] == lb["ci"]
+    assert "within its uncertainty" in o["why"] and "confirmed at 20,000 tokens" in o["why"]
+
+    lost = CF.decide_confirmation(FELL_BACK, BS, [_lead(0.88)], [_law_run(0.90)], ["w2_D2_R0_s0"], PLAN,
+                                  "domain_loss")
+    o = lost["optimum"]
+    assert lost["status"] == "rejected" and o["selected"] == "best_sweep" and o["band"] == BS["band"]
+    assert o["loss"] == BS["predicted"] and not o["confirmed"]
+    assert "[0.4, 0.75] was proposed" in o["why"] and "not below the best sweep band's 0.8800" in o["why"]

@@ -262,22 +262,25 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
                              "max_repeat": recipe.select.max_repeat, "laws": candidate_specs(recipe)},
                      fit_stage, load=FitArtefact.load)
 
-    # 5. a band the law proposes on its own is trained once at the validation size first, and kept only if it
-    # measures better there than the best sweep regime's band (pipeline/confirm.py; nothing runs otherwise)
+    # 5. a band the law proposes on its own (or predicts better within its uncertainty) is trained once at the
+    # validation size first, and kept only if it measures better there than the best sweep regime's band
+    # (pipeline/confirm.py; nothing runs otherwise)
     def confirm_stage(d: Path) -> dict[str, Any]:
-        why = CF.confirmation_needed(fit.optimum, plan.plan, recipe.select.confirm)
+        unc = recipe.select.confirm_uncertain
+        why = CF.confirmation_needed(fit.optimum, plan.plan, recipe.select.confirm, unc)
         if why is not None:
             return {"status": "not needed", "why": why, "optimum": fit.optimum}
         pts, held = CF.confirmation_points(table, plan.plan, fit.optimum, fit.best_sweep, sw.rows,
-                                           recipe.plan.seeds, recipe.plan.replay_ratios, d)
+                                           recipe.plan.seeds, recipe.plan.replay_ratios, d, unc)
         write_json_atomic(d / "points.json", pts)
         cspecs = point_specs(recipe, inp, chunks, bench, pts, d, d)
         out = train_all("confirm", cspecs, "confirmation runs", d)
         return {**out, **CF.decide_confirmation(fit.optimum, fit.best_sweep, sw.rows, SW.run_table(cspecs, recipe),
-                                                held, plan.plan, recipe.fit.target)}
+                                                held, plan.plan, recipe.fit.target, unc)}
 
     conf = stages.run("confirm", {"optimum": fit.optimum, "best_sweep": fit.best_sweep, "sweep": sw.digest,
-                                  "confirm": recipe.select.confirm}, confirm_stage, mode="inplace")
+                                  "confirm": recipe.select.confirm, "uncertain": recipe.select.confirm_uncertain},
+                      confirm_stage, mode="inplace")
     optimum = conf["optimum"]
     if conf["status"] != "not needed":
         stages.log(f"[confirm] {conf['status']}: {conf['why']}")

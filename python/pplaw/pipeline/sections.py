@@ -324,6 +324,13 @@ class SelectSection:
                                  "final budget (the held-out leader's run, or one more run). Successive halving's "
                                  "rule: on fresh world seeds 45 and 46 it would have rejected two law bands that "
                                  "then lost at the final budget (benchmarks/PREDICT_RESULTS.md).")
+    confirm_uncertain: bool = option(True, "With select.confirm: also when select.fallback kept the best sweep "
+                                           "regime although the law predicts its own band lower (a gain within its "
+                                           "uncertainty), train the law's band at the largest validation size the "
+                                           "same way and take it if it measures lower there. The data judges a gain "
+                                           "the law's error bars cannot: on fresh seed 80 of the repetition world the "
+                                           "fallback kept the best sweep band, 0.014 nats (5 seed sd) worse than the "
+                                           "law's own band at the final budget (benchmarks/PREDICT_RESULTS.md).")
     max_repeat: float = option(1.0, "How many times a band may be repeated to fill the final budget: a band holding "
                                     "at least budget / max_repeat tokens is a candidate, and one holding less than "
                                     "the budget is taken whole and trained for about budget / its tokens passes "

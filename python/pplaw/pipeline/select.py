@@ -13,7 +13,9 @@
    instead (:func:`decide`). That uncertainty has two parts, and the gain must clear both: the bootstrap CI of
    the gain (the fit's noise) and the held-out error on differences (how far the law mispredicted the gap
    between two validation runs of one size: its error of form where it extrapolates, which resampling the
-   sweep runs cannot see). The band decision runs inside the fit stage (its outcome is cached with the fit).
+   sweep runs cannot see). The band decision runs inside the fit stage (its outcome is cached with the fit);
+   the confirm stage then measures the law's band at the validation size, both when it was selected and when
+   its gain was positive but within the uncertainty (:mod:`pplaw.pipeline.confirm`), and keeps it only if it wins.
 3. **Subsets** at the final budget D (:func:`select_subsets`): DOS (``pplaw.select_dos`` to ``(mu*, sigma*)``,
    or the selected band), and the baselines: ``random`` (``pplaw.sample_subset`` without a target),
    ``lowest_ppl`` / ``highest_ppl`` (the D tokens of lowest / highest PPL), ``full`` (every chunk, trained
