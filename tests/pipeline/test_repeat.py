@@ -172,3 +172,33 @@ def test_repeat_candidates_join_the_default_laws_only_when_runs_repeat():
     assert {"perplexity_spline:repeat=4", "perplexity_spline:floor=0.3,repeat=15"} <= set(laws)
     own = candidate_laws(load_recipe(overrides=[("select.max_repeat", "4"), ("fit.laws", "[perplexity, perplexity_spline]")]))
     assert list(own) == ["perplexity", "perplexity_spline"]  # a list of one's own is kept as it is
+
+
+@pytest.mark.slow
+def test_select_executor_slurm_draws_the_same_subsets_as_one_table(tmp_path):
+    """select.executor: slurm runs the streaming passes as a Slurm job array from the recipe's slurm: section
+    (slurm.cluster: local: submitit's local executor, the real-cluster path differs only in sbatch); the band
+    draws, DOS to a free (mu, sigma) and random equal the in-memory ones."""
+    pytest.importorskip("submitit")
+    from pplaw.pipeline.recipe import load_recipe
+    from pplaw.pipeline.select import select_subsets
+
+    table = _table()
+    d = tmp_path / "chunks"
+    d.mkdir()
+    pq.write_table(table.slice(0, 2000), d / "part-0.parquet")
+    pq.write_table(table.slice(2000), d / "part-1.parquet")
+    budget = int(0.3 * int(np.asarray(table.column("n_scored")).sum()))
+    common = [("baselines.methods", "[random, best_sweep]"), ("select.seeds", "[0]")]
+    opt = {"mu": 4.0, "sigma": 0.5, "band": [0.2, 0.6]}
+    for family_opt in (opt, {"mu": 4.0, "sigma": 0.8, "band": None}):
+        mem = select_subsets(table, load_recipe(overrides=[*common, ("select.executor", "memory")]), family_opt,
+                             budget, tmp_path / "m", best_sweep={"band": [0.3, 0.7]})
+        rec = load_recipe(overrides=[*common, ("select.executor", "slurm"), ("slurm.cluster", "local"),
+                                     ("slurm.poll_s", "0.5"), ("slurm.array_parallelism", "2")])
+        got = select_subsets(table, rec, family_opt, budget, tmp_path / "s", best_sweep={"band": [0.3, 0.7]},
+                             scored_dir=d)
+        assert got == mem
+        for i in got:
+            assert pq.read_table(tmp_path / "m" / i["indices"]).equals(pq.read_table(tmp_path / "s" / i["indices"]))
+    assert "cluster: local" in (tmp_path / "s" / "slurm.yaml").read_text()

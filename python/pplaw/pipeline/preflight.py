@@ -86,7 +86,7 @@ def check_reachable(recipe: RunRecipe) -> None:
     t = recipe.train
     if t.executor == "ray":
         check_ray_address(t.ray_address)
-    if t.executor == "slurm" and recipe.slurm.cluster == "slurm":
+    if "slurm" in (t.executor, recipe.select.executor) and recipe.slurm.cluster == "slurm":
         check_slurm_partition(recipe.slurm.partition)
 
 

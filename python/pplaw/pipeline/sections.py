@@ -313,7 +313,9 @@ class SelectSection:
     executor: str = option("stream", "How the final subsets are drawn from the scored shards: 'stream' (pplaw.stream: "
                                      "shard by shard in bounded memory; the same subsets as in memory for band and "
                                      "random draws, and for DOS up to 5 million chunks), 'ray' (the same passes as "
-                                     "Ray tasks) or 'memory' (one table).", choices=["stream", "ray", "memory"])
+                                     "Ray tasks), 'slurm' (as a Slurm job array, with the recipe's slurm: section; "
+                                     "the shards on a shared filesystem) or 'memory' (one table).",
+                           choices=["stream", "ray", "slurm", "memory"])
     fallback: bool = option(True, "Select the best sweep regime instead when the law's predicted gain over it is "
                                   "within the law's own uncertainty: the bootstrap CI of the difference, and the "
                                   "held-out error on differences (the worst mispredicted gap between two validation "

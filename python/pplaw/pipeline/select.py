@@ -32,7 +32,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import yaml
 
+from pplaw._atomic import atomic_write_text
 from pplaw.exceptions import BudgetError, FitError, InvalidInputError
 from pplaw.io import write_indices
 from pplaw.pipeline.fit import law_inputs, split_roles
@@ -295,7 +297,12 @@ def select_subsets(table: pa.Table, recipe: RunRecipe, optimum: dict[str, Any], 
     ``select.executor`` stream/ray draws them shard by shard from ``scored_dir`` (:mod:`pplaw.stream`)."""
     from pplaw.stream import drawer
 
-    sample_subset, select_dos = drawer(table, scored_dir, recipe.select.executor)
+    executor = recipe.select.executor
+    if executor == "slurm":  # the passes as a Slurm job array, with the recipe's slurm: section (pplaw.stream.slurm)
+        (out / "slurm.yaml").parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "slurm.yaml", yaml.safe_dump({"slurm": recipe.to_dict()["slurm"]}, sort_keys=False))
+        executor = f"slurm:{out / 'slurm.yaml'}"
+    sample_subset, select_dos = drawer(table, scored_dir, executor)
 
     ppl = table.column("ppl").to_numpy()
     tokens = table.column("n_scored").to_numpy().astype(np.int64)

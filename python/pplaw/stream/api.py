@@ -129,16 +129,18 @@ def _exact_select(scan: Scan, run: Any, out: Any, executor: str, progress: bool 
 def drawer(table: Any, scored_dir: Any = None, executor: str = "memory") -> tuple[Any, Any]:
     """``(sample, dos)``: callables with :func:`pplaw.sample_subset` / :func:`pplaw.select_dos`'s keywords
     returning sorted row indices, drawn from ``table`` in memory (``executor="memory"``) or shard by shard
-    from ``scored_dir`` (``"stream"``, or ``"ray"``: the passes as Ray tasks), one pass 1 shared by all draws.
-    The pipeline's select stage uses it (``select.executor``)."""
+    from ``scored_dir`` (``"stream"``; ``"ray"``: the passes as Ray tasks; ``"slurm:RECIPE.yaml"``: as a Slurm
+    job array, :mod:`pplaw.stream.slurm`), one pass 1 shared by all draws. The pipeline's select stage uses it
+    (``select.executor``)."""
     from pplaw.sampling import sample_subset, select_dos
 
-    if executor not in ("memory", "stream", "ray"):
-        raise InvalidInputError(f"select.executor: expected memory, stream or ray, got {executor!r}")
+    slurm = isinstance(executor, str) and executor.startswith("slurm:") and len(executor) > len("slurm:")
+    if executor not in ("memory", "stream", "ray") and not slurm:
+        raise InvalidInputError(f"select.executor: expected memory, stream, ray or slurm:RECIPE.yaml, got {executor!r}")
     if executor == "memory" or scored_dir is None:
         return (lambda **kw: sample_subset(table, return_indices=True, **kw),
                 lambda **kw: select_dos(table, return_indices=True, **kw))
-    ex = "ray" if executor == "ray" else "local"
+    ex = executor if slurm else "ray" if executor == "ray" else "local"
     scan = scan_dir(scored_dir, executor=ex, progress=False)
     return (lambda **kw: sample_dir(scan, executor=ex, progress=False, **kw).rows,
             lambda **kw: dos_dir(scan, executor=ex, progress=False, **kw).rows)
