@@ -53,4 +53,5 @@ def test_the_band_decision_without_a_band_inside_the_hull_or_without_fallback():
     opt = {"selected": "law", "band": [0.1, 0.3], "mu": 5.0, "sigma": 1.0, "why": "w"}
     choice = BandChoice(opt, bs)
     assert choice.outputs() == {"optimum": opt, "best_sweep": bs, "bands": "bands.csv"}
-    assert choice.summary_line() == "selected (law): band [0.1, 0.3], mu* = 5, sigma* = 1; w"
+    assert choice.summary_line() == ("the fit stage selected (law; the confirm stage may still measure the law's band): "
+                                     "band [0.1, 0.3], mu* = 5, sigma* = 1; w")

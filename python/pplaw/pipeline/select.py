@@ -163,8 +163,8 @@ class BandChoice:
 
     def summary_line(self) -> str:
         o = self.optimum
-        return (f"selected ({o['selected']}): band {o['band']}, mu* = {o['mu']:.5g}, sigma* = {o['sigma']:.5g}; "
-                f"{o['why']}")
+        return (f"the fit stage selected ({o['selected']}; the confirm stage may still measure the law's band): "
+                f"band {o['band']}, mu* = {o['mu']:.5g}, sigma* = {o['sigma']:.5g}; {o['why']}")
 
 
 def candidate_bands(fit: Any, df: pd.DataFrame, table: pa.Table, budget: int, n_bins: int, total: int, seed: int,
