@@ -76,6 +76,10 @@ class Oracle:
         self.chunks = ScoredChunks.load(run / "score", _manifest(run, "score"))
         self.plan = PlanArtefact.load(run / "plan", _manifest(run, "plan"))
         self.fit = _manifest(run, "fit")
+        if (run / "confirm" / "stage.json").is_file():  # the optimum DOS used: the confirm stage's verdict on the fit's
+            conf = _manifest(run, "confirm")
+            if conf.get("optimum"):
+                self.fit = {**self.fit, "optimum": conf["optimum"]}
         self.budget = int(self.plan.budget)
         self.bench = SW.bench_options(r, self.inp) if bench else None
         bands = pd.read_csv(run / "fit" / "bands.csv")
