@@ -332,7 +332,9 @@ class SelectSection:
                                            "same way and take it if it measures lower there. The data judges a gain "
                                            "the law's error bars cannot: on fresh seed 80 of the repetition world the "
                                            "fallback kept the best sweep band, 0.014 nats (5 seed sd) worse than the "
-                                           "law's own band at the final budget (benchmarks/PREDICT_RESULTS.md).")
+                                           "law's own band at the final budget; on fresh seeds 100-104 this took the "
+                                           "law's band in 3 of 5, each better at the final budget. A band that wins "
+                                           "only beyond 2x still loses here (seed 104; benchmarks/PREDICT_RESULTS.md).")
     max_repeat: float = option(1.0, "How many times a band may be repeated to fill the final budget: a band holding "
                                     "at least budget / max_repeat tokens is a candidate, and one holding less than "
                                     "the budget is taken whole and trained for about budget / its tokens passes "
