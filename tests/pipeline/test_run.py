@@ -239,6 +239,37 @@ def test_final_runs_identical_to_another_are_trained_once(micro_run):
         assert not (out / "final" / f"random_s{seed}" / "twin_of.json").exists()
 
 
+def test_a_gain_within_the_uncertainty_is_confirmed_with_select_confirm_uncertain(micro_run, model_cache, tmp_path,
+                                                                                 capsys):
+    """The shared micro run falls back to the best sweep regime with select.confirm_uncertain off (micro.yaml); on
+    a copy with it on (the default) the confirm stage trains the law's own band at the validation size, and DOS's
+    band is the law's if it measured lower there, else the best sweep band; the summary says which."""
+    import shutil
+
+    from pplaw.cli.main import main
+
+    out, _, _, _ = micro_run
+    fit = json.loads((out / "fit" / "stage.json").read_text())["outputs"]
+    opt = fit["optimum"]
+    assert opt["selected"] == "best_sweep" and opt["law_band"]["loss"] < opt["loss"]  # the premise: a gain, within
+    # the law's uncertainty (if the micro world changes, this test must be re-thought)
+    unc = tmp_path / "uncertain"
+    shutil.copytree(out, unc)
+    main(["run", str(MICRO), "--out", str(unc), f"cache_dir={model_cache}", "select.confirm_uncertain=true",
+          "baselines.methods=[random]"])
+    text = capsys.readouterr().out
+    conf = json.loads((unc / "confirm" / "stage.json").read_text())["outputs"]
+    assert conf["uncertain"] and conf["status"] in ("confirmed", "rejected") and f"[confirm] {conf['status']}" in text
+    runs = {r["id"]: r for r in json.loads((unc / "confirm" / "runs.json").read_text())}
+    assert conf["law_runs"] and all(runs[i]["band"] == opt["law_band"]["band"] for i in conf["law_runs"])
+    won = conf["law_loss"] < conf["best_sweep_loss"]
+    assert conf["status"] == ("confirmed" if won else "rejected")
+    final = json.loads((unc / "summary.json").read_text())["optimum"]
+    assert final["band"] == (opt["law_band"]["band"] if won else fit["best_sweep"]["band"])
+    assert final["selected"] == ("law" if won else "best_sweep")
+    assert ("within its uncertainty" if won else "was proposed") in final["why"]
+
+
 def test_a_band_the_law_proposes_is_confirmed_at_the_validation_size_first(micro_run, model_cache, tmp_path,
                                                                           capsys):
     """select.fallback off makes the fit stage take the law's own band; the confirm stage then trains it at the
