@@ -284,7 +284,9 @@ def _run_locked(recipe: RunRecipe, out: Path, log: Callable[[str], None],
     optimum = conf["optimum"]
     if conf["status"] != "not needed":
         stages.log(f"[confirm] {conf['status']}: {conf['why']}")
-    fit_out = {**fit.outputs, "optimum": optimum, "confirmation": {k: v for k, v in conf.items() if k != "optimum"}}
+    # the digest is the confirm runs' cache key (it holds executor options such as threads): not a result
+    fit_out = {**fit.outputs, "optimum": optimum,
+               "confirmation": {k: v for k, v in conf.items() if k not in ("optimum", "digest")}}
 
     # 6. DOS at the final budget, and the baselines at the same budget, for every seed
     sel = stages.run("select", {"score": score, "optimum": optimum, "best_sweep": fit.best_sweep,
