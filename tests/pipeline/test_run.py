@@ -239,25 +239,29 @@ def test_final_runs_identical_to_another_are_trained_once(micro_run):
         assert not (out / "final" / f"random_s{seed}" / "twin_of.json").exists()
 
 
+def _rerun_copy(out, to, model_cache, capsys, *overrides):
+    """The micro run copied to ``to`` and resumed with ``overrides`` (random as the only baseline): the changed
+    stages rerun, the rest is read back. Returns (run directory, captured stdout)."""
+    import shutil
+
+    from pplaw.cli.main import main
+
+    shutil.copytree(out, to)
+    main(["run", str(MICRO), "--out", str(to), f"cache_dir={model_cache}", *overrides, "baselines.methods=[random]"])
+    return to, capsys.readouterr().out
+
+
 def test_a_gain_within_the_uncertainty_is_confirmed_with_select_confirm_uncertain(micro_run, model_cache, tmp_path,
                                                                                  capsys):
     """The shared micro run falls back to the best sweep regime with select.confirm_uncertain off (micro.yaml); on
     a copy with it on (the default) the confirm stage trains the law's own band at the validation size, and DOS's
     band is the law's if it measured lower there, else the best sweep band; the summary says which."""
-    import shutil
-
-    from pplaw.cli.main import main
-
     out, _, _, _ = micro_run
     fit = json.loads((out / "fit" / "stage.json").read_text())["outputs"]
     opt = fit["optimum"]
     assert opt["selected"] == "best_sweep" and opt["law_band"]["loss"] < opt["loss"]  # the premise: a gain, within
     # the law's uncertainty (if the micro world changes, this test must be re-thought)
-    unc = tmp_path / "uncertain"
-    shutil.copytree(out, unc)
-    main(["run", str(MICRO), "--out", str(unc), f"cache_dir={model_cache}", "select.confirm_uncertain=true",
-          "baselines.methods=[random]"])
-    text = capsys.readouterr().out
+    unc, text = _rerun_copy(out, tmp_path / "uncertain", model_cache, capsys, "select.confirm_uncertain=true")
     conf = json.loads((unc / "confirm" / "stage.json").read_text())["outputs"]
     assert conf["uncertain"] and conf["status"] in ("confirmed", "rejected") and f"[confirm] {conf['status']}" in text
     runs = {r["id"]: r for r in json.loads((unc / "confirm" / "runs.json").read_text())}
@@ -275,17 +279,9 @@ def test_a_band_the_law_proposes_is_confirmed_at_the_validation_size_first(micro
     """select.fallback off makes the fit stage take the law's own band; the confirm stage then trains it at the
     validation size and keeps it only if it measures below the best sweep band there; DOS's final subsets are
     drawn from the band it decided on, and the summary says which and why."""
-    import shutil
-
-    from pplaw.cli.main import main
-
     out, _, _, _ = micro_run
     assert json.loads((out / "confirm" / "stage.json").read_text())["outputs"]["status"] == "not needed"
-    law = tmp_path / "law"
-    shutil.copytree(out, law)
-    main(["run", str(MICRO), "--out", str(law), f"cache_dir={model_cache}", "select.fallback=false",
-          "baselines.methods=[random]"])
-    text = capsys.readouterr().out
+    law, text = _rerun_copy(out, tmp_path / "law", model_cache, capsys, "select.fallback=false")
     fit = json.loads((law / "fit" / "stage.json").read_text())["outputs"]
     assert fit["optimum"]["selected"] == "law"
     conf = json.loads((law / "confirm" / "stage.json").read_text())["outputs"]
