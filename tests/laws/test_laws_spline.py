@@ -85,7 +85,28 @@ def test_floor_lies_under_every_prediction():
     assert f.law.e == pytest.approx(0.5 * df["loss"].min())
     far = df.assign(D=df["D"] * 1e6)
     assert np.all(f.predict(far) > f.law.e)
-    assert "floor 0.5" in f.law.describe()
+    assert "floor E = " in f.law.describe() and "0.5 x the smallest loss" in f.law.describe()
+
+
+def test_anchored_floor_stays_in_loss_units_when_lower_losses_are_refitted():
+    # the held-out score validates floor x the smallest loss of the fitting runs; a refit with the (larger,
+    # lower-loss) held-out runs in must keep that loss, not take the same fraction of a smaller minimum
+    df = table()
+    small, large = df[df["D"] < df["D"].max()], df
+    law = PerplexityLawSpline(space="log_ppl", floor=0.3)
+    e = 0.3 * small["loss"].min()
+    pinned = law.anchored(small["loss"])
+    assert pinned.e == pytest.approx(e) and pinned.floor == 0.3 and law.e is None  # a copy; the original kept
+    f = pinned.fit(large, target="loss", mu="mu", sigma="sigma", D="D", progress=False)
+    assert f.law.e == pytest.approx(e)
+    assert fit(large, floor=0.3).law.e == pytest.approx(0.3 * large["loss"].min()) != pytest.approx(e)
+    assert get_law_spec(f"perplexity_spline:e={e}", space="log_ppl").fit(
+        large, target="loss", mu="mu", sigma="sigma", D="D", progress=False).law.e == pytest.approx(e)
+    assert pinned.anchored(large["loss"]) is pinned and PerplexityLawSpline().anchored(df["loss"]).e is None
+    with pytest.raises(FitError, match="floor E = .* is not below the smallest loss"):
+        PerplexityLawSpline(e=float(df["loss"].min())).fit(df, target="loss", mu="mu", sigma="sigma", D="D")
+    with pytest.raises(InvalidInputError, match="e must be a floor in loss units"):
+        PerplexityLawSpline(e=-1.0)
 
 
 def test_serialisation_bootstrap_and_optimum():

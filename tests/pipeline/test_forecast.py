@@ -66,3 +66,40 @@ def test_a_run_whose_held_out_runs_are_not_larger_claims_no_interval():
     # the report must not crash over the interval: a run record whose validation runs sit at the fitting size
     lc = {"validated": True, "chosen": "b", "predictions": [{"law": "b", "measured": 1.0, "predicted": 1.1, "D": 20_000}]}
     assert form_error_of_run(lc, [10_000, 20_000]) is None
+
+
+def _law_table():
+    """Fitting runs at two sizes and held-out runs at 4x with lower losses (as a real sweep's are)."""
+    import pandas as pd
+
+    rows = []
+    for k, (mu, s) in enumerate([(3.0, 0.3), (4.0, 0.8), (5.0, 0.5), (6.0, 1.2)]):
+        for D, role in ((1e4, "fit"), (2e4, "fit"), (8e4, "validation")):
+            rows.append({"mu": mu, "sigma": s, "D": D, "role": role,
+                         "domain_loss": 0.4 + (1.0 + 0.2 * k) * (D / 1e4) ** -0.5})
+    return pd.DataFrame(rows)
+
+
+def test_refit_keeps_the_floor_the_held_out_runs_validated_in_loss_units():
+    from pplaw.laws import get_law_spec
+    from pplaw.pipeline.fit import refit_law
+
+    df = _law_table()
+    law = get_law_spec("perplexity_spline:floor=0.3", space="log_ppl", sigma="std")
+    fit_min = df.loc[df.role == "fit", "domain_loss"].min()
+    pinned, note = refit_law(law, df, {"validated": True}, "domain_loss")
+    assert note is None and pinned.e == pytest.approx(0.3 * fit_min)
+    f = pinned.fit(df, target="domain_loss", mu="mu", sigma="sigma", D="D", progress=False)
+    assert f.law.e == pytest.approx(0.3 * fit_min) and f.law.e > 0.3 * df["domain_loss"].min()
+    same, note = refit_law(law, df, {"validated": False}, "domain_loss")  # nothing was validated: as given
+    assert same is law and note is None
+
+
+def test_refit_drops_a_floor_the_held_out_runs_went_below():
+    from pplaw.laws import get_law_spec
+    from pplaw.pipeline.fit import refit_law
+
+    df = _law_table()
+    law = get_law_spec("perplexity_spline:floor=0.9", space="log_ppl", sigma="std")  # 0.9 x 1.107 > 0.85
+    back, note = refit_law(law, df, {"validated": True}, "domain_loss")
+    assert back is law and "is not below the smallest measured domain_loss" in note

@@ -153,6 +153,11 @@ class Law:
         """Law-specific constructor options (JSON-serialisable); subclasses extend."""
         return {}
 
+    def anchored(self, y: Any) -> Law:
+        """This law with any option defined relative to the fitted losses fixed at its value for ``y`` (the
+        losses it was validated on), so a refit on more runs keeps what was validated; most laws have none."""
+        return self
+
     def config(self) -> dict[str, Any]:
         """Everything needed to rebuild this law: ``REGISTRY[name](**config)``."""
         cfg = dict(self.options())

@@ -20,7 +20,11 @@ measure: outside the fitted regimes it is an extrapolation (the loop searches on
 ``E`` is a floor no subset goes below (``floor`` times the smallest fitted loss; default 0, a pure power law in
 each regime). A pure power law over-states the gain of much larger budgets when the loss decelerates towards
 its floor; the loop scores candidate floors by held-out error at a larger size (``fit.laws`` entries such as
-``perplexity_spline:floor=0.3``).
+``perplexity_spline:floor=0.3``). ``e`` gives the floor in loss units instead (``anchored``): the floor a
+held-out score validated is a loss, the model's and validation text's own (Chinchilla's ``E + A / N^alpha`` at a
+fixed model), not a fraction of whichever runs are fitted; refitted with the larger held-out runs in, whose
+losses are lower, ``floor x the smallest loss`` would fall (by half on the 10x recipe's seed 70) and the law
+would over-state the gain of the last tokens by as much.
 
 ``pool`` (``k``, default 0: off) is an effective-data term for subsets drawn from a finite pool (pplaw's, after
 the data-constrained law of Muennighoff et al., 2023). A run samples ``D`` tokens from its regime's pool of ``P``
@@ -130,6 +134,9 @@ class PerplexityLawSpline(PerplexityLaw):
         self.floor, self.sigma_scale = float(floor), float(sigma_scale)
         self.smoothing = None if smoothing is None else float(smoothing)
         self.knots = None if knots is None else np.asarray(knots, float).reshape(-1, 2)
+        if e is not None and not (isinstance(e, (int, float)) and np.isfinite(e) and float(e) >= 0):
+            raise InvalidInputError(f"e must be a floor in loss units (a finite number >= 0) or None (floor x the "
+                                    f"smallest fitted loss), got {e!r}")
         self.d0, self.e = (None if d0 is None else float(d0)), (None if e is None else float(e))
         self._spline = None if self.knots is None else _Spline(self.knots)
         super().__init__(sigma=sigma, space=space, grid=grid, bounds=bounds, fixed=fixed)
@@ -140,9 +147,21 @@ class PerplexityLawSpline(PerplexityLaw):
             out["pool"] = self.pool
         if self.repeat > 0:
             out["repeat"] = self.repeat
+        if self.e is not None:
+            out["e"] = self.e
         if self.knots is not None:
             out.update(knots=self.knots.tolist(), d0=self.d0, e=self.e, smoothing=self.smoothing)
         return out
+
+    def anchored(self, y: Any) -> PerplexityLawSpline:
+        """This law with its floor fixed in loss units at ``floor x min(y)``, ``y`` the losses it was validated
+        on (the held-out score's fitting runs), so that a refit on more runs keeps the floor that was scored."""
+        if self.e is not None or self.floor <= 0:
+            return self
+        y = np.asarray(y, float)
+        if y.size == 0 or not np.all(np.isfinite(y)):
+            raise InvalidInputError("anchored needs the finite losses the floor was validated on")
+        return type(self)(**{**self.config(), "e": self.floor * float(np.min(y))})
 
     def describe(self) -> str:
         k = "" if self.knots is None else f", {len(self.knots)} regimes"
@@ -150,8 +169,10 @@ class PerplexityLawSpline(PerplexityLaw):
             "(log D - log D0)", "(log D_eff - log D0), D_eff = P/k (1 - exp(-k D/P))")
         if self.repeat > 0:
             form += f"; past D = P (repeated passes) D_eff = U (1 + R* (1 - exp(-(D/P - 1)/R*))), R* = {self.repeat:g}"
+        floor = f"floor {self.floor:g} x min loss" if self.e is None else f"floor E = {self.e:.4g}" + (
+            f" ({self.floor:g} x the smallest loss it was anchored on)" if self.floor > 0 else "")
         return (f"PerplexityLawSpline (pplaw's local two-stage extension, not the paper's law): {form}   "
-                f"[floor {self.floor:g} x min loss, sigma scale {self.sigma_scale:g}"
+                f"[{floor}, sigma scale {self.sigma_scale:g}"
                 f"{f', D_eff with pool decay {self.pool:g}' if self.pool > 0 else ''}{k}; mu, sigma in "
                 f"{self.ppl_space} space]")
 
@@ -228,7 +249,10 @@ class PerplexityLawSpline(PerplexityLaw):
         """The law with knots (one per regime of the data), ``D0`` (mean log size) and ``E`` fixed."""
         pts = self._scaled(data.X["mu"], data.X["sigma"])
         knots, _ = knots_of(pts)
-        e = self.floor * float(np.min(data.y))
+        e = self.floor * float(np.min(data.y)) if self.e is None else self.e
+        if e >= float(np.min(data.y)):
+            raise FitError(f"the floor E = {e:.6g} is not below the smallest loss of the data "
+                           f"({float(np.min(data.y)):.6g}): a run went below it, so no power law over that floor fits")
         cfg = {**self.config(), "knots": knots.tolist(), "d0": float(np.mean(self.log_d(data.X["D"], data.X.get("P")))),
                "e": e,
                "smoothing": self.smoothing}

@@ -177,6 +177,23 @@ def search_region(kind: str, region: RealisableRegion, df: pd.DataFrame) -> Any:
     return Region(both.contains, both.bbox, label + " within the hull of the fitted points")
 
 
+def refit_law(law: Any, df: pd.DataFrame, law_choice: dict[str, Any], target: str) -> tuple[Any, str | None]:
+    """The chosen law as the refit on every run uses it: anchored (:meth:`pplaw.laws.Law.anchored`) on the
+    fitting runs it was scored from, so a floor keeps the loss the held-out runs validated (``floor x`` the
+    smallest loss of all runs would be lower: the held-out runs are larger and their losses lower). With no
+    validation the law is as given. Returns ``(law, note)``: the note says when the anchored floor is not below
+    a held-out run's loss (the held-out runs refute it) and the floor is re-derived from every run instead."""
+    if not law_choice.get("validated"):
+        return law, None
+    fit_df, _ = split_roles(df)
+    anchored = law.anchored(fit_df[target].to_numpy(float))
+    e, low = getattr(anchored, "e", None), float(df[target].min())
+    if e is not None and e >= low:
+        return law, (f"the held-out floor E = {e:.4g} is not below the smallest measured {target} ({low:.4g}): "
+                     "the refit takes the floor relative to every run instead")
+    return anchored, None
+
+
 def fit_and_optimise(rows: list[dict[str, Any]], recipe: RunRecipe, region: RealisableRegion, out: Path,
                      total_tokens: int | None = None,
                      choose_band: Callable[[Any, pd.DataFrame, dict[str, Any]], BandChoice] | None = None,
@@ -195,9 +212,11 @@ def fit_and_optimise(rows: list[dict[str, Any]], recipe: RunRecipe, region: Real
     df = fit_frame(rows, f.space, total_tokens)
     law_choice = choose_law(df, recipe, out)
     write_json_atomic(out / "holdout.json", law_choice)
-    law = candidate_laws(recipe)[law_choice["chosen"]]
+    law, floor_note = refit_law(candidate_laws(recipe)[law_choice["chosen"]], df, law_choice, f.target)
     fit = law.fit(df, target=f.target, mu="mu", sigma="sigma", D="D", bootstrap=f.bootstrap, seed=f.seed,
                   strict=False, progress=False)
+    if floor_note:
+        fit.warnings.append(floor_note)
     opt = fit.optimum(region=search_region(recipe.select.region, region, df), D=float(region.budget))
     fit.to_json(out / "fit.json")
     fit.plot(out / "fit.png", optimum=opt)
