@@ -188,3 +188,30 @@ def test_held_out_choice_prefers_the_local_law_on_a_valley():
     assert cmp.best == "perplexity_spline"
     assert cmp.table.loc["perplexity_spline", "holdout_mape"] < 5.0
     assert cmp.table.loc["perplexity", "holdout_mape"] > 2 * cmp.table.loc["perplexity_spline", "holdout_mape"]
+
+
+def test_fit_floor_profiles_E_where_regimes_hold_four_sizes():
+    # a shared floor E = 0.4 under every regime's power law; three regimes measured at four sizes identify it
+    rng = np.random.default_rng(0)
+    rows = []
+    for k, mu in enumerate(np.linspace(3.0, 7.0, 6)):
+        for s in (0.3, 0.8):
+            sizes = (1e4, 2e4, 4e4, 8e4) if k % 2 == 0 and s == 0.3 else (1e4, 2e4)
+            for D in sizes:
+                L = 0.4 + truth(mu, s, D) * np.exp(rng.normal(0, 0.002))
+                rows.append({"mu": mu, "sigma": s, "D": D, "loss": L})
+    df = pd.DataFrame(rows)
+    f = fit(df, fit_floor=True)
+    assert f.law.e == pytest.approx(0.4, abs=0.05) and f.law.fit_floor
+    assert f.extras["regimes_identifying_floor"] == 3 and f.extras["floor_how"].startswith("profiled")
+    assert min(f.extras["floor_profile"].values()) < f.extras["floor_profile"]["0"]  # E = 0 fits worse
+    assert "profiled" in f.law.describe()
+    plain = fit(df)  # a pure power law misses the curvature: it extrapolates lower
+    far = pd.DataFrame({"mu": [5.4], "sigma": [0.3], "D": [8e5]})
+    assert float(plain.predict(far)[0]) < float(f.predict(far)[0])
+    two = fit(table(), fit_floor=True, floor=0.2)  # two sizes per regime: no floor is identified, the given stays
+    assert two.law.e == pytest.approx(0.2 * table()["loss"].min())
+    assert two.extras["floor_how"].startswith("given") and two.extras["regimes_identifying_floor"] == 0
+    assert Fit.from_json(f.to_json()).law.e == pytest.approx(f.law.e)
+    with pytest.raises(InvalidInputError, match="fit_floor must be true or false"):
+        PerplexityLawSpline(fit_floor="yes")

@@ -93,6 +93,10 @@ def test_refit_keeps_the_floor_the_held_out_runs_validated_in_loss_units():
     assert f.law.e == pytest.approx(0.3 * fit_min) and f.law.e > 0.3 * df["domain_loss"].min()
     same, note = refit_law(law, df, {"validated": False}, "domain_loss")  # nothing was validated: as given
     assert same is law and note is None
+    prof, note = refit_law(law, df, {"validated": True}, "domain_loss", profile=True)  # fit.refit_floor
+    assert prof.fit_floor and prof.e == pytest.approx(0.3 * fit_min) and note is None  # the anchored floor: fallback
+    f = prof.fit(df, target="domain_loss", mu="mu", sigma="sigma", D="D", progress=False)
+    assert f.extras["floor_how"].startswith("given")  # three sizes per regime do not identify the floor
 
 
 def test_refit_drops_a_floor_the_held_out_runs_went_below():

@@ -59,6 +59,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 NODE_TOL = 0.1  # runs whose scaled (mu, s) lie within this distance (nats) are one regime (knot)
 LAMBDAS = tuple(10.0 ** np.arange(-6.0, 3.01, 0.5))  # smoothing weights tried by cross-validation
+MIN_FLOOR_SIZES = 4  # sizes a regime needs to over-determine E + B D^-a (three numbers): fit_floor
+FLOOR_GRID = tuple(np.round(np.arange(0.0, 0.951, 0.025), 3))  # floors profiled (x the smallest loss): fit_floor
 
 
 def _tps(r: np.ndarray) -> np.ndarray:
@@ -112,7 +114,7 @@ class PerplexityLawSpline(PerplexityLaw):
     default_loss = "mse"
 
     def __init__(self, sigma: str = "std", space: str = "log_ppl", *, floor: float = 0.0, sigma_scale: float = 1.0,
-                 pool: float = 0.0, repeat: float = 0.0, smoothing: float | None = None, knots: Any = None, d0: float | None = None,
+                 pool: float = 0.0, repeat: float = 0.0, fit_floor: bool = False, smoothing: float | None = None, knots: Any = None, d0: float | None = None,
                  e: float | None = None, grid: Mapping[str, Any] | None = None,
                  bounds: Mapping[str, Any] | None = None, fixed: Mapping[str, float] | None = None):
         if not (np.isfinite(floor) and 0.0 <= float(floor) < 1.0):
@@ -122,7 +124,9 @@ class PerplexityLawSpline(PerplexityLaw):
         if not (isinstance(repeat, (int, float)) and np.isfinite(repeat) and 0.0 <= float(repeat) <= 1000.0):
             raise InvalidInputError(f"repeat must be a decay constant R* in [0, 1000] (0: no repetition term), "
                                     f"got {repeat!r}")
-        self.pool, self.repeat = float(pool), float(repeat)
+        if not isinstance(fit_floor, bool):
+            raise InvalidInputError(f"fit_floor must be true or false, got {fit_floor!r}")
+        self.pool, self.repeat, self.fit_floor = float(pool), float(repeat), fit_floor
         if self.pool > 0 or self.repeat > 0:  # the pool each run was drawn from, in tokens: a fourth input
             self.variables = ("mu", "sigma", "D", "P")
             self.positive = ("mu", "sigma", "D", "P")
@@ -147,6 +151,8 @@ class PerplexityLawSpline(PerplexityLaw):
             out["pool"] = self.pool
         if self.repeat > 0:
             out["repeat"] = self.repeat
+        if self.fit_floor:
+            out["fit_floor"] = True
         if self.e is not None:
             out["e"] = self.e
         if self.knots is not None:
@@ -171,6 +177,10 @@ class PerplexityLawSpline(PerplexityLaw):
             form += f"; past D = P (repeated passes) D_eff = U (1 + R* (1 - exp(-(D/P - 1)/R*))), R* = {self.repeat:g}"
         floor = f"floor {self.floor:g} x min loss" if self.e is None else f"floor E = {self.e:.4g}" + (
             f" ({self.floor:g} x the smallest loss it was anchored on)" if self.floor > 0 else "")
+        if self.fit_floor:
+            floor += (f" (profiled where a regime holds >= {MIN_FLOOR_SIZES} sizes)" if self.knots is None else
+                      f" (profiled, or the given floor where no regime holds >= {MIN_FLOOR_SIZES} sizes: see the "
+                      "fit's extras)")
         return (f"PerplexityLawSpline (pplaw's local two-stage extension, not the paper's law): {form}   "
                 f"[{floor}, sigma scale {self.sigma_scale:g}"
                 f"{f', D_eff with pool decay {self.pool:g}' if self.pool > 0 else ''}{k}; mu, sigma in "
@@ -313,6 +323,9 @@ class PerplexityLawSpline(PerplexityLaw):
         data = prepare(self, table, target=target, columns=columns, group=group)
         if np.any(data.y <= 0):
             raise InvalidInputError(f"target column {data.target!r} must be > 0 (the law fits log L)")
+        if self.fit_floor:
+            return self._fit_profiled(table, data, target=target, group=group, bootstrap=bootstrap, seed=seed,
+                                      level=level, columns=columns)
         law = self.resolve(data)
         lab = law.labels(data)
         K = len(law.knots)
@@ -363,6 +376,52 @@ class PerplexityLawSpline(PerplexityLaw):
                    "law predicts loss rising with D there")
             fit._fit_warnings.append(msg)
             fit.warnings.append(msg)
+        return fit
+
+    def _fit_profiled(self, table: Any, data: Data, *, target: str, group: str | None, bootstrap: int, seed: int,
+                      level: float, columns: Mapping[str, str]) -> Fit:
+        """``fit_floor``: ``E`` profiled over ``FLOOR_GRID`` x the smallest loss, the one whose fit has the lowest
+        in-sample RMS of ``log(pred / measured)`` (each with its own cross-validated smoothing).
+
+        Why in-sample: a regime run at two sizes is fitted exactly by its own power law over any floor, and one
+        at three by ``E + B D^-a`` (three numbers) exactly too, so only regimes measured at ``MIN_FLOOR_SIZES`` (4)
+        or more sizes over-determine the curve and constrain ``E``, by the curvature of their ``log L`` in
+        ``log D`` -- Chinchilla's joint fit of ``E``, restricted to where the data identify it (the 10x recipe's
+        held-out leaders at 2x and 4x, whose bands the sweep ran at 1x and 2x of its sizes). With no such regime
+        the floor is not identified: the given floor (``e``, else ``floor`` x the smallest loss) is kept and the fit
+        says so. The bootstrap then holds ``E`` fixed. Measured: benchmarks/PREDICT_RESULTS.md."""
+        base = {k: v for k, v in self.config().items() if k not in ("fit_floor", "knots", "d0", "smoothing")}
+        probe = type(self)(**{**base, "e": None, "floor": 0.0})
+        pts = probe._scaled(data.X["mu"], data.X["sigma"])
+        _, lab = knots_of(pts)
+        sizes = [np.unique(np.round(data.X["D"][lab == k], -2)).size for k in np.unique(lab)]
+        n_multi = int(np.sum(np.array(sizes) >= MIN_FLOOR_SIZES))
+        kw = dict(target=target, group=group, level=level, progress=False, **columns)
+        ymin = float(np.min(data.y))
+        extras: dict[str, Any] = {"regimes_identifying_floor": n_multi}
+        if n_multi == 0:
+            fixed = type(self)(**base)
+            fit = fixed.fit(table, bootstrap=bootstrap, seed=seed, **kw)
+            extras.update(floor_how=f"given (no regime holds >= {MIN_FLOOR_SIZES} sizes, so the data do not "
+                                    "identify a floor)")
+        else:
+            curve = {}
+            for frac in FLOOR_GRID:
+                try:
+                    f = type(self)(**{**base, "e": frac * ymin}).fit(table, bootstrap=0, seed=seed, **kw)
+                except FitError:
+                    continue
+                pred = np.asarray(f.predict(**data.X), float).ravel()  # (n,) at the fitted points
+                curve[float(frac * ymin)] = float(np.sqrt(np.mean(np.log(pred / data.y) ** 2)))
+            if not curve:
+                raise FitError(f"{type(self).__name__}: no floor in the profile could be fitted")
+            e = min(curve, key=lambda k: (curve[k], k))
+            fit = type(self)(**{**base, "e": e}).fit(table, bootstrap=bootstrap, seed=seed, **kw)
+            extras.update(floor_how=f"profiled: the lowest in-sample RMS log error over {len(curve)} floors "
+                                    f"(0-{FLOOR_GRID[-1]:g} x the smallest loss), identified by {n_multi} regime(s) "
+                                    f"at >= {MIN_FLOOR_SIZES} sizes", floor_profile={f"{k:.4g}": v for k, v in curve.items()})
+        fit.law = type(fit.law)(**{**fit.law.config(), "fit_floor": True})
+        fit.extras.update(extras)
         return fit
 
     # ------------------------------------------------------------------ optimum

@@ -177,21 +177,26 @@ def search_region(kind: str, region: RealisableRegion, df: pd.DataFrame) -> Any:
     return Region(both.contains, both.bbox, label + " within the hull of the fitted points")
 
 
-def refit_law(law: Any, df: pd.DataFrame, law_choice: dict[str, Any], target: str) -> tuple[Any, str | None]:
+def refit_law(law: Any, df: pd.DataFrame, law_choice: dict[str, Any], target: str,
+              profile: bool = False) -> tuple[Any, str | None]:
     """The chosen law as the refit on every run uses it: anchored (:meth:`pplaw.laws.Law.anchored`) on the
     fitting runs it was scored from, so a floor keeps the loss the held-out runs validated (``floor x`` the
-    smallest loss of all runs would be lower: the held-out runs are larger and their losses lower). With no
-    validation the law is as given. Returns ``(law, note)``: the note says when the anchored floor is not below
-    a held-out run's loss (the held-out runs refute it) and the floor is re-derived from every run instead."""
+    smallest loss of all runs would be lower: the held-out runs are larger and their losses lower). With
+    ``profile`` (``fit.refit_floor``) and a law that can profile its floor (the spline's ``fit_floor``), the
+    refit estimates ``E`` from every run where a regime holds >= 3 sizes, the anchored floor its fallback.
+    With no validation the law is as given. Returns ``(law, note)``: the note says when the anchored floor is
+    not below a held-out run's loss (the held-out runs refute it) and the floor is re-derived instead."""
     if not law_choice.get("validated"):
         return law, None
     fit_df, _ = split_roles(df)
-    anchored = law.anchored(fit_df[target].to_numpy(float))
+    anchored, note = law.anchored(fit_df[target].to_numpy(float)), None
     e, low = getattr(anchored, "e", None), float(df[target].min())
     if e is not None and e >= low:
-        return law, (f"the held-out floor E = {e:.4g} is not below the smallest measured {target} ({low:.4g}): "
-                     "the refit takes the floor relative to every run instead")
-    return anchored, None
+        anchored, note = law, (f"the held-out floor E = {e:.4g} is not below the smallest measured {target} "
+                               f"({low:.4g}): the refit takes the floor relative to every run instead")
+    if profile and hasattr(anchored, "fit_floor"):
+        anchored = type(anchored)(**{**anchored.config(), "fit_floor": True})
+    return anchored, note
 
 
 def fit_and_optimise(rows: list[dict[str, Any]], recipe: RunRecipe, region: RealisableRegion, out: Path,
@@ -212,7 +217,8 @@ def fit_and_optimise(rows: list[dict[str, Any]], recipe: RunRecipe, region: Real
     df = fit_frame(rows, f.space, total_tokens)
     law_choice = choose_law(df, recipe, out)
     write_json_atomic(out / "holdout.json", law_choice)
-    law, floor_note = refit_law(candidate_laws(recipe)[law_choice["chosen"]], df, law_choice, f.target)
+    law, floor_note = refit_law(candidate_laws(recipe)[law_choice["chosen"]], df, law_choice, f.target,
+                                profile=f.refit_floor)
     fit = law.fit(df, target=f.target, mu="mu", sigma="sigma", D="D", bootstrap=f.bootstrap, seed=f.seed,
                   strict=False, progress=False)
     if floor_note:

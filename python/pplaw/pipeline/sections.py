@@ -262,11 +262,17 @@ class FitSection:
                              "held-out MAPE. pplaw's extensions: 'perplexity_regime_d' (data exponent d0 + d1*mu + "
                              "d2*sigma), 'perplexity_spline' (each regime's power law in D, smoothed over (mu, sigma) "
                              "by a thin-plate spline). Options follow a colon: 'perplexity_spline:floor=0.3' puts a "
-                             "floor of 0.3 x the smallest loss under every power law; 'pool=2' replaces D by the "
+                             "floor of 0.3 x the smallest loss under every power law (the smallest fitting "
+                             "run's loss: the refit on every run keeps that floor in loss units); 'pool=2' replaces D by the "
                              "effective data of a subset drawn from a finite pool (its landscape band), D_eff = P/k "
                              "(1 - exp(-k D/P)); 'repeat=4' values the passes past D = P by the data-constrained law's form. "
                              "Default: the spline at floors 0, 0.3, 0.6 x pool rates 0, 1, 2, 3, and with "
                              "select.max_repeat > 1 also floors 0, 0.3, 0.6 x repeat 1, 4, 15.")
+    refit_floor: bool = option(True, "Refit the chosen spline law with its floor E profiled on every run (the "
+                               "lowest in-sample error over 0-0.95 x the smallest loss) where the held-out runs give a "
+                               "regime >= 4 sizes (the 10x recipe's leaders at 2x and 4x), so E comes from the "
+                               "curvature they measured, as Chinchilla fits E; false, or with no such regime (the "
+                               "quickstart): the floor scored held out, in loss units.")
     bootstrap: int = option(200, "Bootstrap resamples of runs for the CIs.")
     seed: int = option(0, "Bootstrap seed.")
     compare_variants: bool = option(True, "Also fit every (space, sigma) variant and report which fits best.")
