@@ -160,8 +160,10 @@ def _fit(ctx: ReportContext, a: Analysis) -> None:
     b = ctx.blocks
     b.append(("h2", "4. The perplexity-aware law and its optimum"))
     m = s["fit_metrics"]
+    floor = (f.get("floor") or {})
+    how = f" Its floor E = {floor['e']:.4g}: {floor['how']}." if floor.get("how") and floor.get("e") is not None else ""
     b.append(("p", f"{f['law']} fitted to {f['n_runs']} runs: R^2 {m['r2']:.4f}, RMSE {m['rmse']:.4g}, MAPE "
-                   f"{m['mape']:.3g}%."))
+                   f"{m['mape']:.3g}%.{how}"))
     for name in f["plots"]:
         b.append(("img", f"fit/{name}", name.replace("_", " ").replace(".png", "")))
     ci = opt.get("ci") or {}
