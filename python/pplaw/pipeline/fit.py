@@ -183,7 +183,7 @@ def refit_law(law: Any, df: pd.DataFrame, law_choice: dict[str, Any], target: st
     fitting runs it was scored from, so a floor keeps the loss the held-out runs validated (``floor x`` the
     smallest loss of all runs would be lower: the held-out runs are larger and their losses lower). With
     ``profile`` (``fit.refit_floor``) and a law that can profile its floor (the spline's ``fit_floor``), the
-    refit estimates ``E`` from every run where a regime holds >= 3 sizes, the anchored floor its fallback.
+    refit estimates ``E`` from every run where a regime holds >= 4 sizes, the anchored floor its fallback.
     With no validation the law is as given. Returns ``(law, note)``: the note says when the anchored floor is
     not below a held-out run's loss (the held-out runs refute it) and the floor is re-derived instead."""
     if not law_choice.get("validated"):
@@ -238,7 +238,7 @@ def fit_and_optimise(rows: list[dict[str, Any]], recipe: RunRecipe, region: Real
     outputs: dict[str, Any] = {
         "fit": "fit.json", "plots": ["fit.png", *plots], "summary": "fit_summary.txt",
         "law": fit.law.describe(), "n_runs": int(len(df)),
-        "floor": {"e": getattr(fit.law, "e", None), "how": fit.extras.get("floor_how") or floor_note}, "metrics": fit.metrics, "params": fit.params,
+        "floor": {"e": getattr(fit.law, "e", None), "how": how}, "metrics": fit.metrics, "params": fit.params,
         "ci": {k: list(v) for k, v in fit.ci.items()}, "warnings": fit.warnings,
         "optimum": opt.to_dict(), "law_optimum": opt.to_dict(), "region": recipe.select.region,
         "law_choice": law_choice,
