@@ -119,6 +119,8 @@ def step(name: str, data: Path, work: Path) -> dict:
                           out=work / "dos.parquet", progress=False)
         info.update(selected=sel.stats["ppl"]["count"], mean=sel.stats["ppl"]["mean"], std=sel.stats["ppl"]["std"],
                     target=(m, s))
+    elif name == "loop_state":
+        info.update(_loop_state(data))
     elif name.startswith("duckdb"):
         import duckdb
 
@@ -160,6 +162,43 @@ def step(name: str, data: Path, work: Path) -> dict:
     info["wall_s"] = time.perf_counter() - t0
     info["peak_rss_mb"] = _peak_rss_mb()
     return info
+
+
+def _loop_state(data: Path) -> dict:
+    """What ``pplaw run`` holds in memory before it trains (issue 27: its stages are not streamed yet): the
+    scored table as the score stage loads it (``ScoredChunks.load``: ppl, n_scored, chunk_id, doc_id when
+    present), the landscape with every chunk's bin (the landscape stage, 20 bins), the realisable region at
+    the final budget (the plan stage) and one band draw of the plan (``sample_subset``, a quantile band).
+    Peak RSS after each phase, and the bytes per chunk they add to the process' baseline."""
+    import numpy as np
+
+    import pplaw
+    from pplaw.io import read_scored
+    from pplaw.pipeline.plan import realisable_region
+
+    base = _rss_mb()
+    phases = {}
+    table, _, _ = read_scored(data, ["ppl", "n_scored"], ["chunk_id", "doc_id"], progress=False)
+    phases["table"] = _peak_rss_mb()
+    land = pplaw.Landscape.from_arrow(table, n_bins=20)
+    _ = np.asarray(land.bin_index)
+    phases["landscape"] = _peak_rss_mb()
+    ppl, tok = table.column("ppl").to_numpy(), table.column("n_scored").to_numpy()
+    total = int(tok.sum())
+    realisable_region(ppl, tok, int(total * 0.3), "log_ppl")
+    phases["region"] = _peak_rss_mb()
+    pplaw.sample_subset(table, token_budget=int(total * SHARE), quantile_window=BAND, seed=3, return_indices=True)
+    phases["band_draw"] = _peak_rss_mb()
+    n = table.num_rows
+    return {"rows": n, "base_rss_mb": base, "phases_peak_mb": phases,
+            "bytes_per_chunk": {k: (v - base) * 2**20 / n for k, v in phases.items()}}
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def _peak_rss_mb() -> float:
@@ -332,6 +371,7 @@ def main() -> None:
     ap.add_argument("--dir", default="/tmp/scale")
     ap.add_argument("--anchors", action="store_true")
     ap.add_argument("--in-memory", action="store_true")
+    ap.add_argument("--loop", action="store_true", help="also measure what `pplaw run` holds in memory (loop_state)")
     ap.add_argument("--simulate", type=float)
     ap.add_argument("--shards", type=int, default=8)
     ap.add_argument("--timeout", type=int, default=900)
@@ -361,6 +401,8 @@ def main() -> None:
         work = root / f"work-{n:.0e}".replace("+", "")
         work.mkdir(parents=True, exist_ok=True)
         steps = ["landscape", "band", "target", "dos", "e2e"]
+        if a.loop:
+            steps.append("loop_state")
         if a.anchors:
             steps += ["duckdb_quantile", "duckdb_approx", "duckdb_band", "polars_quantile", "polars_band"]
         res = {"n": n, "generate_s": gen_s, "steps": [], "load_avg_start": os.getloadavg()}

@@ -222,3 +222,25 @@ def test_selection_kinds():
         _columns.as_selection([0, -1], 3)
     with pytest.raises(InvalidInputError, match="integers"):
         _columns.as_selection([0.5], 3)
+
+
+def test_repeated_integer_ids_found_by_a_sort_as_by_arrows_hash_count():
+    """The sort-based check (integer ids: 9 bytes an id instead of ~105 for the hash count) gives the hash
+    count's answer: how many distinct values repeat, the first repeated one in row order, its count."""
+    from pplaw._columns import _repeats_hashed, _repeats_sorted
+
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n = int(rng.integers(1, 50))
+        a = rng.integers(0, int(rng.integers(1, 70)), n).astype(rng.choice([np.int8, np.int32, np.int64, np.uint64]))
+        for col in (pa.array(a), pa.chunked_array([a[: n // 2], a[n // 2:]])):
+            assert _repeats_sorted(col) == _repeats_hashed(col)
+    ids = pa.array(np.array([5, 3, 9, 3, 5, 5, 1], dtype=np.uint64))
+    assert _repeats_sorted(ids) == (2, 5, 3)  # 5 comes first in row order, 3 times
+    assert _repeats_sorted(pa.array(np.arange(10, dtype=np.int64))) is None  # ascending: one pass, no sort
+    assert _repeats_sorted(pa.array(np.arange(10, dtype=np.int64)[::-1].copy())) is None
+    import pplaw
+
+    with pytest.raises(InvalidInputError, match=r"has 2 repeated value\(s\), e.g. 5 3 times"):
+        pplaw.sample_subset(pa.table({"ppl": np.full(7, 2.0), "n_scored": np.full(7, 8), "chunk_id": ids}),
+                            token_budget=8)
