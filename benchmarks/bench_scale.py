@@ -194,19 +194,21 @@ def _loop_state(data: Path) -> dict:
             "bytes_per_chunk": {k: (v - base) * 2**20 / n for k, v in phases.items()}}
 
 
-def _rss_mb() -> float:
+def _status_mb(field: str) -> float | None:
+    """A ``/proc/self/status`` memory field (``VmRSS``, ``VmHWM``) in MB; None where there is no procfs."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
-    return float("nan")
+    return None
+
+
+def _rss_mb() -> float:
+    return _status_mb("VmRSS") or float("nan")
 
 
 def _peak_rss_mb() -> float:
     """This process' peak RSS (VmHWM: unlike ru_maxrss, it starts afresh at exec, not at the parent's)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return _status_mb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_step(name: str, data: Path, work: Path, timeout: int) -> dict:
