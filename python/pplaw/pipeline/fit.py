@@ -232,13 +232,13 @@ def fit_and_optimise(rows: list[dict[str, Any]], recipe: RunRecipe, region: Real
     if "role" in df.columns:
         by = np.where(df["role"].fillna("fit").to_numpy() == "validation", np.char.add(by, " (held out)"), by)
     plots = [p.name for p in write_plots(fit, out, optimum=opt, by=by)]
-    how = fit.extras.get("floor_how") or floor_note
+    how, e = fit.extras.get("floor_how") or floor_note, getattr(fit.law, "e", None)  # e: None for laws without a floor
     summary = (f"law chosen: {law_choice['chosen']} ({law_choice['reason']})\n\n" + fit.summary()
-               + (f"\nfloor E = {getattr(fit.law, 'e', 0.0) or 0.0:.4g}: {how}" if how else "") + "\n\n" + str(opt))
+               + (f"\nfloor E = {e or 0.0:.4g}: {how}" if how else "") + "\n\n" + str(opt))
     outputs: dict[str, Any] = {
         "fit": "fit.json", "plots": ["fit.png", *plots], "summary": "fit_summary.txt",
         "law": fit.law.describe(), "n_runs": int(len(df)),
-        "floor": {"e": getattr(fit.law, "e", None), "how": how}, "metrics": fit.metrics, "params": fit.params,
+        "floor": {"e": e, "how": how}, "metrics": fit.metrics, "params": fit.params,
         "ci": {k: list(v) for k, v in fit.ci.items()}, "warnings": fit.warnings,
         "optimum": opt.to_dict(), "law_optimum": opt.to_dict(), "region": recipe.select.region,
         "law_choice": law_choice,
